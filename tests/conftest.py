@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny configs and models built on the fly (nothing is downloaded)."""
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TINY = dict(
+    image_size=32,
+    patch_size=8,
+    num_frames=4,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    num_labels=5,
+)
+
+
+def tiny_config(**overrides):
+    from timesformer_hf import TimeSformerConfig
+
+    return TimeSformerConfig(**{**TINY, **overrides})
+
+
+def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every parameter random values (also the zero-initialised ones) so no path is trivially zero."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
+    return model.eval()
+
+
+@pytest.fixture(params=["divided_space_time", "joint_space_time", "space_only"])
+def attention_type(request):
+    return request.param

@@ -1,0 +1,305 @@
+"""The model: faithfulness to `transformers`' TimeSformer and to the original's resizing, options and errors."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import transformers
+from conftest import TINY, randomize_, tiny_config
+
+from timesformer_hf import TimeSformerConfig, TimeSformerForVideoClassification, TimeSformerModel
+
+ATOL = 1e-5
+
+
+def tiny_model(seed: int = 0, **overrides) -> TimeSformerForVideoClassification:
+    return randomize_(TimeSformerForVideoClassification(tiny_config(**overrides)), seed)
+
+
+def clip(batch=2, frames=4, height=32, width=32, seed=1) -> torch.Tensor:
+    return torch.randn(batch, frames, 3, height, width, generator=torch.Generator().manual_seed(seed))
+
+
+def nearest_indices(size_in: int, size_out: int) -> torch.Tensor:
+    """Source index of each output position for nearest interpolation (floor(i * in / out)), written by hand."""
+    return torch.tensor([(i * size_in) // size_out for i in range(size_out)])
+
+
+# --- config --------------------------------------------------------------------------------------------------
+
+
+def test_config_accepts_pairs_and_round_trips(tmp_path):
+    config = TimeSformerConfig(image_size=(32, 48), patch_size=(8, 16), num_labels=3)
+    assert config.patch_grid == (4, 3)
+    config.save_pretrained(tmp_path)
+    reloaded = TimeSformerConfig.from_pretrained(tmp_path)
+    assert tuple(reloaded.image_size) == (32, 48) and reloaded.num_labels == 3
+    assert reloaded.model_type == "timesformer_hf"
+
+
+def test_config_has_every_field_of_transformers_config():
+    ours, theirs = TimeSformerConfig().to_dict(), transformers.TimesformerConfig().to_dict()
+    assert set(theirs) - {"model_type", "transformers_version"} <= set(ours)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(attention_type="divided"), "Unknown attention_type"),
+        (dict(hidden_size=100, num_attention_heads=12), "multiple of num_attention_heads"),
+        (dict(image_size=30, patch_size=16), "not a multiple of patch_size"),
+        (dict(num_frames=0), "num_frames"),
+    ],
+)
+def test_config_rejects_invalid_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TimeSformerConfig(**kwargs)
+
+
+# --- faithfulness ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time"])
+def test_logits_match_transformers_timesformer(attention_type):
+    model = tiny_model(attention_type=attention_type)
+    reference = transformers.TimesformerForVideoClassification(
+        transformers.TimesformerConfig(**{**TINY, "attention_type": attention_type})
+    ).eval()
+    reference.load_state_dict(model.state_dict(), strict=True)
+    pixel_values = clip()
+    with torch.no_grad():
+        ours = model(pixel_values, output_hidden_states=True)
+        theirs = reference(pixel_values, output_hidden_states=True)
+    torch.testing.assert_close(ours.logits, theirs.logits, atol=ATOL, rtol=0)
+    for mine, reference_state in zip(ours.hidden_states, theirs.hidden_states, strict=True):
+        torch.testing.assert_close(mine, reference_state, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("frames, height, width", [(6, 48, 32), (2, 32, 40), (4, 24, 24)])
+def test_other_frame_count_and_size_equal_a_model_configured_for_them(attention_type, frames, height, width):
+    model = tiny_model(attention_type=attention_type)
+    resized = TimeSformerForVideoClassification(
+        tiny_config(attention_type=attention_type, num_frames=frames, image_size=(height, width))
+    ).eval()
+    state = model.state_dict()
+    grid_in, grid_out = (4, 4), (height // 8, width // 8)
+    position = state["timesformer.embeddings.position_embeddings"]
+    patch_position = position[0, 1:].reshape(*grid_in, -1)
+    rows, cols = nearest_indices(grid_in[0], grid_out[0]), nearest_indices(grid_in[1], grid_out[1])
+    patch_position = patch_position[rows][:, cols].reshape(1, -1, position.shape[-1])
+    state["timesformer.embeddings.position_embeddings"] = torch.cat([position[:, :1], patch_position], dim=1)
+    if attention_type != "space_only":
+        time = state["timesformer.embeddings.time_embeddings"]
+        state["timesformer.embeddings.time_embeddings"] = time[:, nearest_indices(4, frames)]
+    resized.load_state_dict(state, strict=True)
+
+    pixel_values = clip(frames=frames, height=height, width=width)
+    with torch.no_grad():
+        torch.testing.assert_close(model(pixel_values).logits, resized(pixel_values).logits, atol=ATOL, rtol=0)
+        changed_shape = model(clip()).logits
+    assert not torch.allclose(changed_shape, model(pixel_values).logits)
+
+
+def test_space_only_averages_frames_before_the_final_norm():
+    model = tiny_model(attention_type="space_only")
+    pixel_values = clip(batch=2, frames=3)
+    with torch.no_grad():
+        logits = model(pixel_values).logits
+        # By hand: run each frame alone, average the per-frame CLS tokens before the final LayerNorm.
+        frame_cls = [
+            model.timesformer(pixel_values[:, t : t + 1], output_hidden_states=True).hidden_states[-1][:, 0]
+            for t in range(3)
+        ]
+        expected = model.classifier(model.timesformer.layernorm(torch.stack(frame_cls).mean(0)))
+    assert logits.shape == (2, TINY["num_labels"])
+    torch.testing.assert_close(logits, expected, atol=ATOL, rtol=0)
+
+
+def test_sdpa_and_eager_agree(attention_type):
+    model = tiny_model(attention_type=attention_type)
+    assert model.config._attn_implementation == "sdpa"
+    pixel_values = clip()
+    with torch.no_grad():
+        sdpa = model(pixel_values).logits
+        model.set_attn_implementation("eager")
+        eager = model(pixel_values).logits
+    torch.testing.assert_close(sdpa, eager, atol=ATOL, rtol=0)
+
+
+def test_gradients_with_and_without_checkpointing_agree(attention_type):
+    model = tiny_model(attention_type=attention_type).train()
+    pixel_values, labels = clip(), torch.tensor([1, 3])
+
+    def gradients():
+        model.zero_grad()
+        model(pixel_values, labels=labels).loss.backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    plain = gradients()
+    # `activation_checkpointing_enable` is the newer name of `gradient_checkpointing_enable`.
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()
+    assert model.timesformer.encoder.layer[0].gradient_checkpointing
+    checkpointed = gradients()
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, atol=ATOL, rtol=0, msg=name)
+
+
+# --- outputs --------------------------------------------------------------------------------------------------
+
+
+def test_attention_and_hidden_state_shapes():
+    batch, frames, patches, heads = 2, 4, 16, TINY["num_attention_heads"]
+    with torch.no_grad():
+        divided = tiny_model()(clip(), output_attentions=True, output_hidden_states=True)
+        joint = tiny_model(attention_type="joint_space_time")(clip(), output_attentions=True)
+        space = tiny_model(attention_type="space_only")(clip(), output_attentions=True, output_hidden_states=True)
+    layers = TINY["num_hidden_layers"]
+    assert len(divided.attentions) == len(divided.temporal_attentions) == layers
+    assert divided.attentions[0].shape == (batch * frames, heads, 1 + patches, 1 + patches)
+    assert divided.temporal_attentions[0].shape == (batch * patches, heads, frames, frames)
+    torch.testing.assert_close(divided.temporal_attentions[0].sum(-1), torch.ones(batch * patches, heads, frames))
+    assert len(divided.hidden_states) == layers + 1
+    assert divided.hidden_states[0].shape == (batch, 1 + patches * frames, TINY["hidden_size"])
+    assert joint.attentions[0].shape == (batch, heads, 1 + patches * frames, 1 + patches * frames)
+    assert joint.temporal_attentions is None
+    assert space.attentions[0].shape == (batch * frames, heads, 1 + patches, 1 + patches)
+    assert space.hidden_states[0].shape == (batch * frames, 1 + patches, TINY["hidden_size"])
+
+
+def test_base_model_outputs_and_return_dict_false():
+    model = tiny_model()
+    pixel_values = clip()
+    with torch.no_grad():
+        outputs = model.timesformer(pixel_values)
+        as_tuple = model(pixel_values, return_dict=False)
+    assert outputs.last_hidden_state.shape == (2, 1 + 16 * 4, 32)
+    torch.testing.assert_close(outputs.pooler_output, outputs.last_hidden_state[:, 0])
+    assert isinstance(as_tuple, tuple)
+    torch.testing.assert_close(as_tuple[0], model(pixel_values).logits)
+
+
+@pytest.mark.parametrize(
+    "num_labels, labels, problem_type",
+    [
+        (5, torch.tensor([0, 4]), "single_label_classification"),
+        (5, torch.tensor([[0.0, 1, 0, 1, 0], [1, 0, 0, 0, 0]]), "multi_label_classification"),
+        (1, torch.tensor([0.5, -1.0]), "regression"),
+    ],
+)
+def test_losses(num_labels, labels, problem_type):
+    model = tiny_model(num_labels=num_labels)
+    outputs = model(clip(), labels=labels)
+    assert model.config.problem_type == problem_type
+    assert outputs.loss.ndim == 0 and torch.isfinite(outputs.loss)
+    outputs.loss.backward()
+    assert model.classifier.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((4, 3, 32, 32), "must have shape"),
+        ((1, 4, 1, 32, 32), "channels"),
+        ((1, 4, 3, 30, 32), "not a multiple of the patch size"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(shape, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_model()(torch.randn(shape))
+
+
+def test_torch_compile_fullgraph_has_no_graph_break():
+    model = tiny_model()
+    pixel_values = clip()
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(pixel_values).logits, model(pixel_values).logits, atol=ATOL, rtol=0)
+
+
+# --- saving, loading, interoperability ------------------------------------------------------------------------
+
+
+def test_loads_a_repo_saved_by_transformers_timesformer(tmp_path):
+    reference = randomize_(
+        transformers.TimesformerForVideoClassification(transformers.TimesformerConfig(**TINY)), seed=3
+    )
+    reference.save_pretrained(tmp_path)
+    model, info = TimeSformerForVideoClassification.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    pixel_values = clip()
+    with torch.no_grad():
+        torch.testing.assert_close(model(pixel_values).logits, reference(pixel_values).logits, atol=ATOL, rtol=0)
+
+
+def test_transformers_timesformer_loads_a_repo_saved_by_this_package(tmp_path):
+    model = tiny_model(seed=4)
+    model.save_pretrained(tmp_path)
+    reference, info = transformers.TimesformerForVideoClassification.from_pretrained(
+        tmp_path, output_loading_info=True
+    )
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    pixel_values = clip()
+    with torch.no_grad():
+        torch.testing.assert_close(reference(pixel_values).logits, model(pixel_values).logits, atol=ATOL, rtol=0)
+
+
+def test_auto_classes_and_device_map(tmp_path):
+    from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
+
+    model = tiny_model(seed=5)
+    model.save_pretrained(tmp_path)
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), TimeSformerConfig)
+    assert isinstance(AutoModel.from_pretrained(tmp_path), TimeSformerModel)
+    loaded = AutoModelForVideoClassification.from_pretrained(tmp_path, device_map="auto")
+    assert isinstance(loaded, TimeSformerForVideoClassification)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(clip()).logits, model(clip()).logits, atol=ATOL, rtol=0)
+
+
+def test_trust_remote_code_load_uses_the_repos_own_code(tmp_path):
+    model = tiny_model(seed=6)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "modeling_timesformer.py").exists() and (tmp_path / "configuration_timesformer.py").exists()
+    torch.save(clip(), tmp_path / "clip.pt")
+    with torch.no_grad():
+        torch.save(model(clip()).logits, tmp_path / "expected.pt")
+    script = f"""
+import sys, torch
+from transformers import AutoModel, AutoModelForVideoClassification
+repo = {str(tmp_path)!r}
+model = AutoModelForVideoClassification.from_pretrained(repo, trust_remote_code=True).eval()
+assert "timesformer_hf" not in sys.modules, "the package must not be imported"
+assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+with torch.no_grad():
+    diff = (model(torch.load(repo + "/clip.pt")).logits - torch.load(repo + "/expected.pt")).abs().max().item()
+assert diff <= 1e-5, diff
+base = AutoModel.from_pretrained(repo, trust_remote_code=True)
+print(type(model).__name__, type(base).__name__, type(model).__module__)
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "TimeSformerForVideoClassification TimeSformerModel transformers_modules" in result.stdout
+
+
+# --- full size (slow) -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attention_type, millions", [("divided_space_time", 121.4), ("joint_space_time", 85.9)])
+def test_full_size_parameter_count_matches_the_paper(attention_type, millions):
+    model = TimeSformerModel(TimeSformerConfig(attention_type=attention_type))
+    count = sum(p.numel() for p in model.parameters())
+    assert abs(count / 1e6 - millions) <= 0.3, count
+
+
+@pytest.mark.slow
+def test_full_size_compiles_with_inductor():
+    model = TimeSformerForVideoClassification(TimeSformerConfig(num_labels=400)).eval()
+    pixel_values = torch.randn(1, 8, 3, 224, 224)
+    compiled = torch.compile(model, fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(pixel_values).logits, model(pixel_values).logits, atol=1e-4, rtol=0)

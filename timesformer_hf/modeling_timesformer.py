@@ -1,0 +1,555 @@
+"""TimeSformer: divided space-time attention for video (Bertasius, Wang and Torresani, ICML 2021).
+
+Faithful to the original `vit.py`: the same tokens, the same order of operations and the same parameters, so the
+original checkpoints and the `facebook/timesformer-*` repos of `transformers` load and give the same numbers. Unlike
+`transformers.TimesformerModel`, the frame count and patch grid are read from the input (the time and position
+embeddings are resized as the original does), `space_only` averages frames into one prediction per video, and the
+attention runs through the `transformers` attention interface (eager, sdpa, flash, flex).
+
+Token layout of a clip (divided and joint attention): `[CLS, p0t0, p0t1, ..., p0t(T-1), p1t0, ...]`, i.e.
+`(batch, 1 + num_patches * num_frames, hidden)` patch-major and time-minor, as the original `b (h w t) d`.
+`space_only` runs each frame as an image: `(batch * num_frames, 1 + num_patches, hidden)`.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from .configuration_timesformer import TimeSformerConfig, to_pair
+
+
+@dataclass
+class TimeSformerModelOutput(BaseModelOutputWithPooling):
+    r"""
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`):
+        Tokens after the final LayerNorm: `1 + num_patches * num_frames` of them (divided and joint attention) or
+        `1 + num_patches` averaged over frames (`space_only`).
+    pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+        The CLS token of `last_hidden_state`, the feature the classifier reads.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states=True`):
+        The embeddings and the output of every layer, before the final LayerNorm, in the layout the layers use:
+        `(batch_size, 1 + num_patches * num_frames, hidden_size)`, or `(batch_size * num_frames, 1 + num_patches,
+        hidden_size)` for `space_only`.
+    attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions=True`):
+        Spatial attention weights of every layer (joint attention: the weights over all tokens):
+        `(batch_size * num_frames, num_heads, 1 + num_patches, 1 + num_patches)` for divided and space-only,
+        `(batch_size, num_heads, 1 + num_patches * num_frames, 1 + num_patches * num_frames)` for joint.
+    temporal_attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions=True`):
+        Temporal attention weights of every layer of a divided model:
+        `(batch_size * num_patches, num_heads, num_frames, num_frames)`, rows in patch order.
+    """
+
+    temporal_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class TimeSformerVideoClassifierOutput(ImageClassifierOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `(1,)`, *optional*, returned when `labels` is provided):
+        Classification (or regression) loss.
+    logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
+        One row of scores per video, for every attention type.
+    hidden_states, attentions, temporal_attentions:
+        As in [`TimeSformerModelOutput`].
+    """
+
+    temporal_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: zero whole samples (rows of dim 0) with probability `drop_prob`, rescale the rest."""
+    if drop_prob == 0.0 or not training:
+        return hidden_states
+    keep_prob = 1.0 - drop_prob
+    shape = (hidden_states.shape[0],) + (1,) * (hidden_states.ndim - 1)
+    mask = hidden_states.new_empty(shape).bernoulli_(keep_prob)
+    return hidden_states * mask / keep_prob
+
+
+class TimeSformerDropPath(nn.Module):
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return drop_path(hidden_states, self.drop_prob, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.drop_prob}"
+
+
+class TimeSformerPatchEmbeddings(nn.Module):
+    """Frames `(batch, frames, channels, height, width)` to patch tokens `(batch * frames, grid_h * grid_w, hidden)`."""
+
+    def __init__(self, config: TimeSformerConfig) -> None:
+        super().__init__()
+        self.num_channels = config.num_channels
+        self.patch_size = to_pair(config.patch_size)
+        self.projection = nn.Conv2d(
+            config.num_channels, config.hidden_size, kernel_size=self.patch_size, stride=self.patch_size
+        )
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        if pixel_values.ndim != 5:
+            raise ValueError(
+                "pixel_values must have shape (batch, frames, channels, height, width), got a tensor of shape "
+                f"{tuple(pixel_values.shape)}; for one clip of shape (frames, channels, height, width) use "
+                "pixel_values.unsqueeze(0)."
+            )
+        batch_size, num_frames, num_channels, height, width = pixel_values.shape
+        if num_channels != self.num_channels:
+            raise ValueError(
+                f"pixel_values has {num_channels} channels at dim 2 but the model expects {self.num_channels}; "
+                "frames must be laid out as (batch, frames, channels, height, width)."
+            )
+        patch_height, patch_width = self.patch_size
+        if height % patch_height or width % patch_width:
+            raise ValueError(
+                f"Frame size {height}x{width} is not a multiple of the patch size {patch_height}x{patch_width}: "
+                "resize or crop the frames (the image processor does this)."
+            )
+        pixel_values = pixel_values.reshape(batch_size * num_frames, num_channels, height, width)
+        pixel_values = pixel_values.to(self.projection.weight.dtype)
+        embeddings = self.projection(pixel_values)  # (B*T, D, h, w)
+        grid = (embeddings.shape[-2], embeddings.shape[-1])
+        return embeddings.flatten(2).transpose(1, 2), grid  # (B*T, h*w, D)
+
+
+class TimeSformerEmbeddings(nn.Module):
+    """Patch, CLS, position and time embeddings; resizes position and time embeddings to the input (nearest)."""
+
+    def __init__(self, config: TimeSformerConfig) -> None:
+        super().__init__()
+        self.attention_type = config.attention_type
+        self.grid = config.patch_grid
+        self.patch_embeddings = TimeSformerPatchEmbeddings(config)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.position_embeddings = nn.Parameter(torch.zeros(1, 1 + self.grid[0] * self.grid[1], config.hidden_size))
+        if self.attention_type != "space_only":
+            self.time_embeddings = nn.Parameter(torch.zeros(1, config.num_frames, config.hidden_size))
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def resized_position_embeddings(self, grid: tuple[int, int]) -> torch.Tensor:
+        """Position embeddings `(1, 1 + h*w, D)` for a patch grid `(h, w)`, nearest-resized as the original."""
+        if grid == self.grid:
+            return self.position_embeddings
+        cls_position, patch_position = self.position_embeddings[:, :1], self.position_embeddings[:, 1:]
+        patch_position = patch_position.transpose(1, 2).reshape(1, -1, *self.grid)  # (1, D, H0, W0)
+        patch_position = nn.functional.interpolate(patch_position, size=grid, mode="nearest")
+        return torch.cat([cls_position, patch_position.flatten(2).transpose(1, 2)], dim=1)
+
+    def resized_time_embeddings(self, num_frames: int) -> torch.Tensor:
+        """Time embeddings `(1, T, D)` for `num_frames` frames, nearest-resized as the original."""
+        if num_frames == self.time_embeddings.shape[1]:
+            return self.time_embeddings
+        time_embeddings = nn.functional.interpolate(self.time_embeddings.transpose(1, 2), size=num_frames, mode="nearest")
+        return time_embeddings.transpose(1, 2)
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        batch_size, num_frames = pixel_values.shape[:2]
+        patches, grid = self.patch_embeddings(pixel_values)  # (B*T, N, D)
+        position_embeddings = self.resized_position_embeddings(grid)
+        patches = patches + position_embeddings[:, 1:]
+        cls_token = self.cls_token + position_embeddings[:, :1]  # (1, 1, D)
+
+        if self.attention_type == "space_only":
+            embeddings = torch.cat([cls_token.expand(patches.shape[0], -1, -1), patches], dim=1)  # (B*T, 1+N, D)
+            return self.dropout(embeddings), grid
+
+        # (B*T, N, D) -> (B, N, T, D): patch-major, time-minor, then add the time embeddings
+        num_patches, hidden_size = patches.shape[1:]
+        patches = self.dropout(patches).view(batch_size, num_frames, num_patches, hidden_size).transpose(1, 2)
+        patches = self.dropout(patches + self.resized_time_embeddings(num_frames).unsqueeze(1))
+        patches = patches.reshape(batch_size, num_patches * num_frames, hidden_size)
+        cls_token = self.dropout(cls_token).expand(batch_size, -1, -1)
+        return torch.cat([cls_token, patches], dim=1), grid  # (B, 1 + N*T, D)
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax attention on `(batch, heads, seq, head_dim)`; returns `(batch, seq, heads, head_dim)` and weights."""
+    attn_weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+class TimeSformerSelfAttention(nn.Module):
+    """Multi-head self-attention with a fused QKV projection, through the `transformers` attention interface."""
+
+    def __init__(self, config: TimeSformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.dropout = config.attention_probs_dropout_prob
+        self.is_causal = False
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
+
+    def forward(
+        self, hidden_states: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch_size, seq_length, hidden_size = hidden_states.shape  # (B', S, D)
+        qkv = self.qkv(hidden_states).view(batch_size, seq_length, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B', heads, S, head_dim)
+
+        attention_interface: Callable = eager_attention_forward
+        if self.config._attn_implementation != "eager" and not output_attentions:
+            attention_interface = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
+        attn_output, attn_weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            None,
+            dropout=self.dropout if self.training else 0.0,
+            scaling=self.scaling,
+        )
+        return attn_output.reshape(batch_size, seq_length, hidden_size), attn_weights
+
+
+class TimeSformerSelfOutput(nn.Module):
+    """Output projection of an attention layer (the residual is added by the layer)."""
+
+    def __init__(self, config: TimeSformerConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.dense(hidden_states))
+
+
+class TimeSformerAttention(nn.Module):
+    def __init__(self, config: TimeSformerConfig) -> None:
+        super().__init__()
+        self.attention = TimeSformerSelfAttention(config)
+        self.output = TimeSformerSelfOutput(config)
+
+    def forward(
+        self, hidden_states: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        context, attn_weights = self.attention(hidden_states, output_attentions)
+        return self.output(context), attn_weights
+
+
+class TimeSformerIntermediate(nn.Module):
+    def __init__(self, config: TimeSformerConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.activation(self.dense(hidden_states)))
+
+
+class TimeSformerOutput(nn.Module):
+    def __init__(self, config: TimeSformerConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.dense(hidden_states))
+
+
+class TimeSformerLayer(GradientCheckpointingLayer):
+    """One pre-norm block: divided (temporal, then spatial) or a single attention, then the MLP."""
+
+    def __init__(self, config: TimeSformerConfig, layer_index: int) -> None:
+        super().__init__()
+        self.attention_type = config.attention_type
+        self.layer_index = layer_index
+        rate = config.drop_path_rate * layer_index / max(config.num_hidden_layers - 1, 1)  # linear decay rule
+        self.drop_path = TimeSformerDropPath(rate)
+        self.layernorm_before = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = TimeSformerAttention(config)
+        if self.attention_type == "divided_space_time":
+            self.temporal_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+            self.temporal_attention = TimeSformerAttention(config)
+            self.temporal_dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.intermediate = TimeSformerIntermediate(config)
+        self.output = TimeSformerOutput(config)
+
+    def forward(
+        self, hidden_states: torch.Tensor, num_frames: int, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Returns the new tokens, the spatial (or joint) attention weights and the temporal ones (or `None`)."""
+        temporal_weights = None
+        if self.attention_type == "divided_space_time":
+            hidden_states, attn_weights, temporal_weights = self._divided_attention(
+                hidden_states, num_frames, output_attentions
+            )
+        else:
+            attn_output, attn_weights = self.attention(self.layernorm_before(hidden_states), output_attentions)
+            hidden_states = hidden_states + self.drop_path(attn_output)
+        mlp_output = self.output(self.intermediate(self.layernorm_after(hidden_states)))
+        return hidden_states + self.drop_path(mlp_output), attn_weights, temporal_weights
+
+    def _divided_attention(
+        self, hidden_states: torch.Tensor, num_frames: int, output_attentions: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        batch_size, seq_length, hidden_size = hidden_states.shape  # (B, 1 + N*T, D)
+        num_patches = (seq_length - 1) // num_frames
+        cls_token, patches = hidden_states[:, :1], hidden_states[:, 1:]  # (B, 1, D), (B, N*T, D)
+
+        # Temporal attention over the T tokens of each patch position; CLS excluded.
+        temporal = self.temporal_layernorm(patches).view(batch_size * num_patches, num_frames, hidden_size)
+        temporal, temporal_weights = self.temporal_attention(temporal, output_attentions)  # (B*N, T, D)
+        temporal = self.drop_path(temporal).view(batch_size, num_patches * num_frames, hidden_size)
+        patches = patches + self.temporal_dense(temporal)  # (B, N*T, D)
+
+        # Spatial attention over the 1 + N tokens of each frame, the CLS token copied into every frame.
+        spatial_cls = self.layernorm_before(cls_token).unsqueeze(1).expand(-1, num_frames, -1, -1)  # (B, T, 1, D)
+        spatial_patches = self.layernorm_before(patches).view(batch_size, num_patches, num_frames, hidden_size)
+        spatial = torch.cat([spatial_cls, spatial_patches.transpose(1, 2)], dim=2)  # (B, T, 1+N, D)
+        spatial = spatial.view(batch_size * num_frames, 1 + num_patches, hidden_size)
+        spatial, attn_weights = self.attention(spatial, output_attentions)
+        spatial = self.drop_path(spatial).view(batch_size, num_frames, 1 + num_patches, hidden_size)
+
+        # The T outputs of the CLS token are averaged back into one; patches return to patch-major order.
+        cls_token = cls_token + spatial[:, :, 0].mean(dim=1, keepdim=True)  # (B, 1, D)
+        patches = patches.view(batch_size, num_patches, num_frames, hidden_size) + spatial[:, :, 1:].transpose(1, 2)
+        patches = patches.reshape(batch_size, num_patches * num_frames, hidden_size)
+        return torch.cat([cls_token, patches], dim=1), attn_weights, temporal_weights
+
+
+class TimeSformerEncoder(nn.Module):
+    def __init__(self, config: TimeSformerConfig) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList([TimeSformerLayer(config, index) for index in range(config.num_hidden_layers)])
+        self.gradient_checkpointing = False
+
+
+class TimeSformerPreTrainedModel(PreTrainedModel):
+    config_class = TimeSformerConfig
+    config: TimeSformerConfig
+    base_model_prefix = "timesformer"
+    main_input_name = "pixel_values"
+    input_modalities = ("video",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["TimeSformerEmbeddings", "TimeSformerLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
+
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        """Save as `PreTrainedModel.save_pretrained`; with remote code on, `auto_map` names both model classes."""
+        if self._auto_class is not None:
+            module = TimeSformerModel.__module__.rsplit(".", 1)[-1]
+            self.config.auto_map = {
+                **(getattr(self.config, "auto_map", None) or {}),
+                "AutoModel": f"{module}.{TimeSformerModel.__name__}",
+                "AutoModelForVideoClassification": f"{module}.{TimeSformerForVideoClassification.__name__}",
+            }
+        super().save_pretrained(save_directory, *args, **kwargs)
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """ViT initialisation as the original: truncated normal weights, zero biases and time embeddings."""
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            init.trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, TimeSformerEmbeddings):
+            init.trunc_normal_(module.cls_token, std=std)
+            init.trunc_normal_(module.position_embeddings, std=std)
+            if module.attention_type != "space_only":
+                init.zeros_(module.time_embeddings)
+        if isinstance(module, TimeSformerLayer) and module.attention_type == "divided_space_time":
+            # The original starts every temporal_fc but the first at zero, so blocks begin as image blocks.
+            if module.layer_index > 0:
+                init.zeros_(module.temporal_dense.weight)
+                init.zeros_(module.temporal_dense.bias)
+
+
+class TimeSformerModel(TimeSformerPreTrainedModel):
+    """
+    The bare TimeSformer: video clips in, tokens out.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from timesformer_hf import TimeSformerConfig, TimeSformerModel
+
+    >>> model = TimeSformerModel(TimeSformerConfig(num_hidden_layers=2)).eval()
+    >>> video = torch.randn(1, 8, 3, 224, 224)  # (batch, frames, channels, height, width)
+    >>> outputs = model(video)
+    >>> outputs.last_hidden_state.shape, outputs.pooler_output.shape
+    (torch.Size([1, 1569, 768]), torch.Size([1, 768]))
+    ```
+    """
+
+    def __init__(self, config: TimeSformerConfig) -> None:
+        super().__init__(config)
+        self.embeddings = TimeSformerEmbeddings(config)
+        self.encoder = TimeSformerEncoder(config)
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings.patch_embeddings.projection
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> TimeSformerModelOutput | tuple:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_channels, height, width)`):
+            Normalised frames, e.g. from [`TimeSformerVideoProcessor`]. The frame count and the size may differ from
+            the config's (any multiple of the patch size).
+        output_attentions (`bool`, *optional*):
+            Return spatial and temporal attention weights (computed with eager attention for this call).
+        output_hidden_states (`bool`, *optional*):
+            Return the embeddings and the output of every layer.
+        """
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+
+        batch_size, num_frames = pixel_values.shape[:2]
+        hidden_states, _ = self.embeddings(pixel_values)
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        all_temporal = () if output_attentions and self.config.attention_type == "divided_space_time" else None
+        for layer in self.encoder.layer:
+            hidden_states, attn_weights, temporal_weights = layer(hidden_states, num_frames, output_attentions)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (attn_weights,)
+                if all_temporal is not None:
+                    all_temporal += (temporal_weights,)
+
+        if self.config.attention_type == "space_only":
+            # (B*T, 1+N, D) -> (B, 1+N, D): the frames are averaged before the final norm, as the original.
+            hidden_states = hidden_states.view(batch_size, num_frames, *hidden_states.shape[1:]).mean(dim=1)
+        sequence_output = self.layernorm(hidden_states)
+        output = TimeSformerModelOutput(
+            last_hidden_state=sequence_output,
+            pooler_output=sequence_output[:, 0],
+            hidden_states=all_hidden_states,
+            attentions=all_attentions,
+            temporal_attentions=all_temporal,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class TimeSformerForVideoClassification(TimeSformerPreTrainedModel):
+    """
+    TimeSformer with a linear classifier on the CLS token: one row of logits per video.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from timesformer_hf import TimeSformerConfig, TimeSformerForVideoClassification
+
+    >>> config = TimeSformerConfig(num_hidden_layers=2, num_labels=400)
+    >>> model = TimeSformerForVideoClassification(config).eval()
+    >>> logits = model(torch.randn(2, 8, 3, 224, 224)).logits
+    >>> logits.shape
+    torch.Size([2, 400])
+    ```
+    """
+
+    def __init__(self, config: TimeSformerConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.timesformer = TimeSformerModel(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> TimeSformerVideoClassifierOutput | tuple:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_channels, height, width)`):
+            Normalised frames.
+        labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor`, *optional*):
+            Class indices (single-label), multi-hot floats (multi-label) or targets (regression, `num_labels=1`).
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.timesformer(
+            pixel_values,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.classifier(outputs.pooler_output)
+        loss = self.classification_loss(logits, labels) if labels is not None else None
+        output = TimeSformerVideoClassifierOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            temporal_attentions=outputs.temporal_attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Regression, single-label or multi-label loss, chosen from `config.problem_type` as `transformers` does."""
+        labels = labels.to(logits.device)
+        if self.config.problem_type is None:
+            if self.num_labels == 1:
+                self.config.problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                self.config.problem_type = "single_label_classification"
+            else:
+                self.config.problem_type = "multi_label_classification"
+        if self.config.problem_type == "regression":
+            return MSELoss()(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
+        if self.config.problem_type == "single_label_classification":
+            return CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
+        return BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
+
+
+__all__ = [
+    "TimeSformerForVideoClassification",
+    "TimeSformerModel",
+    "TimeSformerModelOutput",
+    "TimeSformerPreTrainedModel",
+    "TimeSformerVideoClassifierOutput",
+]
