@@ -303,3 +303,31 @@ def test_full_size_compiles_with_inductor():
     compiled = torch.compile(model, fullgraph=True)
     with torch.no_grad():
         torch.testing.assert_close(compiled(pixel_values).logits, model(pixel_values).logits, atol=1e-4, rtol=0)
+
+
+# --- initialisation from an image ViT ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["model", "directory", "classifier"])
+def test_from_vit_on_repeated_image_returns_the_vit_cls_features(tmp_path, layout):
+    vit_config = transformers.ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
+    )
+    vit = randomize_(transformers.ViTModel(vit_config, add_pooling_layer=False), seed=7)
+    source = vit
+    if layout == "directory":
+        vit.save_pretrained(tmp_path)
+        source = tmp_path
+    elif layout == "classifier":
+        source = transformers.ViTForImageClassification(vit_config)
+        source.vit.load_state_dict(vit.state_dict(), strict=False)
+    model = TimeSformerForVideoClassification.from_vit(source, num_frames=3, num_labels=7).eval()
+    assert model.config.layer_norm_eps == vit_config.layer_norm_eps and model.config.num_labels == 7
+    image = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = vit(image).last_hidden_state[:, 0]
+        features = model.timesformer(image.unsqueeze(1).expand(-1, 3, -1, -1, -1)).pooler_output
+    torch.testing.assert_close(features, expected, atol=ATOL, rtol=0)
+    layer = model.timesformer.encoder.layer[1]
+    assert torch.equal(layer.temporal_attention.attention.qkv.weight, layer.attention.attention.qkv.weight)
+    assert not layer.temporal_dense.weight.any() and not model.timesformer.embeddings.time_embeddings.any()

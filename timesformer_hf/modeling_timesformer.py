@@ -11,6 +11,8 @@ Token layout of a clip (divided and joint attention): `[CLS, p0t0, p0t1, ..., p0
 `space_only` runs each frame as an image: `(batch * num_frames, 1 + num_patches, hidden)`.
 """
 
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,6 +65,70 @@ class TimeSformerVideoClassifierOutput(ImageClassifierOutput):
     """
 
     temporal_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+# ViT state-dict keys (`transformers` 5.x `layers.N...` layout, or the older `encoder.layer.N...` one) to ours.
+_VIT_KEY_RENAMES = (
+    (r"embeddings\.(cls_token|position_embeddings|patch_embeddings\.projection\.\w+)", r"embeddings.\1"),
+    (
+        r"(?:layers|encoder\.layer)\.(\d+)\.(layernorm_before|layernorm_after)\.(\w+)",
+        r"encoder.layer.\1.\2.\3",
+    ),
+    (
+        r"(?:layers|encoder\.layer)\.(\d+)\.attention\.(?:o_proj|output\.dense)\.(\w+)",
+        r"encoder.layer.\1.attention.output.dense.\2",
+    ),
+    (
+        r"(?:layers\.(\d+)\.mlp\.fc1|encoder\.layer\.(\d+)\.intermediate\.dense)\.(\w+)",
+        r"encoder.layer.\1\2.intermediate.dense.\3",
+    ),
+    (
+        r"(?:layers\.(\d+)\.mlp\.fc2|encoder\.layer\.(\d+)\.output\.dense)\.(\w+)",
+        r"encoder.layer.\1\2.output.dense.\3",
+    ),
+    (r"layernorm\.(\w+)", r"layernorm.\1"),
+)
+_VIT_QKV = re.compile(
+    r"(?:layers|encoder\.layer)\.(\d+)\.attention\.(?:attention\.)?(q|k|v|query|key|value)(?:_proj)?\.(\w+)"
+)
+
+
+def vit_to_timesformer_state_dict(
+    vit_state: dict[str, torch.Tensor], attention_type: str
+) -> dict[str, torch.Tensor]:
+    """
+    Map the weights of a `transformers` `ViTModel` onto a `TimeSformerModel` (keys without the `timesformer.` prefix).
+
+    Query, key and value are fused into one `qkv` projection. For divided attention the temporal attention and its
+    LayerNorm copy the spatial ones; `temporal_dense` and the time embeddings are left out (the caller sets them to
+    zero), so the model starts as the image model applied to every frame, as the paper trained it. The ViT pooler is
+    dropped. Unknown keys raise a `ValueError`.
+    """
+    state, qkv_parts, unknown = {}, {}, []
+    for key, tensor in vit_state.items():
+        if key.startswith("pooler."):
+            continue
+        if match := _VIT_QKV.fullmatch(key):
+            layer, part, kind = match.groups()
+            qkv_parts.setdefault((layer, kind), {})[part[0]] = tensor
+            continue
+        for pattern, replacement in _VIT_KEY_RENAMES:
+            if re.fullmatch(pattern, key):
+                state[re.sub(pattern, replacement, key)] = tensor
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ValueError(f"Unexpected ViT weights, not mapped onto TimeSformer: {unknown}")
+    for (layer, kind), parts in qkv_parts.items():
+        state[f"encoder.layer.{layer}.attention.attention.qkv.{kind}"] = torch.cat([parts[p] for p in "qkv"])
+    if attention_type == "divided_space_time":
+        for key in list(state):
+            if match := re.fullmatch(r"encoder\.layer\.(\d+)\.(layernorm_before|attention)\.(.+)", key):
+                layer, module, rest = match.groups()
+                temporal = "temporal_layernorm" if module == "layernorm_before" else "temporal_attention"
+                state[f"encoder.layer.{layer}.{temporal}.{rest}"] = state[key].clone()
+    return state
 
 
 def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
@@ -133,7 +199,9 @@ class TimeSformerEmbeddings(nn.Module):
         self.grid = config.patch_grid
         self.patch_embeddings = TimeSformerPatchEmbeddings(config)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
-        self.position_embeddings = nn.Parameter(torch.zeros(1, 1 + self.grid[0] * self.grid[1], config.hidden_size))
+        self.position_embeddings = nn.Parameter(
+            torch.zeros(1, 1 + self.grid[0] * self.grid[1], config.hidden_size)
+        )
         if self.attention_type != "space_only":
             self.time_embeddings = nn.Parameter(torch.zeros(1, config.num_frames, config.hidden_size))
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
@@ -151,7 +219,9 @@ class TimeSformerEmbeddings(nn.Module):
         """Time embeddings `(1, T, D)` for `num_frames` frames, nearest-resized as the original."""
         if num_frames == self.time_embeddings.shape[1]:
             return self.time_embeddings
-        time_embeddings = nn.functional.interpolate(self.time_embeddings.transpose(1, 2), size=num_frames, mode="nearest")
+        time_embeddings = nn.functional.interpolate(
+            self.time_embeddings.transpose(1, 2), size=num_frames, mode="nearest"
+        )
         return time_embeddings.transpose(1, 2)
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -162,7 +232,9 @@ class TimeSformerEmbeddings(nn.Module):
         cls_token = self.cls_token + position_embeddings[:, :1]  # (1, 1, D)
 
         if self.attention_type == "space_only":
-            embeddings = torch.cat([cls_token.expand(patches.shape[0], -1, -1), patches], dim=1)  # (B*T, 1+N, D)
+            embeddings = torch.cat(
+                [cls_token.expand(patches.shape[0], -1, -1), patches], dim=1
+            )  # (B*T, 1+N, D)
             return self.dropout(embeddings), grid
 
         # (B*T, N, D) -> (B, N, T, D): patch-major, time-minor, then add the time embeddings
@@ -304,7 +376,9 @@ class TimeSformerLayer(GradientCheckpointingLayer):
                 hidden_states, num_frames, output_attentions
             )
         else:
-            attn_output, attn_weights = self.attention(self.layernorm_before(hidden_states), output_attentions)
+            attn_output, attn_weights = self.attention(
+                self.layernorm_before(hidden_states), output_attentions
+            )
             hidden_states = hidden_states + self.drop_path(attn_output)
         mlp_output = self.output(self.intermediate(self.layernorm_after(hidden_states)))
         return hidden_states + self.drop_path(mlp_output), attn_weights, temporal_weights
@@ -323,8 +397,12 @@ class TimeSformerLayer(GradientCheckpointingLayer):
         patches = patches + self.temporal_dense(temporal)  # (B, N*T, D)
 
         # Spatial attention over the 1 + N tokens of each frame, the CLS token copied into every frame.
-        spatial_cls = self.layernorm_before(cls_token).unsqueeze(1).expand(-1, num_frames, -1, -1)  # (B, T, 1, D)
-        spatial_patches = self.layernorm_before(patches).view(batch_size, num_patches, num_frames, hidden_size)
+        spatial_cls = (
+            self.layernorm_before(cls_token).unsqueeze(1).expand(-1, num_frames, -1, -1)
+        )  # (B, T, 1, D)
+        spatial_patches = self.layernorm_before(patches).view(
+            batch_size, num_patches, num_frames, hidden_size
+        )
         spatial = torch.cat([spatial_cls, spatial_patches.transpose(1, 2)], dim=2)  # (B, T, 1+N, D)
         spatial = spatial.view(batch_size * num_frames, 1 + num_patches, hidden_size)
         spatial, attn_weights = self.attention(spatial, output_attentions)
@@ -332,7 +410,9 @@ class TimeSformerLayer(GradientCheckpointingLayer):
 
         # The T outputs of the CLS token are averaged back into one; patches return to patch-major order.
         cls_token = cls_token + spatial[:, :, 0].mean(dim=1, keepdim=True)  # (B, 1, D)
-        patches = patches.view(batch_size, num_patches, num_frames, hidden_size) + spatial[:, :, 1:].transpose(1, 2)
+        patches = patches.view(batch_size, num_patches, num_frames, hidden_size) + spatial[
+            :, :, 1:
+        ].transpose(1, 2)
         patches = patches.reshape(batch_size, num_patches * num_frames, hidden_size)
         return torch.cat([cls_token, patches], dim=1), attn_weights, temporal_weights
 
@@ -340,7 +420,9 @@ class TimeSformerLayer(GradientCheckpointingLayer):
 class TimeSformerEncoder(nn.Module):
     def __init__(self, config: TimeSformerConfig) -> None:
         super().__init__()
-        self.layer = nn.ModuleList([TimeSformerLayer(config, index) for index in range(config.num_hidden_layers)])
+        self.layer = nn.ModuleList(
+            [TimeSformerLayer(config, index) for index in range(config.num_hidden_layers)]
+        )
         self.gradient_checkpointing = False
 
 
@@ -368,6 +450,73 @@ class TimeSformerPreTrainedModel(PreTrainedModel):
                 "AutoModelForVideoClassification": f"{module}.{TimeSformerForVideoClassification.__name__}",
             }
         super().save_pretrained(save_directory, *args, **kwargs)
+
+    @classmethod
+    def from_vit(
+        cls,
+        vit: "str | os.PathLike | PreTrainedModel",
+        num_frames: int = 8,
+        attention_type: str = "divided_space_time",
+        **config_overrides,
+    ) -> "TimeSformerPreTrainedModel":
+        """
+        Build a TimeSformer from an image ViT, as the paper initialised its models.
+
+        `vit` is a `transformers` ViT (`ViTModel` or `ViTForImageClassification`) or a directory holding one. The
+        spatial weights are copied, temporal attention starts as a copy of the spatial one, `temporal_dense` and the
+        time embeddings start at zero: given `num_frames` copies of an image, the model returns the ViT's features.
+        A classification head is newly initialised for `config_overrides` such as `num_labels` and `id2label`.
+
+        Example:
+
+        ```python
+        >>> from timesformer_hf import TimeSformerForVideoClassification
+        >>> model = TimeSformerForVideoClassification.from_vit("google/vit-base-patch16-224-in21k", num_labels=10)
+        ```
+        """
+        if isinstance(vit, (str, os.PathLike)):
+            from transformers import ViTModel
+
+            vit = ViTModel.from_pretrained(vit, add_pooling_layer=False)
+        vit = getattr(vit, "vit", vit)  # the encoder of a ViTForImageClassification
+        vit_config = vit.config
+        config = TimeSformerConfig(
+            **{
+                name: getattr(vit_config, name)
+                for name in (
+                    "image_size",
+                    "patch_size",
+                    "num_channels",
+                    "hidden_size",
+                    "num_hidden_layers",
+                    "num_attention_heads",
+                    "intermediate_size",
+                    "hidden_act",
+                    "layer_norm_eps",
+                    "qkv_bias",
+                )
+            },
+            num_frames=num_frames,
+            attention_type=attention_type,
+            **config_overrides,
+        )
+        model = cls(config)
+        state = vit_to_timesformer_state_dict(vit.state_dict(), attention_type)
+        base = model.base_model
+        missing, unexpected = base.load_state_dict(state, strict=False)
+        left_at_zero = {"embeddings.time_embeddings"} | {
+            f"encoder.layer.{i}.temporal_dense.{kind}"
+            for i in range(config.num_hidden_layers)
+            for kind in ("weight", "bias")
+        }
+        if unexpected or set(missing) - left_at_zero:
+            raise ValueError(
+                f"ViT weights do not fit: missing {sorted(set(missing) - left_at_zero)}, unexpected {unexpected}"
+            )
+        with torch.no_grad():
+            for key in missing:
+                base.get_parameter(key).zero_()
+        return model
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -437,7 +586,9 @@ class TimeSformerModel(TimeSformerPreTrainedModel):
         output_hidden_states (`bool`, *optional*):
             Return the embeddings and the output of every layer.
         """
-        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_attentions = (
+            output_attentions if output_attentions is not None else self.config.output_attentions
+        )
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
@@ -447,9 +598,13 @@ class TimeSformerModel(TimeSformerPreTrainedModel):
         hidden_states, _ = self.embeddings(pixel_values)
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
-        all_temporal = () if output_attentions and self.config.attention_type == "divided_space_time" else None
+        all_temporal = (
+            () if output_attentions and self.config.attention_type == "divided_space_time" else None
+        )
         for layer in self.encoder.layer:
-            hidden_states, attn_weights, temporal_weights = layer(hidden_states, num_frames, output_attentions)
+            hidden_states, attn_weights, temporal_weights = layer(
+                hidden_states, num_frames, output_attentions
+            )
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
             if output_attentions:
@@ -493,7 +648,9 @@ class TimeSformerForVideoClassification(TimeSformerPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.timesformer = TimeSformerModel(config)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.classifier = (
+            nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        )
         self.post_init()
 
     def forward(
