@@ -124,8 +124,21 @@ def test_sdpa_and_eager_agree(attention_type):
     with torch.no_grad():
         sdpa = model(pixel_values).logits
         model.set_attn_implementation("eager")
+        assert model.config._attn_implementation == "eager"
         eager = model(pixel_values).logits
     torch.testing.assert_close(sdpa, eager, atol=ATOL, rtol=0)
+
+
+@pytest.mark.slow
+def test_flex_attention_agrees_with_sdpa(attention_type):
+    model = tiny_model(attention_type=attention_type)
+    pixel_values = clip()
+    with torch.no_grad():
+        sdpa = model(pixel_values).logits
+        model.set_attn_implementation("flex_attention")
+        assert model.config._attn_implementation == "flex_attention"
+        flex = model(pixel_values).logits
+    torch.testing.assert_close(flex, sdpa, atol=ATOL, rtol=0)
 
 
 def test_gradients_with_and_without_checkpointing_agree(attention_type):

@@ -287,8 +287,10 @@ class TimeSformerSelfAttention(nn.Module):
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B', heads, S, head_dim)
 
         attention_interface: Callable = eager_attention_forward
-        if self.config._attn_implementation != "eager" and not output_attentions:
-            attention_interface = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
+        if not output_attentions:  # only eager attention computes the weights
+            attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+                self.config._attn_implementation, eager_attention_forward
+            )
         attn_output, attn_weights = attention_interface(
             self,
             query,
