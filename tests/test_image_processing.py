@@ -1,0 +1,107 @@
+"""TimeSformerImageProcessor: parity with transformers' PIL VideoMAE processor, inputs, multi-view, save/load."""
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from transformers.models.videomae.image_processing_pil_videomae import VideoMAEImageProcessorPil
+
+from timesformer_hf import TimeSformerImageProcessor, TimeSformerVideoProcessor, average_view_scores
+from timesformer_hf.image_processing_timesformer import spatial_crop_offsets
+
+
+def smooth_video(num_frames: int, height: int, width: int) -> np.ndarray:
+    """Natural-looking frames: gradients and a moving blob, plus a little noise."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    frames = []
+    for t in range(num_frames):
+        blob = 120 * np.exp(
+            -((x - width * (0.3 + 0.05 * t)) ** 2 + (y - height / 2) ** 2) / (0.05 * width * height)
+        )
+        frame = np.stack([x / width * 255, y / height * 255, blob + 60], axis=-1)
+        frames.append(frame + np.random.default_rng(t).normal(0, 8, frame.shape))
+    return np.clip(np.stack(frames), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("shape", [(240, 320), (320, 240), (256, 256), (272, 640), (144, 176)])
+def test_matches_videomae_pil_processor(shape):
+    video = smooth_video(4, *shape)
+    ours = TimeSformerImageProcessor()(list(video), return_tensors="pt")["pixel_values"]
+    reference = VideoMAEImageProcessorPil(image_mean=[0.45] * 3, image_std=[0.225] * 3)
+    expected = reference(list(video), return_tensors="pt")["pixel_values"]
+    assert ours.shape == expected.shape == (1, 4, 3, 224, 224)
+    diff = (ours - expected).abs()
+    assert diff.mean() < 0.01 and diff.max() < 0.1
+
+
+def test_input_formats_agree():
+    video = smooth_video(3, 60, 80)
+    processor = TimeSformerImageProcessor(size={"shortest_edge": 32}, crop_size=32)
+    expected = processor(video, return_tensors="pt")["pixel_values"]
+    inputs = {
+        "list of numpy HWC": list(video),
+        "PIL": [PIL.Image.fromarray(frame) for frame in video],
+        "torch CHW": [torch.from_numpy(frame).permute(2, 0, 1) for frame in video],
+        "torch THWC": torch.from_numpy(video),
+        "numpy RGBA": [np.dstack([frame, np.full(frame.shape[:2], 255, np.uint8)]) for frame in video],
+    }
+    for name, value in inputs.items():
+        torch.testing.assert_close(processor(value, return_tensors="pt")["pixel_values"], expected, msg=name)
+    batch = processor([video, video[::-1]], return_tensors="np")["pixel_values"]
+    assert isinstance(batch, np.ndarray) and batch.shape == (2, 3, 3, 32, 32)
+    np.testing.assert_allclose(batch[1], expected[0].numpy()[::-1], atol=1e-6)
+    with pytest.raises(ValueError, match="single image"):
+        processor(video[0])
+
+
+def test_normalization_values():
+    video = np.full((2, 224, 224, 3), 255, dtype=np.uint8)
+    pixel_values = TimeSformerImageProcessor()(video, return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(pixel_values, torch.full_like(pixel_values, (1 - 0.45) / 0.225))
+
+
+def test_three_spatial_crops_follow_the_long_side():
+    assert [spatial_crop_offsets(224, 298, 224, 224, p) for p in (0, 1, 2)] == [(0, 0), (0, 37), (0, 74)]
+    assert [spatial_crop_offsets(298, 224, 224, 224, p) for p in (0, 1, 2)] == [(0, 0), (37, 0), (74, 0)]
+    video = smooth_video(2, 240, 320)
+    processor = TimeSformerImageProcessor()
+    views = processor([video, video], num_spatial_crops=3, return_tensors="pt")["pixel_values"]
+    assert views.shape == (6, 2, 3, 224, 224)
+    single = processor(video, return_tensors="pt")["pixel_values"][0]
+    torch.testing.assert_close(views[1], single)  # the middle view is the centre crop
+    full = processor(video, do_center_crop=False, return_tensors="pt")["pixel_values"][0]  # 224 x 298
+    torch.testing.assert_close(views[0], full[..., :224])
+    torch.testing.assert_close(views[2], full[..., -224:])
+
+
+def test_average_view_scores():
+    logits = torch.randn(6, 5)
+    scores = average_view_scores(logits, num_views=3)
+    torch.testing.assert_close(scores[1], logits[3:].softmax(-1).mean(0))
+    with pytest.raises(ValueError, match="consecutive"):
+        average_view_scores(logits, num_views=4)
+
+
+def test_save_and_load(tmp_path):
+    processor = TimeSformerImageProcessor(
+        crop_size={"height": 448, "width": 448}, size={"shortest_edge": 448}
+    )
+    processor.save_pretrained(tmp_path)
+    assert (tmp_path / "preprocessor_config.json").exists()
+    loaded = TimeSformerImageProcessor.from_pretrained(tmp_path)
+    assert loaded.crop_size.height == 448 and list(loaded.image_mean) == [0.45] * 3
+    assert loaded.model_input_names == ["pixel_values"]
+
+
+def test_video_processor_shares_the_transforms(tmp_path):
+    video = smooth_video(8, 240, 320)
+    image_values = TimeSformerImageProcessor()(video, return_tensors="pt")["pixel_values"]
+    video_processor = TimeSformerVideoProcessor()
+    torch.testing.assert_close(video_processor(video, return_tensors="pt")["pixel_values"], image_values)
+    sampled = video_processor(
+        video, do_sample_frames=True, num_frames=4, frame_sampling="uniform", return_tensors="pt"
+    )
+    torch.testing.assert_close(sampled["pixel_values"], image_values[:, [0, 2, 4, 7]])
+    video_processor.save_pretrained(tmp_path)
+    loaded = TimeSformerVideoProcessor.from_pretrained(tmp_path)
+    assert (tmp_path / "video_preprocessor_config.json").exists() and loaded.frame_sampling == "kinetics"

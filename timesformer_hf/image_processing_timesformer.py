@@ -1,0 +1,402 @@
+"""Image processor for TimeSformer: the `VideoMAEImageProcessor` contract, implemented with batched torch ops.
+
+All frames of a video are resized, cropped and normalized at once with `torch.nn.functional.interpolate` on uint8
+(antialiased bilinear, which matches PIL to about one grey level), with no torchvision and no per-frame PIL loop.
+The defaults are the original TimeSformer test-time preprocessing: short side to 224, centre crop 224, mean/std
+0.45/0.225.
+
+Test-time multi-view evaluation (3 crops along the long side times n temporal clips, softmax scores averaged) is
+available with `num_spatial_crops=3` and [`average_view_scores`].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+from transformers.image_utils import (
+    ChannelDimension,
+    PILImageResampling,
+    SizeDict,
+    infer_channel_dimension_format,
+)
+from transformers.processing_utils import ImagesKwargs, Unpack
+from transformers.utils import TensorType
+
+__all__ = [
+    "TIMESFORMER_MEAN",
+    "TIMESFORMER_STD",
+    "TimeSformerImageProcessor",
+    "average_view_scores",
+    "spatial_crop_offsets",
+    "normalize_and_batch",
+    "resize_and_crop_videos",
+]
+
+TIMESFORMER_MEAN = [0.45, 0.45, 0.45]
+TIMESFORMER_STD = [0.225, 0.225, 0.225]
+
+_INTERPOLATION_MODES = {
+    PILImageResampling.NEAREST: "nearest-exact",
+    PILImageResampling.BILINEAR: "bilinear",
+    PILImageResampling.BICUBIC: "bicubic",
+}
+
+
+class TimeSformerImageProcessorKwargs(ImagesKwargs, total=False):
+    """
+    num_spatial_crops (`int`, *optional*, defaults to 1):
+        1 for a single centre crop, 3 for the original's test-time crops along the long side (left/top, centre,
+        right/bottom), returned as separate views.
+    """
+
+    num_spatial_crops: int
+
+
+def _is_frame(item: Any) -> bool:
+    return hasattr(item, "convert") or (isinstance(item, np.ndarray | torch.Tensor) and item.ndim == 3)
+
+
+def _is_video(item: Any) -> bool:
+    if isinstance(item, np.ndarray | torch.Tensor):
+        return item.ndim == 4
+    return isinstance(item, list | tuple) and len(item) > 0 and all(_is_frame(frame) for frame in item)
+
+
+def make_batched_videos(videos: Any) -> list[Any]:
+    """Turn one video (list of frames, 4-D array) or a batch (list of videos, 5-D array) into a list of videos."""
+    if isinstance(videos, np.ndarray | torch.Tensor) and videos.ndim == 5:
+        return list(videos)
+    if _is_video(videos):
+        return [videos]
+    if isinstance(videos, list | tuple) and len(videos) > 0 and all(_is_video(video) for video in videos):
+        return list(videos)
+    if _is_frame(videos):
+        raise ValueError(
+            "Got a single image; TimeSformer processors expect a video: a list of frames or a "
+            "(frames, height, width, channels) array. Wrap a single frame in a list to process it as a 1-frame video."
+        )
+    raise ValueError(
+        "Invalid video input: expected a list of frames (PIL images, HWC numpy arrays or CHW/HWC torch tensors), a "
+        f"4-D array/tensor, or a list of those for a batch; got {type(videos).__name__}."
+    )
+
+
+def to_video_tensor(video: Any, input_data_format: str | ChannelDimension | None = None) -> torch.Tensor:
+    """Stack a video's frames into a `(frames, 3, height, width)` tensor, keeping uint8 as uint8.
+
+    Grayscale frames are repeated to 3 channels and an alpha channel is dropped.
+    """
+    if isinstance(video, list | tuple):
+        if hasattr(video[0], "convert"):  # PIL images
+            video = np.stack([np.asarray(frame.convert("RGB")) for frame in video])
+            input_data_format = ChannelDimension.LAST
+        elif isinstance(video[0], torch.Tensor):
+            video = torch.stack(list(video))
+        else:
+            video = np.stack(video)
+    tensor = torch.from_numpy(np.ascontiguousarray(video)) if isinstance(video, np.ndarray) else video
+    if tensor.ndim != 4:
+        raise ValueError(
+            f"A video must have 4 dimensions (frames, channels, height, width), got {tuple(tensor.shape)}."
+        )
+    if input_data_format is None:
+        input_data_format = infer_channel_dimension_format(tensor[0], num_channels=(1, 3, 4))
+    if ChannelDimension(input_data_format) == ChannelDimension.LAST:
+        tensor = tensor.permute(0, 3, 1, 2)
+    channels = tensor.shape[1]
+    if channels == 1:
+        tensor = tensor.expand(-1, 3, -1, -1)
+    elif channels == 4:
+        tensor = tensor[:, :3]
+    elif channels != 3:
+        raise ValueError(f"Frames must have 1, 3 or 4 channels, got {channels}.")
+    return tensor
+
+
+def resize_video(
+    video: torch.Tensor, size: SizeDict, resample: PILImageResampling | int = PILImageResampling.BILINEAR
+) -> torch.Tensor:
+    """Resize all frames of a `(frames, 3, height, width)` video at once, antialiased like PIL.
+
+    `size` is `{"shortest_edge": s}` (short side to `s`, long side `int(s * long / short)`, as the original
+    `short_side_scale` and transformers' `get_resize_output_image_size`) or `{"height": h, "width": w}`.
+    """
+    height, width = video.shape[-2:]
+    if size.shortest_edge:
+        short, long = sorted((height, width))
+        new_long = int(size.shortest_edge * long / short)
+        new_size = (size.shortest_edge, new_long) if height <= width else (new_long, size.shortest_edge)
+    elif size.height and size.width:
+        new_size = (size.height, size.width)
+    else:
+        raise ValueError(f"`size` must hold `shortest_edge` or `height` and `width`, got {dict(size)}.")
+    if new_size == (height, width):
+        return video
+    mode = _INTERPOLATION_MODES.get(PILImageResampling(resample))
+    if mode is None:
+        raise ValueError(
+            f"Unsupported `resample` {resample!r}; use one of {[m.name for m in _INTERPOLATION_MODES]}."
+        )
+    is_uint8 = video.dtype == torch.uint8
+    # uint8 interpolation is fast for channels-last memory; it rounds and saturates like PIL
+    video = video.contiguous(memory_format=torch.channels_last) if is_uint8 else video.float()
+    extra = {"antialias": True, "align_corners": False} if mode != "nearest-exact" else {}
+    return F.interpolate(video, size=new_size, mode=mode, **extra)
+
+
+def spatial_crop_offsets(
+    height: int, width: int, crop_height: int, crop_width: int, position: int
+) -> tuple[int, int]:
+    """Top-left corner of crop `position` (0, 1 or 2), as the original `uniform_crop`.
+
+    Position 1 is the centre; 0 and 2 move to the start and the end of the long side: left/right for landscape and
+    square frames, top/bottom for portrait frames. The centre offset rounds down (`(length - crop) // 2`) as
+    transformers' `center_crop`, so the single-view output matches `VideoMAEImageProcessor`; the original rounds
+    up, a one-pixel shift when the margin is odd.
+    """
+    if crop_height > height or crop_width > width:
+        raise ValueError(
+            f"Cannot crop {crop_height}x{crop_width} from frames of {height}x{width}; resize first."
+        )
+    top, left = (height - crop_height) // 2, (width - crop_width) // 2
+    if position == 1:
+        return top, left
+    if position not in (0, 2):
+        raise ValueError(f"Crop position must be 0, 1 or 2, got {position}.")
+    if height > width:
+        return (0 if position == 0 else height - crop_height), left
+    return top, (0 if position == 0 else width - crop_width)
+
+
+def _crop_views(video: torch.Tensor, crop_size: SizeDict, num_spatial_crops: int) -> list[torch.Tensor]:
+    if num_spatial_crops not in (1, 3):
+        raise ValueError(f"`num_spatial_crops` must be 1 (centre crop) or 3, got {num_spatial_crops}.")
+    height, width = video.shape[-2:]
+    positions = (1,) if num_spatial_crops == 1 else (0, 1, 2)
+    views = []
+    for position in positions:
+        top, left = spatial_crop_offsets(height, width, crop_size.height, crop_size.width, position)
+        views.append(video[..., top : top + crop_size.height, left : left + crop_size.width])
+    return views
+
+
+def _rescale_and_normalize(
+    videos: torch.Tensor,
+    do_rescale: bool,
+    rescale_factor: float,
+    do_normalize: bool,
+    image_mean: float | Sequence[float],
+    image_std: float | Sequence[float],
+) -> torch.Tensor:
+    """`x * scale / std - mean / std` as one fused multiply-add into a new contiguous float32 tensor."""
+    videos = videos.contiguous()
+    if not (do_rescale or do_normalize):
+        return videos.to(torch.float32)
+    scale = torch.full((3,), rescale_factor if do_rescale else 1.0)
+    shift = torch.zeros(3)
+    if do_normalize:
+        mean = torch.as_tensor(image_mean, dtype=torch.float32).expand(3)
+        std = torch.as_tensor(image_std, dtype=torch.float32).expand(3)
+        scale, shift = scale / std, -mean / std
+    return torch.addcmul(shift.view(3, 1, 1), videos, scale.view(3, 1, 1))
+
+
+def resize_and_crop_videos(
+    videos: Sequence[torch.Tensor],
+    *,
+    do_resize: bool,
+    size: SizeDict,
+    resample: PILImageResampling | int,
+    do_center_crop: bool,
+    crop_size: SizeDict,
+    num_spatial_crops: int = 1,
+) -> list[torch.Tensor]:
+    """Resize and crop `(frames, 3, height, width)` videos, all frames of a video at once, keeping the dtype.
+
+    With `num_spatial_crops=3` (which needs `do_center_crop`) each video gives 3 views in crop order, so the output
+    holds `len(videos) * num_spatial_crops` tensors.
+    """
+    if num_spatial_crops != 1 and not do_center_crop:
+        raise ValueError("`num_spatial_crops=3` crops `crop_size` views: set `do_center_crop=True`.")
+    views = []
+    for video in videos:
+        if do_resize:
+            video = resize_video(video, size, resample)
+        views.extend(_crop_views(video, crop_size, num_spatial_crops) if do_center_crop else [video])
+    return views
+
+
+def normalize_and_batch(
+    views: list[torch.Tensor],
+    *,
+    do_rescale: bool,
+    rescale_factor: float,
+    do_normalize: bool,
+    image_mean: float | Sequence[float],
+    image_std: float | Sequence[float],
+    return_tensors: str | TensorType | None,
+) -> dict[str, Any]:
+    """`{"pixel_values": (views, frames, 3, height, width)}` float32, or a list of arrays without `return_tensors`.
+
+    Views are batched before the (memory-bound) normalization so that it runs once on contiguous memory.
+    """
+    normalize = partial(
+        _rescale_and_normalize,
+        do_rescale=do_rescale,
+        rescale_factor=rescale_factor,
+        do_normalize=do_normalize,
+        image_mean=image_mean,
+        image_std=image_std,
+    )
+    if return_tensors is None:
+        return {"pixel_values": [normalize(view).numpy() for view in views]}
+    if len({tuple(view.shape) for view in views}) > 1:
+        raise ValueError(
+            "Cannot batch videos whose processed shapes differ "
+            f"({sorted({tuple(v.shape) for v in views})}); use the same number of frames per video and a crop size."
+        )
+    return {"pixel_values": normalize(torch.stack(views))}
+
+
+def average_view_scores(logits: torch.Tensor, num_views: int) -> torch.Tensor:
+    """Average the softmax scores of the views of each video, as the original multi-view test.
+
+    Args:
+        logits: `(batch * num_views, num_labels)`, views of a video consecutive (the processors' output order).
+        num_views: Views per video, e.g. `num_temporal_clips * num_spatial_crops`.
+
+    Returns:
+        `(batch, num_labels)` probabilities.
+
+    Example:
+
+    ```python
+    >>> logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    >>> average_view_scores(logits, num_views=3)
+    tensor([[0.5000, 0.5000]])
+
+    ```
+    """
+    if logits.ndim != 2 or logits.shape[0] % num_views:
+        raise ValueError(
+            f"Expected logits of shape (batch * {num_views}, num_labels), got {tuple(logits.shape)}; "
+            "the views of each video must be consecutive."
+        )
+    return logits.softmax(-1).unflatten(0, (-1, num_views)).mean(1)
+
+
+class TimeSformerImageProcessor(BaseImageProcessor):
+    r"""
+    Constructs a TimeSformer image processor: the `VideoMAEImageProcessor` interface with the original
+    TimeSformer defaults (short side 224, centre crop 224, bilinear, mean/std 0.45/0.225), run with batched torch
+    operations on all frames of a video at once.
+
+    Args:
+        do_resize (`bool`, *optional*, defaults to `True`): Resize the frames to `size`.
+        size (`dict[str, int]`, *optional*, defaults to `{"shortest_edge": 224}`):
+            `{"shortest_edge": s}` keeps the aspect ratio, `{"height": h, "width": w}` resizes exactly.
+        resample (`PILImageResampling`, *optional*, defaults to `BILINEAR`): `NEAREST`, `BILINEAR` or `BICUBIC`.
+        do_center_crop (`bool`, *optional*, defaults to `True`): Crop `crop_size` from the centre.
+        crop_size (`dict[str, int]`, *optional*, defaults to `{"height": 224, "width": 224}`): Crop size.
+        do_rescale (`bool`, *optional*, defaults to `True`): Multiply by `rescale_factor`.
+        rescale_factor (`float`, *optional*, defaults to `1/255`): Rescale factor.
+        do_normalize (`bool`, *optional*, defaults to `True`): Normalize with `image_mean` and `image_std`.
+        image_mean (`list[float]`, *optional*, defaults to `[0.45, 0.45, 0.45]`): Mean per channel.
+        image_std (`list[float]`, *optional*, defaults to `[0.225, 0.225, 0.225]`): Standard deviation per channel.
+        num_spatial_crops (`int`, *optional*, defaults to 1):
+            3 returns the original's three test crops along the long side of every video as separate views:
+            `pixel_values` is then `(batch * 3, frames, 3, height, width)`, the views of a video consecutive; score
+            them with the model and combine with [`average_view_scores`]. See [`spatial_crop_offsets`].
+
+    Example:
+
+    ```python
+    >>> import numpy as np
+    >>> processor = TimeSformerImageProcessor()
+    >>> video = np.zeros((8, 240, 320, 3), dtype=np.uint8)
+    >>> processor(video, return_tensors="pt")["pixel_values"].shape
+    torch.Size([1, 8, 3, 224, 224])
+    >>> processor(video, num_spatial_crops=3, return_tensors="pt")["pixel_values"].shape
+    torch.Size([3, 8, 3, 224, 224])
+
+    ```
+    """
+
+    model_input_names = ["pixel_values"]
+    valid_kwargs = TimeSformerImageProcessorKwargs
+
+    do_resize = True
+    size = {"shortest_edge": 224}
+    default_to_square = False
+    resample = PILImageResampling.BILINEAR
+    do_center_crop = True
+    crop_size = {"height": 224, "width": 224}
+    do_rescale = True
+    rescale_factor = 1 / 255
+    do_normalize = True
+    image_mean = TIMESFORMER_MEAN
+    image_std = TIMESFORMER_STD
+    do_convert_rgb = True
+    num_spatial_crops = 1
+
+    def __init__(self, **kwargs: Unpack[TimeSformerImageProcessorKwargs]) -> None:
+        super().__init__(**kwargs)
+        self._set_attributes(**kwargs)
+
+    def preprocess(self, videos: Any, **kwargs: Unpack[TimeSformerImageProcessorKwargs]) -> BatchFeature:
+        """Preprocess a video (list of frames or 4-D array) or a batch of videos into `pixel_values`.
+
+        `pixel_values` is `(batch * num_spatial_crops, frames, 3, height, width)` with `return_tensors="pt"`/`"np"`,
+        a list of `(frames, 3, height, width)` arrays otherwise. Frames can be PIL images, HWC numpy arrays or CHW/HWC
+        torch tensors with values in [0, 255] (pass `do_rescale=False` for [0, 1] floats).
+        """
+        return super().preprocess(videos, **kwargs)
+
+    def _preprocess_image_like_inputs(
+        self, images: Any, *, input_data_format: str | ChannelDimension | None = None, **kwargs: Any
+    ) -> BatchFeature:
+        videos = [to_video_tensor(video, input_data_format) for video in make_batched_videos(images)]
+        return self._preprocess(videos, **kwargs)
+
+    def _preprocess(
+        self,
+        videos: list[torch.Tensor],
+        do_resize: bool,
+        size: SizeDict,
+        resample: PILImageResampling | int,
+        do_center_crop: bool,
+        crop_size: SizeDict,
+        do_rescale: bool,
+        rescale_factor: float,
+        do_normalize: bool,
+        image_mean: float | Sequence[float],
+        image_std: float | Sequence[float],
+        num_spatial_crops: int = 1,
+        return_tensors: str | TensorType | None = None,
+        **kwargs: Any,
+    ) -> BatchFeature:
+        views = resize_and_crop_videos(
+            videos,
+            do_resize=do_resize,
+            size=size,
+            resample=resample,
+            do_center_crop=do_center_crop,
+            crop_size=crop_size,
+            num_spatial_crops=num_spatial_crops,
+        )
+        data = normalize_and_batch(
+            views,
+            do_rescale=do_rescale,
+            rescale_factor=rescale_factor,
+            do_normalize=do_normalize,
+            image_mean=image_mean,
+            image_std=image_std,
+            return_tensors=return_tensors,
+        )
+        return BatchFeature(data=data, tensor_type=return_tensors)

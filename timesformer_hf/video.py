@@ -1,0 +1,443 @@
+"""Video decoding with PyAV and the frame samplers of the original TimeSformer release.
+
+Frame indices always count frames in presentation (display) order from 0, whatever the container's timestamps
+look like, so the index ``i`` means the same frame for [`read_video`], [`probe_video`] and the samplers.
+
+Example:
+
+```python
+>>> from timesformer_hf.video import probe_video, read_video, sample_kinetics_indices
+>>> meta = probe_video("video.mp4")  # doctest: +SKIP
+>>> indices = sample_kinetics_indices(meta.total_num_frames, num_frames=8, sampling_rate=32, video_fps=meta.fps)
+>>> frames = read_video("video.mp4", indices)  # (8, height, width, 3) uint8  # doctest: +SKIP
+```
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "VideoDecodeError",
+    "VideoMetadata",
+    "probe_video",
+    "read_video",
+    "sample_kinetics_indices",
+    "sample_ssv2_indices",
+    "sample_uniform_indices",
+]
+
+VideoSource = str | os.PathLike | IO[bytes]
+SeedLike = int | np.random.Generator | None
+
+
+class VideoDecodeError(ValueError):
+    """Raised when a file is missing, empty, truncated or not a decodable video."""
+
+
+@dataclass(frozen=True)
+class VideoMetadata:
+    """What [`probe_video`] knows about a video without decoding it.
+
+    The field names match `transformers.video_utils.VideoMetadata`, so `transformers.video_utils.VideoMetadata(
+    **dataclasses.asdict(meta))` works once `rotation` is dropped.
+
+    Attributes:
+        total_num_frames: Number of frames, counted from the container's packets (exact for variable frame rates).
+        fps: Average frame rate in frames per second.
+        duration: Duration of the video stream in seconds.
+        width: Width of the frames as displayed, i.e. after `rotation` is applied.
+        height: Height of the frames as displayed.
+        rotation: Counter-clockwise rotation in degrees (0, 90, 180 or 270) from the stream's display matrix;
+            [`read_video`] applies it, so the frames it returns are upright.
+    """
+
+    total_num_frames: int
+    fps: float
+    duration: float
+    width: int
+    height: int
+    rotation: int = 0
+
+
+@dataclass
+class _FrameIndex:
+    """Presentation timestamps of every frame, and for each frame the closest key frame at or before it."""
+
+    timestamps: list[int]
+    keyframe_before: list[int]
+    position: dict[int, int]
+
+
+def _describe(source: VideoSource) -> str:
+    return os.fspath(source) if isinstance(source, str | os.PathLike) else repr(source)
+
+
+def _open(source: VideoSource) -> Any:
+    import av
+
+    if isinstance(source, str | os.PathLike):
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise VideoDecodeError(f"Cannot read video {path!r}: no such file.")
+        if os.path.getsize(path) == 0:
+            raise VideoDecodeError(f"Cannot read video {path!r}: the file is empty.")
+    try:
+        container = av.open(source if not isinstance(source, os.PathLike) else os.fspath(source), mode="r")
+    except (av.FFmpegError, OSError, ValueError) as error:
+        raise VideoDecodeError(f"Cannot open video {_describe(source)!r}: {error}") from error
+    if not container.streams.video or container.format.name in _NON_VIDEO_FORMATS:
+        container.close()
+        raise VideoDecodeError(
+            f"Cannot read video {_describe(source)!r}: no video stream found (format {container.format.name!r})."
+        )
+    return container
+
+
+# FFmpeg demuxers that turn text or single images into a "video"; a file read as one of them is not a video.
+_NON_VIDEO_FORMATS = {"tty", "image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "gif_pipe", "webp_pipe"}
+
+
+def _build_frame_index(container: Any, stream: Any) -> _FrameIndex | None:
+    """Demux (without decoding) to list the frames' timestamps; `None` when packets carry no timestamps."""
+    entries = []
+    for packet in container.demux(stream):
+        if packet.size == 0 or packet.is_discard:
+            continue
+        if packet.pts is None:
+            return None
+        entries.append((packet.pts, packet.is_keyframe))
+    entries.sort()
+    timestamps = [pts for pts, _ in entries]
+    keyframe_before, last_keyframe = [], 0
+    for i, (_, is_keyframe) in enumerate(entries):
+        if is_keyframe:
+            last_keyframe = i
+        keyframe_before.append(last_keyframe)
+    return _FrameIndex(timestamps, keyframe_before, {pts: i for i, pts in enumerate(timestamps)})
+
+
+def _metadata(stream: Any, num_frames: int, timestamps: Sequence[int] | None, rotation: int) -> VideoMetadata:
+    time_base = float(stream.time_base) if stream.time_base else 0.0
+    if timestamps and len(timestamps) > 1 and time_base:
+        # span of the presentation timestamps plus one (average) frame duration
+        span = (timestamps[-1] - timestamps[0]) * time_base
+        duration = span * len(timestamps) / (len(timestamps) - 1)
+    elif stream.duration and time_base:
+        duration = stream.duration * time_base
+    else:
+        duration = 0.0
+    rate = stream.average_rate or stream.guessed_rate
+    fps = float(rate) if rate else (num_frames / duration if duration else 0.0)
+    if not duration and fps:
+        duration = num_frames / fps
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if rotation % 180:
+        width, height = height, width
+    return VideoMetadata(num_frames, fps, duration, width, height, rotation)
+
+
+def _rotation_of(frame: Any) -> int:
+    return int(round(frame.rotation / 90.0)) % 4 * 90
+
+
+def _decode_error(source: VideoSource, error: Exception) -> VideoDecodeError:
+    return VideoDecodeError(f"Cannot decode video {_describe(source)!r}: {error}")
+
+
+def _rewind(container: Any) -> None:
+    container.seek(0, backward=True, any_frame=False)
+
+
+def probe_video(source: VideoSource) -> VideoMetadata:
+    """Return the frame count, frame rate, duration, display size and rotation of a video.
+
+    It reads the container's packets and decodes a single frame (for the rotation), which is cheap even for long
+    videos.
+
+    Args:
+        source: A path or a binary file object.
+
+    Raises:
+        VideoDecodeError: If the file is missing, empty, truncated or not a video.
+
+    Example:
+
+    ```python
+    >>> probe_video("video.mp4")  # doctest: +SKIP
+    VideoMetadata(total_num_frames=250, fps=25.0, duration=10.0, width=640, height=272, rotation=0)
+
+    ```
+    """
+    import av
+
+    container = _open(source)
+    try:
+        stream = container.streams.video[0]
+        try:
+            index = _build_frame_index(container, stream)
+            _rewind(container)
+            frames = container.decode(stream)
+            first = next(frames, None)
+            if first is None:
+                raise VideoDecodeError(f"Cannot read video {_describe(source)!r}: no frame could be decoded.")
+            num_frames = len(index.timestamps) if index is not None else 1 + sum(1 for _ in frames)
+        except av.FFmpegError as error:
+            raise _decode_error(source, error) from error
+        return _metadata(stream, num_frames, index.timestamps if index else None, _rotation_of(first))
+    finally:
+        container.close()
+
+
+def read_video(
+    source: VideoSource,
+    indices: Sequence[int] | np.ndarray | torch.Tensor | None = None,
+    *,
+    return_metadata: bool = False,
+) -> np.ndarray | tuple[np.ndarray, VideoMetadata]:
+    """Decode the frames at `indices` (all frames when `None`) as a `(frames, height, width, 3)` uint8 RGB array.
+
+    Only what is needed is decoded: for each wanted frame the decoder seeks to the closest key frame before it
+    (unless the frames already being decoded lead there), so a clip at the end of a long video costs about as much
+    as one at its start. Indices may repeat and come in any order; the output follows `indices`. Variable frame
+    rates are handled (indices count frames, not time) and the stream's display rotation is applied.
+
+    Args:
+        source: A path or a binary file object.
+        indices: Frame indices in `[0, total_num_frames)`, e.g. from [`sample_kinetics_indices`].
+        return_metadata: Also return the [`VideoMetadata`] of the video.
+
+    Raises:
+        VideoDecodeError: If the file is missing, empty, truncated or not a video, or a wanted frame can't be decoded.
+        IndexError: If an index is out of range.
+
+    Example:
+
+    ```python
+    >>> frames, meta = read_video("video.mp4", [0, 10, 20], return_metadata=True)  # doctest: +SKIP
+    >>> frames.shape, frames.dtype
+    ((3, 272, 640, 3), dtype('uint8'))
+
+    ```
+    """
+    import av
+
+    container = _open(source)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            index = _build_frame_index(container, stream)
+            if index is not None and index.timestamps:
+                decoded, num_frames = _decode_by_seeking(container, stream, index, indices, source)
+            else:  # no timestamps to seek to: decode sequentially from the start
+                _rewind(container)
+                decoded, num_frames = _decode_sequentially(container, stream, indices, source)
+        except av.FFmpegError as error:
+            raise _decode_error(source, error) from error
+        indices = _check_indices(indices, num_frames, source)
+        rotation = _rotation_of(next(iter(decoded.values()))[1])
+        metadata = _metadata(stream, num_frames, index.timestamps if index else None, rotation)
+    finally:
+        container.close()
+    frames = np.stack([decoded[i][0] for i in indices.tolist()])
+    if rotation:
+        frames = np.ascontiguousarray(np.rot90(frames, k=rotation // 90, axes=(1, 2)))
+    return (frames, metadata) if return_metadata else frames
+
+
+def _check_indices(indices: Any, num_frames: int, source: VideoSource) -> np.ndarray:
+    if num_frames == 0:
+        raise VideoDecodeError(f"Cannot read video {_describe(source)!r}: the video stream has no frames.")
+    if indices is None:
+        return np.arange(num_frames)
+    indices = np.asarray(indices.cpu() if isinstance(indices, torch.Tensor) else indices)
+    if indices.ndim != 1 or indices.size == 0 or not np.issubdtype(indices.dtype, np.integer):
+        raise IndexError(f"`indices` must be a non-empty 1-D sequence of integers, got {indices!r}.")
+    if indices.min() < 0 or indices.max() >= num_frames:
+        raise IndexError(
+            f"Frame indices must lie in [0, {num_frames - 1}] for video {_describe(source)!r} "
+            f"({num_frames} frames); got min {indices.min()} and max {indices.max()}."
+        )
+    return indices
+
+
+def _missing_frames(source: VideoSource, missing: Sequence[int], num_frames: int) -> VideoDecodeError:
+    return VideoDecodeError(
+        f"Cannot decode frame(s) {sorted(missing)[:5]} of video {_describe(source)!r}, which lists {num_frames} "
+        "frames: the decoder stopped before them (truncated or corrupt file?)."
+    )
+
+
+_Decoded = dict[int, tuple[np.ndarray, Any]]
+
+
+def _decode_by_seeking(
+    container: Any, stream: Any, index: _FrameIndex, indices: Any, source: VideoSource
+) -> tuple[_Decoded, int]:
+    num_frames = len(index.timestamps)
+    wanted = set(_check_indices(indices, num_frames, source).tolist())
+    decoded: _Decoded = {}
+
+    def seek(position: int) -> Any:
+        container.seek(index.timestamps[position], backward=True, any_frame=False, stream=stream)
+        return container.decode(stream)
+
+    def advance(frames: Any, target: int) -> tuple[int | None, int | None]:
+        """Decode up to `target`, keeping wanted frames; return the first and last positions seen."""
+        first = None
+        for frame in frames:
+            position = index.position.get(frame.pts)
+            if position is None:
+                continue
+            first = position if first is None else first
+            if position in wanted and position not in decoded:
+                decoded[position] = (frame.to_ndarray(format="rgb24"), frame)
+            if position >= target:
+                return first, position
+        return first, None
+
+    frames, position = None, None
+    for target in sorted(wanted):
+        if target in decoded:
+            continue
+        if frames is None or position is None or index.keyframe_before[target] > position:
+            frames = seek(index.keyframe_before[target])
+            first, position = advance(frames, target)
+            if target not in decoded and first is not None and first > target:
+                # the demuxer landed after the target (imprecise seek): decode from the first frame instead
+                frames = seek(0)
+                first, position = advance(frames, target)
+        else:
+            _, position = advance(frames, target)
+        if target not in decoded:
+            raise _missing_frames(source, [target], num_frames)
+    return decoded, num_frames
+
+
+def _decode_sequentially(
+    container: Any, stream: Any, indices: Any, source: VideoSource
+) -> tuple[_Decoded, int]:
+    wanted = None if indices is None else set(np.asarray(indices).tolist())
+    decoded: _Decoded = {}
+    num_frames = 0
+    for position, frame in enumerate(container.decode(stream)):
+        if wanted is None or position in wanted:
+            decoded[position] = (frame.to_ndarray(format="rgb24"), frame)
+        num_frames = position + 1
+    _check_indices(indices, num_frames, source)
+    return decoded, num_frames
+
+
+def _rng(generator: SeedLike) -> np.random.Generator:
+    return np.random.default_rng(generator)
+
+
+def _check_counts(total_num_frames: int, num_frames: int) -> None:
+    if total_num_frames < 1:
+        raise ValueError(f"Cannot sample from a video with {total_num_frames} frames.")
+    if num_frames < 1:
+        raise ValueError(f"`num_frames` must be at least 1, got {num_frames}.")
+
+
+def _linspace_indices(start: float, end: float, num_frames: int, total_num_frames: int) -> np.ndarray:
+    # torch.linspace in float32 then truncation, exactly as the original `temporal_sampling`
+    index = torch.linspace(start, end, num_frames).clamp(0, total_num_frames - 1).long()
+    return index.numpy()
+
+
+def sample_kinetics_indices(
+    total_num_frames: int,
+    num_frames: int = 8,
+    sampling_rate: int = 32,
+    *,
+    video_fps: float | None = None,
+    target_fps: float = 30.0,
+    clip_index: int = 0,
+    num_clips: int = 1,
+    training: bool = False,
+    generator: SeedLike = None,
+) -> np.ndarray:
+    """Frame indices of one Kinetics-style clip, as the original `get_start_end_idx` + `temporal_sampling`.
+
+    A clip spans `num_frames * sampling_rate` frames at `target_fps`, i.e. `num_frames * sampling_rate /
+    target_fps * video_fps` frames of the video. In training its start is uniformly random; in testing the video
+    is split into `num_clips` clips and clip `clip_index` starts at `(total - clip) * clip_index / num_clips`
+    (so a single test clip starts at frame 0). `num_frames` equally spaced indices are taken between the clip's
+    first and last frame (`torch.linspace(...).long()`) and clamped to the video: a video shorter than a clip
+    repeats its last frame.
+
+    Args:
+        total_num_frames: Number of frames of the video.
+        num_frames: Number of frames to return.
+        sampling_rate: Spacing between sampled frames, in frames at `target_fps`.
+        video_fps: Frame rate of the video; `None` means `target_fps` (no conversion).
+        target_fps: Frame rate the sampling rate refers to (30 in the original).
+        clip_index: Which of the `num_clips` test clips (ignored when `training`).
+        num_clips: Number of uniformly spaced test clips.
+        training: Random clip start instead of the `clip_index`-th clip.
+        generator: Seed or `numpy.random.Generator` for the random start.
+
+    Example:
+
+    ```python
+    >>> sample_kinetics_indices(300, num_frames=8, sampling_rate=32, video_fps=30).tolist()
+    [0, 36, 72, 109, 145, 182, 218, 255]
+    >>> sample_kinetics_indices(100, num_frames=4, sampling_rate=32).tolist()  # shorter than the clip
+    [0, 42, 84, 99]
+
+    ```
+    """
+    _check_counts(total_num_frames, num_frames)
+    if not 0 <= clip_index < num_clips:
+        raise ValueError(f"`clip_index` must lie in [0, {num_clips - 1}], got {clip_index}.")
+    clip_size = num_frames * sampling_rate / target_fps * (video_fps or target_fps)
+    delta = max(total_num_frames - clip_size, 0)
+    start = _rng(generator).uniform(0, delta) if training else delta * clip_index / num_clips
+    return _linspace_indices(start, start + clip_size - 1, num_frames, total_num_frames)
+
+
+def sample_ssv2_indices(
+    total_num_frames: int, num_frames: int = 8, *, training: bool = False, generator: SeedLike = None
+) -> np.ndarray:
+    """Frame indices as the original Something-Something-v2 loader: one frame per equal segment.
+
+    The frames `0 .. total - 1` are cut into `num_frames` segments with rounded bounds; testing takes the middle
+    of each segment, training a uniformly random frame of it (bounds included). Short videos repeat frames.
+
+    Example:
+
+    ```python
+    >>> sample_ssv2_indices(50, num_frames=8).tolist()
+    [3, 9, 15, 21, 27, 34, 40, 46]
+
+    ```
+    """
+    _check_counts(total_num_frames, num_frames)
+    segment = (total_num_frames - 1) / num_frames
+    bounds = np.round(segment * np.arange(num_frames + 1)).astype(np.int64)
+    starts, ends = bounds[:-1], bounds[1:]
+    if training:
+        return _rng(generator).integers(starts, ends, endpoint=True).astype(np.int64)
+    return (starts + ends) // 2
+
+
+def sample_uniform_indices(total_num_frames: int, num_frames: int = 8) -> np.ndarray:
+    """`num_frames` equally spaced indices from the first to the last frame (`linspace(0, total - 1).long()`).
+
+    Example:
+
+    ```python
+    >>> sample_uniform_indices(100, num_frames=4).tolist()
+    [0, 33, 66, 99]
+
+    ```
+    """
+    _check_counts(total_num_frames, num_frames)
+    return _linspace_indices(0, total_num_frames - 1, num_frames, total_num_frames)

@@ -1,0 +1,244 @@
+"""Video processor for TimeSformer: decoding with PyAV, the original frame samplers and the image processor's
+torch transforms, as a `transformers` `BaseVideoProcessor` (works without torchvision or torchcodec)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from transformers.image_processing_utils import BatchFeature
+from transformers.image_utils import ChannelDimension, PILImageResampling, SizeDict
+from transformers.processing_utils import Unpack, VideosKwargs
+from transformers.utils import TensorType
+from transformers.video_processing_utils import BaseVideoProcessor
+from transformers.video_utils import VideoMetadata as TransformersVideoMetadata
+
+from .image_processing_timesformer import (
+    TIMESFORMER_MEAN,
+    TIMESFORMER_STD,
+    normalize_and_batch,
+    resize_and_crop_videos,
+    to_video_tensor,
+)
+from .video import (
+    probe_video,
+    read_video,
+    sample_kinetics_indices,
+    sample_ssv2_indices,
+    sample_uniform_indices,
+)
+
+__all__ = ["TimeSformerVideoProcessor"]
+
+FRAME_SAMPLINGS = ("kinetics", "ssv2", "uniform")
+
+
+class TimeSformerVideoProcessorKwargs(VideosKwargs, total=False):
+    """
+    frame_sampling (`str`, *optional*, defaults to `"kinetics"`):
+        How `do_sample_frames` picks `num_frames` frames: `"kinetics"` (a clip of `num_frames * sampling_rate`
+        frames at `target_fps`, see `timesformer_hf.video.sample_kinetics_indices`), `"ssv2"` (middle frame of
+        equal segments) or `"uniform"` (evenly over the whole video).
+    sampling_rate (`int`, *optional*, defaults to 32):
+        Frame spacing of a Kinetics clip, in frames at `target_fps`.
+    target_fps (`float`, *optional*, defaults to 30):
+        Frame rate `sampling_rate` refers to; the video's own frame rate is converted to it.
+    num_temporal_clips (`int`, *optional*, defaults to 1):
+        Kinetics test clips per video (clip k of n starts at `(length - clip) * k / n`); each is a separate view.
+    num_spatial_crops (`int`, *optional*, defaults to 1):
+        1 for a centre crop, 3 for the original's crops along the long side; each is a separate view.
+    """
+
+    frame_sampling: str
+    sampling_rate: int
+    target_fps: float
+    num_temporal_clips: int
+    num_spatial_crops: int
+
+
+class TimeSformerVideoProcessor(BaseVideoProcessor):
+    r"""
+    Constructs a TimeSformer video processor: decodes videos (paths, URLs or file objects) with PyAV, samples frames
+    as the original release, and resizes/crops/normalizes with the same torch code as
+    [`TimeSformerImageProcessor`].
+
+    Frames are sampled only with `do_sample_frames=True` (the video-classification pipeline sets it); arrays and
+    lists of frames are otherwise used as given, and a path without sampling decodes every frame.
+
+    `pixel_values` is `(batch * num_temporal_clips * num_spatial_crops, num_frames, 3, height, width)`: the views of
+    a video are consecutive, temporal clip-major. Combine the model's logits with
+    `timesformer_hf.image_processing_timesformer.average_view_scores(logits, num_views)`.
+
+    Example:
+
+    ```python
+    >>> processor = TimeSformerVideoProcessor()
+    >>> inputs = processor("video.mp4", do_sample_frames=True, num_frames=8, return_tensors="pt")  # doctest: +SKIP
+    >>> inputs["pixel_values"].shape  # doctest: +SKIP
+    torch.Size([1, 8, 3, 224, 224])
+    >>> views = processor(
+    ...     "video.mp4", do_sample_frames=True, num_frames=8, num_temporal_clips=2, num_spatial_crops=3
+    ... )  # 6 views  # doctest: +SKIP
+    ```
+    """
+
+    model_input_names = ["pixel_values"]
+    valid_kwargs = TimeSformerVideoProcessorKwargs
+
+    do_resize = True
+    size = {"shortest_edge": 224}
+    default_to_square = False
+    resample = PILImageResampling.BILINEAR
+    do_center_crop = True
+    crop_size = {"height": 224, "width": 224}
+    do_rescale = True
+    rescale_factor = 1 / 255
+    do_normalize = True
+    image_mean = TIMESFORMER_MEAN
+    image_std = TIMESFORMER_STD
+    do_convert_rgb = True
+    do_sample_frames = False
+    num_frames = 8
+    frame_sampling = "kinetics"
+    sampling_rate = 32
+    target_fps = 30.0
+    num_temporal_clips = 1
+    num_spatial_crops = 1
+
+    def __init__(self, **kwargs: Unpack[TimeSformerVideoProcessorKwargs]) -> None:
+        super().__init__(**kwargs)
+        if self.frame_sampling not in FRAME_SAMPLINGS:
+            raise ValueError(
+                f"`frame_sampling` must be one of {FRAME_SAMPLINGS}, got {self.frame_sampling!r}."
+            )
+
+    def sample_frames(
+        self,
+        metadata: TransformersVideoMetadata,
+        num_frames: int | None = None,
+        fps: float | None = None,
+        frame_sampling: str | None = None,
+        sampling_rate: int | None = None,
+        target_fps: float | None = None,
+        num_temporal_clips: int | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        """Indices of the frames to keep: `num_temporal_clips` clips of `num_frames`, concatenated.
+
+        `fps` keeps the `transformers` meaning (sample that many frames per second, uniformly) and overrides
+        `frame_sampling`.
+        """
+        if fps is not None:
+            return super().sample_frames(metadata, num_frames=None, fps=fps)
+        num_frames = num_frames or self.num_frames
+        frame_sampling = frame_sampling or self.frame_sampling
+        num_clips = num_temporal_clips or self.num_temporal_clips
+        total = metadata.total_num_frames
+        if frame_sampling == "kinetics":
+            clips = [
+                sample_kinetics_indices(
+                    total,
+                    num_frames,
+                    sampling_rate or self.sampling_rate,
+                    video_fps=metadata.fps,
+                    target_fps=target_fps or self.target_fps,
+                    clip_index=clip_index,
+                    num_clips=num_clips,
+                )
+                for clip_index in range(num_clips)
+            ]
+            return np.concatenate(clips)
+        if num_clips != 1:
+            raise ValueError(f"`num_temporal_clips={num_clips}` needs `frame_sampling='kinetics'`.")
+        if frame_sampling == "ssv2":
+            return sample_ssv2_indices(total, num_frames)
+        if frame_sampling == "uniform":
+            return sample_uniform_indices(total, num_frames)
+        raise ValueError(f"`frame_sampling` must be one of {FRAME_SAMPLINGS}, got {frame_sampling!r}.")
+
+    def fetch_videos(
+        self, video_url_or_urls: Any, sample_indices_fn: Callable[..., np.ndarray] | None = None
+    ) -> tuple[Any, Any]:
+        """Decode videos (paths, http(s) URLs or binary file objects) with PyAV, only the sampled frames."""
+        if isinstance(video_url_or_urls, list | tuple):
+            pairs = [self.fetch_videos(video, sample_indices_fn) for video in video_url_or_urls]
+            return [video for video, _ in pairs], [metadata for _, metadata in pairs]
+        source = video_url_or_urls
+        if isinstance(source, str) and source.startswith(("http://", "https://")):
+            from urllib.request import urlopen
+
+            with urlopen(source) as response:
+                source = io.BytesIO(response.read())
+        info = probe_video(source)
+        metadata = TransformersVideoMetadata(
+            total_num_frames=info.total_num_frames,
+            fps=info.fps,
+            width=info.width,
+            height=info.height,
+            duration=info.duration,
+            video_backend="pyav",
+        )
+        indices = sample_indices_fn(metadata=metadata) if sample_indices_fn is not None else None
+        if isinstance(source, io.IOBase):
+            source.seek(0)
+        video = read_video(source, indices)
+        metadata.frames_indices = list(range(len(video))) if indices is None else np.asarray(indices).tolist()
+        return video, metadata
+
+    def _prepare_input_videos(
+        self,
+        videos: Sequence[Any],
+        do_convert_rgb: bool | None = None,
+        input_data_format: str | ChannelDimension | None = None,
+        device: str | torch.device | None = None,
+    ) -> list[torch.Tensor]:
+        videos = [to_video_tensor(video, input_data_format) for video in videos]
+        return [video.to(device) for video in videos] if device is not None else videos
+
+    def _preprocess(
+        self,
+        videos: list[torch.Tensor],
+        do_resize: bool,
+        size: SizeDict,
+        resample: PILImageResampling | int,
+        do_center_crop: bool,
+        crop_size: SizeDict,
+        do_rescale: bool,
+        rescale_factor: float,
+        do_normalize: bool,
+        image_mean: float | Sequence[float],
+        image_std: float | Sequence[float],
+        num_temporal_clips: int = 1,
+        num_spatial_crops: int = 1,
+        return_tensors: str | TensorType | None = None,
+        **kwargs: Any,
+    ) -> BatchFeature:
+        clips = []
+        for video in videos:
+            if len(video) % num_temporal_clips:
+                raise ValueError(
+                    f"Cannot split a video of {len(video)} frames into {num_temporal_clips} temporal clips."
+                )
+            clips.extend(video.chunk(num_temporal_clips))
+        views = resize_and_crop_videos(
+            clips,
+            do_resize=do_resize,
+            size=size,
+            resample=resample,
+            do_center_crop=do_center_crop,
+            crop_size=crop_size,
+            num_spatial_crops=num_spatial_crops,
+        )
+        data = normalize_and_batch(
+            views,
+            do_rescale=do_rescale,
+            rescale_factor=rescale_factor,
+            do_normalize=do_normalize,
+            image_mean=image_mean,
+            image_std=image_std,
+            return_tensors=return_tensors,
+        )
+        return BatchFeature(data=data, tensor_type=return_tensors)
