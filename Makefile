@@ -9,7 +9,10 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-slow lint demo bench clean
+# The lowest versions declared in setup.cfg, tested by `make test-min` in their own environment.
+MIN_PINS := transformers==5.4.0 huggingface_hub==1.5.0
+
+.PHONY: install test test-slow test-min lint demo bench clean
 
 install: $(STAMP)
 
@@ -26,6 +29,13 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
+test-min:
+	test -x .venv-min/bin/python || $(PYTHON) -m venv .venv-min
+	.venv-min/bin/python -m pip install -q --upgrade pip
+	.venv-min/bin/python -m pip install -q "$(TORCH)"
+	.venv-min/bin/python -m pip install -q -e ".[test]" $(MIN_PINS)
+	.venv-min/bin/python -m pytest -q
+
 lint: install
 	$(BIN)/python -m ruff check timesformer_hf convert tests bench
 	$(BIN)/python -m ruff format --check timesformer_hf convert tests bench
@@ -37,4 +47,4 @@ bench: install
 	$(BIN)/python bench/benchmark.py
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) .venv-min demo-output .pytest_cache

@@ -1,0 +1,99 @@
+"""Convert original TimeSformer checkpoints (`.pyth`) into Hugging Face Hub repos.
+
+One checkpoint:
+
+    python convert/convert_original_checkpoint.py --checkpoint TimeSformer_divST_8x32_224_K400.pyth \
+        --output-dir converted/timesformer-base-k400 [--labels kinetics400.json] [--push-to-hub me/timesformer-k400]
+
+Every `.pyth` file of a folder (into `--output-dir/<file name>`, with a summary table):
+
+    python convert/convert_original_checkpoint.py --checkpoint-dir checkpoints/ --output-dir converted/
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from tqdm import tqdm
+
+from timesformer_hf.conversion import (
+    CheckpointError,
+    convert_checkpoint,
+    convert_directory,
+    format_summary,
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="An original .pyth checkpoint.")
+    source.add_argument("--checkpoint-dir", help="Convert every .pyth file of this folder.")
+    parser.add_argument(
+        "--output-dir", required=True, help="Repo folder (a parent folder with --checkpoint-dir)."
+    )
+    parser.add_argument(
+        "--labels", help="Class names: JSON {id: label} or a text file with one label a line."
+    )
+    parser.add_argument(
+        "--model-name", help="Model name for the model card (default: the checkpoint's name)."
+    )
+    parser.add_argument(
+        "--num-attention-heads",
+        type=int,
+        help="Head count, not stored in the weights (default: hidden size / 64).",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
+    parser.add_argument(
+        "--no-remote-code",
+        action="store_true",
+        help="Do not write the modelling code and auto_map into the repo.",
+    )
+    parser.add_argument(
+        "--push-to-hub",
+        metavar="REPO_ID",
+        help="Upload to this Hub repo (with --checkpoint-dir: REPO_ID-<name>).",
+    )
+    parser.add_argument("--private", action="store_true", help="Create the Hub repo as private.")
+    parser.add_argument("--commit-message", help="Message of the upload commit.")
+    args = parser.parse_args(argv)
+    if args.checkpoint_dir and args.model_name:
+        parser.error("--model-name names one model; it cannot be used with --checkpoint-dir.")
+    if (args.private or args.commit_message) and not args.push_to_hub:
+        parser.error("--private and --commit-message need --push-to-hub.")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the conversion; returns the exit status (1 when a checkpoint failed)."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    options = dict(
+        labels=args.labels,
+        num_attention_heads=args.num_attention_heads,
+        overwrite=args.overwrite,
+        remote_code=not args.no_remote_code,
+        push_to_hub=args.push_to_hub,
+        private=args.private,
+        commit_message=args.commit_message,
+    )
+    if args.checkpoint_dir:
+        results = convert_directory(args.checkpoint_dir, args.output_dir, progress=tqdm, **options)
+    else:
+        try:
+            results = [
+                convert_checkpoint(args.checkpoint, args.output_dir, model_name=args.model_name, **options)
+            ]
+        except (CheckpointError, FileExistsError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+    print(format_summary(results))
+    return 0 if all(result.ok for result in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Model cards, atomic repo folders and uploads (`timesformer_hf.hub`); the Hub itself is mocked."""
+
+import json
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+from conftest import randomize_, tiny_config
+from huggingface_hub import ModelCard, ModelCardData
+from transformers import AutoModelForVideoClassification
+
+from timesformer_hf import TimeSformerForVideoClassification, TimeSformerVideoProcessor
+from timesformer_hf.hub import build_model_card, push_repo, save_repo, without_remote_code
+
+CODE_FILES = {"configuration_timesformer.py", "modeling_timesformer.py"}
+
+
+@pytest.fixture(scope="module")
+def model() -> TimeSformerForVideoClassification:
+    return randomize_(TimeSformerForVideoClassification(tiny_config()))
+
+
+def card_for(model, **overrides) -> ModelCard:
+    options = dict(
+        model_name="timesformer-tiny-k400",
+        datasets=["kinetics-400"],
+        dataset_name="Kinetics-400",
+        eval_results={"top1_accuracy": 77.9, "top5_accuracy": 93.2},
+        converted_from="TimeSformer_divST_8x32_224_K400.pyth",
+    )
+    return build_model_card(model.config, **{**options, **overrides})
+
+
+def test_model_card_metadata_parses(tmp_path, model):
+    card_for(model, base_model="facebook/timesformer-base").save(tmp_path / "README.md")
+    card = ModelCard.load(tmp_path / "README.md")
+    data = card.data
+    assert isinstance(data, ModelCardData)
+    assert (data.license, data.pipeline_tag, data.library_name) == (
+        "cc-by-nc-4.0",
+        "video-classification",
+        "transformers",
+    )
+    assert data.datasets == ["kinetics-400"] and data.base_model == "facebook/timesformer-base"
+    assert {"video-classification", "timesformer"} <= set(data.tags)
+    results = {(result.dataset_name, result.metric_type): result.metric_value for result in data.eval_results}
+    assert results == {("Kinetics-400", "top1_accuracy"): 77.9, ("Kinetics-400", "top5_accuracy"): 93.2}
+    assert all(result.task_type == "video-classification" for result in data.eval_results)
+    # the metadata alone round-trips through ModelCardData too
+    assert ModelCardData(**data.to_dict()).to_dict() == data.to_dict()
+    for section in (
+        "## How to use",
+        "## Evaluation results",
+        "## Conversion",
+        "@inproceedings{bertasius2021space",
+    ):
+        assert section in card.content
+
+
+def test_model_card_without_results_has_no_model_index(model):
+    card = build_model_card(model.config, model_name="scratch", remote_code=False)
+    assert card.data.eval_results is None and "model-index" not in str(card)
+    assert "trust_remote_code" not in card.content
+    with pytest.raises(ValueError, match="dataset_name"):
+        build_model_card(model.config, model_name="x", eval_results={"accuracy": 0.5})
+
+
+@pytest.mark.parametrize("remote_code", [True, False])
+def test_save_repo_with_and_without_remote_code(tmp_path, model, remote_code):
+    folder = save_repo(
+        model,
+        [TimeSformerVideoProcessor()],
+        tmp_path / "repo",
+        remote_code=remote_code,
+        model_card=card_for(model),
+    )
+    files = {path.name for path in folder.iterdir()}
+    assert {"config.json", "model.safetensors", "video_preprocessor_config.json", "README.md"} <= files
+    assert CODE_FILES <= files if remote_code else not CODE_FILES & files
+    assert ("auto_map" in json.loads((folder / "config.json").read_text())) == remote_code
+    # the registration is back after a save without remote code
+    assert TimeSformerForVideoClassification._auto_class == "AutoModelForVideoClassification"
+    assert TimeSformerVideoProcessor._auto_class == "AutoVideoProcessor"
+
+    reloaded = AutoModelForVideoClassification.from_pretrained(folder).eval()
+    video = torch.randn(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(video).logits, model(video).logits)
+
+
+def test_without_remote_code_restores_state(model):
+    model.config.auto_map = {"AutoConfig": "configuration_timesformer.TimeSformerConfig"}
+    with without_remote_code(model):
+        assert type(model)._auto_class is None and "auto_map" not in model.config.to_dict()
+    assert type(model)._auto_class == "AutoModelForVideoClassification"
+    assert model.config.auto_map == {"AutoConfig": "configuration_timesformer.TimeSformerConfig"}
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in folder.iterdir()}
+
+
+def test_save_repo_is_atomic(tmp_path, model):
+    target = tmp_path / "repo"
+    save_repo(model, [], target)
+    before = snapshot(target)
+
+    with pytest.raises(FileExistsError, match="overwrite"):
+        save_repo(model, [], target)
+    with pytest.raises(RuntimeError, match="check failed"):
+        save_repo(
+            model, [], target, overwrite=True, check=mock.Mock(side_effect=RuntimeError("check failed"))
+        )
+    assert snapshot(target) == before
+    assert [path.name for path in tmp_path.iterdir()] == ["repo"]  # no temporary folders left
+
+    check = mock.Mock()
+    save_repo(model, [], target, overwrite=True, remote_code=False, check=check)
+    check.assert_called_once()
+    assert check.call_args.args[0] != target and not check.call_args.args[0].exists()
+    assert not CODE_FILES & {path.name for path in target.iterdir()}
+    assert [path.name for path in tmp_path.iterdir()] == ["repo"]
+
+
+def test_push_repo_creates_the_repo_and_uploads_once(tmp_path, model):
+    folder = save_repo(model, [], tmp_path / "repo")
+    with mock.patch("timesformer_hf.hub.HfApi") as api_class:
+        push_repo(folder, "me/tiny", private=True, commit_message="Upload tiny TimeSformer", token="hf_x")
+    api_class.assert_called_once_with(token="hf_x")
+    api = api_class.return_value
+    api.create_repo.assert_called_once_with("me/tiny", repo_type="model", private=True, exist_ok=True)
+    api.upload_folder.assert_called_once_with(
+        folder_path=folder,
+        repo_id="me/tiny",
+        repo_type="model",
+        commit_message="Upload tiny TimeSformer",
+        revision=None,
+    )
+
+
+def test_push_repo_refuses_a_folder_that_is_not_a_repo(tmp_path):
+    with (
+        mock.patch("timesformer_hf.hub.HfApi") as api_class,
+        pytest.raises(FileNotFoundError, match="save_repo"),
+    ):
+        push_repo(tmp_path, "me/tiny")
+    api_class.assert_not_called()

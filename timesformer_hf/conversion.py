@@ -1,0 +1,731 @@
+"""Conversion of the original TimeSformer checkpoints (`.pyth` files of facebookresearch/TimeSformer).
+
+The architecture is read from the tensor shapes and checked against the training config (`cfg`, a YAML string)
+stored in the checkpoint; the weights are renamed to the layout of [`TimeSformerForVideoClassification`] (the
+`transformers` TimeSformer names), unchanged in value. Checkpoints are read with `torch.load(weights_only=True)`,
+so no code stored in them ever runs.
+
+Example:
+
+```python
+>>> from timesformer_hf.conversion import convert_checkpoint
+>>> result = convert_checkpoint("TimeSformer_divST_8x32_224_K400.pyth", "timesformer-base-k400")  # doctest: +SKIP
+>>> result.max_abs_diff  # logits of the saved repo against the in-memory model  # doctest: +SKIP
+0.0
+```
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from huggingface_hub import constants as hub_constants
+from huggingface_hub import hf_hub_download
+from transformers import AutoModelForVideoClassification
+from transformers.utils import logging
+
+from .configuration_timesformer import TimeSformerConfig
+from .hub import build_model_card, push_repo, save_repo
+from .image_processing_timesformer import TimeSformerImageProcessor
+from .modeling_timesformer import TimeSformerForVideoClassification
+from .video_processing_timesformer import TimeSformerVideoProcessor
+
+logger = logging.get_logger(__name__)
+
+__all__ = [
+    "DATASETS",
+    "RELEASED_CHECKPOINTS",
+    "CheckpointError",
+    "ConversionResult",
+    "DatasetInfo",
+    "OriginalCheckpoint",
+    "Preprocessing",
+    "ReleasedCheckpoint",
+    "UnsafeCheckpointError",
+    "convert_checkpoint",
+    "convert_directory",
+    "convert_state_dict",
+    "format_summary",
+    "infer_config",
+    "load_labels",
+    "load_original_checkpoint",
+]
+
+LABEL_FILES_REPO = "huggingface/label-files"
+MAX_ABS_DIFF = 1e-4
+STATE_DICT_KEYS = ("model_state", "state_dict", "model", "module")
+STRIPPED_PREFIXES = ("module.", "model.")
+HEAD_DIM = 64  # ViT-B/16 and ViT-L/16 use 64-wide heads; the head count is not stored in the weights
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be converted faithfully (wrong layout, missing or unexpected weights, ...)."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint that holds pickled objects other than tensors and plain containers."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A dataset the original models were trained on."""
+
+    name: str
+    hub_id: str
+    num_classes: int | None
+    label_file: str | None = None  # in the `huggingface/label-files` dataset repo
+    frame_sampling: str = "kinetics"  # see `TimeSformerVideoProcessor.frame_sampling`
+
+
+DATASETS = {
+    "kinetics400": DatasetInfo("Kinetics-400", "kinetics-400", 400, "kinetics400-id2label.json"),
+    "kinetics600": DatasetInfo("Kinetics-600", "kinetics-600", 600, "kinetics600-id2label.json"),
+    "ssv2": DatasetInfo(
+        "Something-Something-v2",
+        "something-something-v2",
+        174,
+        "something-something-v2-id2label.json",
+        "ssv2",
+    ),
+    # 1059 long-term task classes (the paper's HowTo100M subset); no public label file exists.
+    "howto100m": DatasetInfo("HowTo100M", "howto100m", 1059),
+}
+
+
+@dataclass(frozen=True)
+class ReleasedCheckpoint:
+    """Facts about one of the 13 released `.pyth` files."""
+
+    dataset: str
+    top1: float
+    top5: float | None
+    sampling_rate: int | None  # frames between sampled frames; None for SSv2's segment sampling
+
+
+RELEASED_CHECKPOINTS = {
+    "TimeSformer_divST_8x32_224_K400": ReleasedCheckpoint("kinetics400", 77.9, 93.2, 32),
+    "TimeSformer_divST_16x16_448_K400": ReleasedCheckpoint("kinetics400", 79.6, 94.0, 16),
+    "TimeSformer_divST_96x4_224_K400": ReleasedCheckpoint("kinetics400", 80.6, 94.7, 4),
+    "TimeSformer_divST_8x32_224_K600": ReleasedCheckpoint("kinetics600", 79.1, 94.4, 32),
+    "TimeSformer_divST_16x16_448_K600": ReleasedCheckpoint("kinetics600", 81.8, 95.8, 16),
+    "TimeSformer_divST_96x4_224_K600": ReleasedCheckpoint("kinetics600", 82.2, 95.6, 4),
+    "TimeSformer_divST_8_224_SSv2": ReleasedCheckpoint("ssv2", 59.1, 85.6, None),
+    "TimeSformer_divST_16_448_SSv2": ReleasedCheckpoint("ssv2", 61.8, 86.9, None),
+    "TimeSformer_divST_64_224_SSv2": ReleasedCheckpoint("ssv2", 62.0, 87.5, None),
+    "TimeSformer_divST_8x32_224_HowTo100M": ReleasedCheckpoint("howto100m", 56.8, None, 32),
+    "TimeSformer_divST_32x32_224_HowTo100M": ReleasedCheckpoint("howto100m", 61.2, None, 32),
+    "TimeSformer_divST_64x32_224_HowTo100M": ReleasedCheckpoint("howto100m", 62.2, None, 32),
+    "TimeSformer_divST_96x32_224_HowTo100M": ReleasedCheckpoint("howto100m", 62.6, None, 32),
+}
+
+# Original name -> our name; `*` is a block index. Names without a trailing dot are whole parameters.
+_KEY_RENAMES = {
+    "cls_token": "timesformer.embeddings.cls_token",
+    "pos_embed": "timesformer.embeddings.position_embeddings",
+    "time_embed": "timesformer.embeddings.time_embeddings",
+    "patch_embed.proj.": "timesformer.embeddings.patch_embeddings.projection.",
+    "blocks.*.norm1.": "timesformer.encoder.layer.*.layernorm_before.",
+    "blocks.*.attn.qkv.": "timesformer.encoder.layer.*.attention.attention.qkv.",
+    "blocks.*.attn.proj.": "timesformer.encoder.layer.*.attention.output.dense.",
+    "blocks.*.temporal_norm1.": "timesformer.encoder.layer.*.temporal_layernorm.",
+    "blocks.*.temporal_attn.qkv.": "timesformer.encoder.layer.*.temporal_attention.attention.qkv.",
+    "blocks.*.temporal_attn.proj.": "timesformer.encoder.layer.*.temporal_attention.output.dense.",
+    "blocks.*.temporal_fc.": "timesformer.encoder.layer.*.temporal_dense.",
+    "blocks.*.norm2.": "timesformer.encoder.layer.*.layernorm_after.",
+    "blocks.*.mlp.fc1.": "timesformer.encoder.layer.*.intermediate.dense.",
+    "blocks.*.mlp.fc2.": "timesformer.encoder.layer.*.output.dense.",
+    "norm.": "timesformer.layernorm.",
+    "head.": "classifier.",
+}
+
+
+def _compile_renames(renames: Mapping[str, str]) -> list[tuple[re.Pattern[str], str]]:
+    rules = []
+    for source, target in renames.items():
+        pattern = "^" + re.escape(source).replace(r"\*", r"(\d+)") + ("" if source.endswith(".") else "$")
+        rules.append((re.compile(pattern), target.replace("*", r"\1")))
+    return rules
+
+
+_TO_OURS = _compile_renames(_KEY_RENAMES)
+_TO_ORIGINAL = _compile_renames({ours: original for original, ours in _KEY_RENAMES.items()})
+
+
+def _rename(key: str, rules: list[tuple[re.Pattern[str], str]]) -> str | None:
+    for pattern, replacement in rules:
+        if pattern.match(key):
+            return pattern.sub(replacement, key, count=1)
+    return None
+
+
+@dataclass
+class OriginalCheckpoint:
+    """The parts of a `.pyth` file the conversion uses."""
+
+    path: Path
+    state_dict: dict[str, torch.Tensor]  # original names, prefixes (`model.`, `module.`) removed
+    cfg: dict[str, Any] | None  # the training config, parsed from its YAML dump
+
+    @property
+    def name(self) -> str:
+        return self.path.name.removesuffix(".pyth").removesuffix(".pth")
+
+
+def load_original_checkpoint(path: str | os.PathLike) -> OriginalCheckpoint:
+    """
+    Read a `.pyth` checkpoint safely (`weights_only=True`) and find its state dict and training config.
+
+    The state dict may sit under `model_state` (the release), `state_dict`, `model` or `module`, or be the file's
+    top level; `module.` and `model.` prefixes are removed.
+
+    Example:
+
+    ```python
+    >>> checkpoint = load_original_checkpoint("TimeSformer_divST_8x32_224_K400.pyth")  # doctest: +SKIP
+    >>> checkpoint.state_dict["pos_embed"].shape, checkpoint.cfg["DATA"]["NUM_FRAMES"]  # doctest: +SKIP
+    (torch.Size([1, 197, 768]), 8)
+    ```
+    """
+    path = Path(path)
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UnsafeCheckpointError(
+            f"Refusing to load {path}: it holds pickled objects other than tensors and plain containers, which "
+            f"could run arbitrary code ({str(error).splitlines()[0]}). The original release needs no such objects; "
+            "re-save the state dict from a trusted environment with `torch.save({'model_state': state_dict}, path)`."
+        ) from None
+    if not isinstance(content, dict):
+        raise CheckpointError(f"{path} holds a {type(content).__name__}, not a dict with a state dict.")
+
+    state_dict = next(
+        (content[key] for key in STATE_DICT_KEYS if isinstance(content.get(key), dict)),
+        content,
+    )
+    if not state_dict or not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
+        raise CheckpointError(
+            f"No state dict found in {path}: expected a dict of tensors at the top level or under one of "
+            f"{', '.join(STATE_DICT_KEYS)}; top-level keys are {sorted(map(str, content))}."
+        )
+    state_dict = dict(state_dict)
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in STRIPPED_PREFIXES:
+            if all(key.startswith(prefix) for key in state_dict):
+                state_dict = {key.removeprefix(prefix): value for key, value in state_dict.items()}
+                stripped = True
+
+    cfg = content.get("cfg") if state_dict is not content else None
+    if isinstance(cfg, str):
+        cfg = yaml.safe_load(cfg)
+    if cfg is not None and not isinstance(cfg, dict):
+        raise CheckpointError(f"The `cfg` entry of {path} is a {type(cfg).__name__}, not a YAML mapping.")
+    return OriginalCheckpoint(path=path, state_dict=state_dict, cfg=cfg)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How the original fed clips to the model at test time."""
+
+    crop_size: int
+    mean: tuple[float, ...] = (0.45, 0.45, 0.45)
+    std: tuple[float, ...] = (0.225, 0.225, 0.225)
+    frame_sampling: str = "kinetics"
+    sampling_rate: int = 32
+    target_fps: float = 30.0
+
+
+def _cfg_value(cfg: Mapping[str, Any] | None, dotted: str) -> Any:
+    value: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _check_against_cfg(cfg: Mapping[str, Any] | None, dotted: str, from_weights: Any) -> None:
+    stored = _cfg_value(cfg, dotted)
+    if stored is not None and stored != from_weights:
+        raise CheckpointError(
+            f"The checkpoint's cfg says {dotted} = {stored!r} but its weights say {from_weights!r}: the cfg does "
+            "not describe these weights. Check that the file is not corrupted or mixed up with another one."
+        )
+
+
+def _require(state_dict: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
+    if key not in state_dict:
+        raise CheckpointError(
+            f"Missing weight {key!r}: this is not a TimeSformer state dict (keys: {sorted(state_dict)[:8]}...)."
+        )
+    return state_dict[key]
+
+
+def infer_config(
+    state_dict: Mapping[str, torch.Tensor],
+    cfg: Mapping[str, Any] | None = None,
+    *,
+    num_attention_heads: int | None = None,
+) -> TimeSformerConfig:
+    """
+    Build the [`TimeSformerConfig`] of an original state dict from its tensor shapes, checked against `cfg`.
+
+    Width, depth, MLP width, patch size, channels, patch grid, frames, classes and the attention type come from
+    the shapes; the head count is not stored and defaults to `hidden_size // 64`. Where `cfg` (the checkpoint's
+    training config) gives a value too (frames, crop size, classes, attention type), the two must agree.
+
+    Example:
+
+    ```python
+    >>> checkpoint = load_original_checkpoint("TimeSformer_divST_16x16_448_K400.pyth")  # doctest: +SKIP
+    >>> config = infer_config(checkpoint.state_dict, checkpoint.cfg)  # doctest: +SKIP
+    >>> config.num_frames, config.image_size, config.num_labels  # doctest: +SKIP
+    (16, 448, 400)
+    ```
+    """
+    hidden_size = _require(state_dict, "cls_token").shape[-1]
+    patch_weight = _require(state_dict, "patch_embed.proj.weight")  # (hidden, channels, patch_h, patch_w)
+    _, num_channels, patch_height, patch_width = patch_weight.shape
+    num_positions = _require(state_dict, "pos_embed").shape[1] - 1
+    grid = math.isqrt(num_positions)
+    if grid * grid != num_positions:
+        raise CheckpointError(f"pos_embed has {num_positions} patch positions, not a square grid.")
+    if patch_height != patch_width:
+        raise CheckpointError(f"Non-square patches {patch_height}x{patch_width} are not supported.")
+    image_size = grid * patch_height
+    block_indices = {
+        int(match.group(1)) for key in state_dict if (match := re.match(r"blocks\.(\d+)\.", key))
+    }
+    if not block_indices:
+        raise CheckpointError("The state dict has no `blocks.N.` weights.")
+    num_layers = max(block_indices) + 1
+    num_labels = _require(state_dict, "head.weight").shape[0]
+
+    if "blocks.0.temporal_attn.qkv.weight" in state_dict:
+        attention_type = "divided_space_time"
+    elif "time_embed" in state_dict:
+        attention_type = "joint_space_time"
+    else:
+        attention_type = "space_only"
+    if "time_embed" in state_dict:
+        num_frames = state_dict["time_embed"].shape[1]
+    else:
+        num_frames = _cfg_value(cfg, "DATA.NUM_FRAMES") or 8
+        logger.info(
+            f"Space-only weights store no frame count: using {num_frames} (from the cfg or the default)."
+        )
+
+    for dotted, value in (
+        ("DATA.NUM_FRAMES", num_frames),
+        ("DATA.TRAIN_CROP_SIZE", image_size),
+        ("MODEL.NUM_CLASSES", num_labels),
+        ("TIMESFORMER.ATTENTION_TYPE", attention_type),
+    ):
+        _check_against_cfg(cfg, dotted, value)
+
+    if num_attention_heads is None:
+        if hidden_size % HEAD_DIM:
+            raise CheckpointError(
+                f"hidden_size {hidden_size} is not a multiple of {HEAD_DIM}, so the head count cannot be assumed: "
+                "pass num_attention_heads (--num-attention-heads)."
+            )
+        num_attention_heads = hidden_size // HEAD_DIM
+    return TimeSformerConfig(
+        image_size=image_size,
+        patch_size=patch_height,
+        num_channels=num_channels,
+        num_frames=num_frames,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_attention_heads,
+        intermediate_size=_require(state_dict, "blocks.0.mlp.fc1.weight").shape[0],
+        qkv_bias="blocks.0.attn.qkv.bias" in state_dict,
+        attention_type=attention_type,
+        num_labels=num_labels,
+    )
+
+
+def convert_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """
+    Rename original keys (`blocks.0.attn.qkv.weight`, ...) to ours (`timesformer.encoder.layer.0.attention...`).
+
+    Raises a [`CheckpointError`] listing every key no rule knows.
+
+    Example:
+
+    ```python
+    >>> sorted(convert_state_dict({"head.weight": torch.zeros(2, 4), "blocks.3.norm1.bias": torch.zeros(4)}))
+    ['classifier.weight', 'timesformer.encoder.layer.3.layernorm_before.bias']
+    ```
+    """
+    renamed, unknown = {}, []
+    for key, value in state_dict.items():
+        new_key = _rename(key, _TO_OURS)
+        if new_key is None:
+            unknown.append(key)
+        else:
+            renamed[new_key] = value
+    if unknown:
+        raise CheckpointError(f"Unexpected weights with no place in TimeSformer: {sorted(unknown)}.")
+    return renamed
+
+
+def _load_weights(model: TimeSformerForVideoClassification, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Load renamed weights; every parameter must come from the checkpoint, with its exact shape."""
+    expected = model.state_dict()
+    converted = convert_state_dict(state_dict)
+    missing = sorted(_rename(key, _TO_ORIGINAL) or key for key in expected.keys() - converted.keys())
+    unexpected = sorted(_rename(key, _TO_ORIGINAL) or key for key in converted.keys() - expected.keys())
+    mismatched = sorted(
+        f"{_rename(key, _TO_ORIGINAL)}: {tuple(value.shape)} in the checkpoint, {tuple(expected[key].shape)} expected"
+        for key, value in converted.items()
+        if key in expected and value.shape != expected[key].shape
+    )
+    problems = [
+        f"{what}: {keys}"
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched))
+        if keys
+    ]
+    if problems:
+        raise CheckpointError(
+            "The checkpoint does not match the architecture inferred from it; nothing was converted. "
+            + "; ".join(problems)
+        )
+    model.load_state_dict(converted, strict=True)
+
+
+def load_labels(path: str | os.PathLike) -> dict[int, str]:
+    """
+    Read class names: a JSON object `{"0": "abseiling", ...}` or list, or a text file with one name a line.
+
+    Example:
+
+    ```python
+    >>> load_labels("kinetics400-id2label.json")[0]  # doctest: +SKIP
+    'abseiling'
+    ```
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        content = json.loads(text)
+        items = enumerate(content) if isinstance(content, list) else content.items()
+        return {int(index): str(label) for index, label in items}
+    return dict(enumerate(line.strip() for line in text.splitlines() if line.strip()))
+
+
+def _download_labels(dataset: DatasetInfo | None) -> dict[int, str] | None:
+    """The dataset's class names from the `huggingface/label-files` repo, or None offline or on failure."""
+    if dataset is None or dataset.label_file is None:
+        return None
+    if hub_constants.HF_HUB_OFFLINE:
+        logger.warning(f"HF_HUB_OFFLINE is set: not downloading {dataset.label_file}.")
+        return None
+    try:
+        return load_labels(hf_hub_download(LABEL_FILES_REPO, dataset.label_file, repo_type="dataset"))
+    except Exception as error:  # any download failure falls back to LABEL_i names, with a warning
+        logger.warning(f"Could not download {LABEL_FILES_REPO}/{dataset.label_file}: {error}")
+        return None
+
+
+def _identify_dataset(name: str, cfg: Mapping[str, Any] | None, num_labels: int) -> DatasetInfo | None:
+    """The training dataset, from the released file name, the cfg or the class count (in that order)."""
+    if name in RELEASED_CHECKPOINTS:
+        return DATASETS[RELEASED_CHECKPOINTS[name].dataset]
+    if str(_cfg_value(cfg, "TRAIN.DATASET") or "").lower() == "ssv2":
+        return DATASETS["ssv2"]
+    return next((dataset for dataset in DATASETS.values() if dataset.num_classes == num_labels), None)
+
+
+def _preprocessing(
+    config: TimeSformerConfig,
+    cfg: Mapping[str, Any] | None,
+    dataset: DatasetInfo | None,
+    released: ReleasedCheckpoint | None,
+) -> Preprocessing:
+    """Test-time preprocessing: from the cfg, else the release's facts, else the original defaults."""
+    crop_size = _cfg_value(cfg, "DATA.TEST_CROP_SIZE") or config.image_size
+    if crop_size != config.image_size:
+        logger.info(f"The cfg tests at {crop_size} pixels, the weights were trained at {config.image_size}.")
+    defaults = Preprocessing(crop_size=crop_size)
+    return Preprocessing(
+        crop_size=crop_size,
+        mean=tuple(_cfg_value(cfg, "DATA.MEAN") or defaults.mean),
+        std=tuple(_cfg_value(cfg, "DATA.STD") or defaults.std),
+        frame_sampling=dataset.frame_sampling if dataset else defaults.frame_sampling,
+        sampling_rate=_cfg_value(cfg, "DATA.SAMPLING_RATE")
+        or (released.sampling_rate if released else None)
+        or defaults.sampling_rate,
+        target_fps=float(_cfg_value(cfg, "DATA.TARGET_FPS") or defaults.target_fps),
+    )
+
+
+def _build_processors(
+    config: TimeSformerConfig, preprocessing: Preprocessing
+) -> tuple[TimeSformerImageProcessor, TimeSformerVideoProcessor]:
+    """Processors reproducing the original test-time pipeline: short side to the crop size, centre crop."""
+    common = dict(
+        size={"shortest_edge": preprocessing.crop_size},
+        crop_size={"height": preprocessing.crop_size, "width": preprocessing.crop_size},
+        image_mean=list(preprocessing.mean),
+        image_std=list(preprocessing.std),
+    )
+    video_processor = TimeSformerVideoProcessor(
+        **common,
+        num_frames=config.num_frames,
+        frame_sampling=preprocessing.frame_sampling,
+        sampling_rate=preprocessing.sampling_rate,
+        target_fps=preprocessing.target_fps,
+    )
+    return TimeSformerImageProcessor(**common), video_processor
+
+
+def _reference_input(config: TimeSformerConfig) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    size = config.image_size
+    return torch.randn(1, config.num_frames, config.num_channels, size, size, generator=generator)
+
+
+def _check_reload(
+    model: TimeSformerForVideoClassification, folder: Path, tolerance: float = MAX_ABS_DIFF
+) -> float:
+    """Reload `folder` with `AutoModelForVideoClassification` and compare its logits with `model`'s."""
+    reloaded = AutoModelForVideoClassification.from_pretrained(folder).eval()
+    pixel_values = _reference_input(model.config)
+    with torch.no_grad():
+        expected, actual = model(pixel_values).logits, reloaded(pixel_values).logits
+    max_abs_diff = (expected - actual).abs().max().item()
+    if not max_abs_diff <= tolerance:
+        raise CheckpointError(
+            f"The saved repo does not reproduce the converted model: max abs logit difference {max_abs_diff:.3g} "
+            f"> {tolerance:g}."
+        )
+    return max_abs_diff
+
+
+@dataclass
+class ConversionResult:
+    """What [`convert_checkpoint`] made of one checkpoint."""
+
+    name: str
+    output_dir: Path | None = None
+    config: TimeSformerConfig | None = None
+    max_abs_diff: float | None = None
+    error: str | None = None
+    labels_are_placeholders: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def convert_checkpoint(
+    checkpoint: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    labels: str | os.PathLike | Mapping[int, str] | None = None,
+    model_name: str | None = None,
+    num_attention_heads: int | None = None,
+    overwrite: bool = False,
+    remote_code: bool = True,
+    push_to_hub: str | None = None,
+    private: bool = False,
+    commit_message: str | None = None,
+) -> ConversionResult:
+    """
+    Convert one original `.pyth` checkpoint into a complete Hub repo folder, and optionally push it.
+
+    The folder holds `config.json`, `model.safetensors`, `preprocessor_config.json`,
+    `video_preprocessor_config.json`, `README.md` and, with `remote_code=True`, the modelling code and `auto_map`.
+    It is written to a temporary folder, reloaded with `AutoModelForVideoClassification` and checked to reproduce
+    the converted model's logits (max abs difference at most 1e-4), and only then moved to `output_dir`.
+
+    Args:
+        checkpoint: Path of the `.pyth` file.
+        output_dir: Folder to create; an existing one is only replaced with `overwrite=True`.
+        labels: Class names (a mapping or a file for [`load_labels`]). Without them the dataset's names are
+            downloaded from `huggingface/label-files` unless offline, else `LABEL_i` placeholders are written.
+        model_name: Name for the model card; defaults to the checkpoint's file name.
+        num_attention_heads: Head count (not stored in the weights); defaults to `hidden_size // 64`.
+        overwrite: Replace an existing `output_dir`.
+        remote_code: Write the modelling code and `auto_map` into the repo.
+        push_to_hub: Repo id to upload the folder to after the conversion.
+        private: Create the Hub repo as private.
+        commit_message: Message of the upload commit.
+
+    Example:
+
+    ```python
+    >>> convert_checkpoint("TimeSformer_divST_8_224_SSv2.pyth", "out/ssv2", push_to_hub="me/timesformer-ssv2")  # doctest: +SKIP
+    ```
+    """
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not overwrite:
+        raise FileExistsError(
+            f"{output_dir} already exists: pass --overwrite (overwrite=True) to replace it."
+        )
+    original = load_original_checkpoint(checkpoint)
+    config = infer_config(original.state_dict, original.cfg, num_attention_heads=num_attention_heads)
+    dataset = _identify_dataset(original.name, original.cfg, config.num_labels)
+
+    id2label = load_labels(labels) if isinstance(labels, (str, os.PathLike)) else labels
+    id2label = id2label or _download_labels(dataset)
+    placeholders = id2label is None
+    if placeholders:
+        logger.warning(
+            f"No class names for {original.name}: writing LABEL_0..LABEL_{config.num_labels - 1}. "
+            "Pass labels (--labels FILE) to name the classes."
+        )
+        id2label = {index: f"LABEL_{index}" for index in range(config.num_labels)}
+    if len(id2label) != config.num_labels or set(id2label) != set(range(config.num_labels)):
+        raise CheckpointError(
+            f"Got {len(id2label)} labels for a head with {config.num_labels} classes: the label file must name "
+            f"classes 0..{config.num_labels - 1}."
+        )
+    config.id2label = dict(sorted(id2label.items()))
+    config.label2id = {label: index for index, label in config.id2label.items()}
+
+    model = TimeSformerForVideoClassification(config).eval()
+    _load_weights(model, original.state_dict)
+    released = RELEASED_CHECKPOINTS.get(original.name)
+    processors = _build_processors(config, _preprocessing(config, original.cfg, dataset, released))
+
+    model_name = model_name or original.name
+    eval_results = None
+    if released is not None:
+        eval_results = {"top1_accuracy": released.top1}
+        if released.top5 is not None:
+            eval_results["top5_accuracy"] = released.top5
+    card = build_model_card(
+        config,
+        model_name=model_name,
+        repo_id=push_to_hub,
+        datasets=[dataset.hub_id] if dataset else (),
+        dataset_name=dataset.name if dataset else None,
+        eval_results=eval_results,
+        converted_from=original.path.name,
+        conversion_notes=_conversion_notes(released, dataset, placeholders),
+        remote_code=remote_code,
+    )
+
+    max_abs_diff: list[float] = []
+    save_repo(
+        model,
+        processors,
+        output_dir,
+        overwrite=overwrite,
+        remote_code=remote_code,
+        model_card=card,
+        check=lambda folder: max_abs_diff.append(_check_reload(model, folder)),
+    )
+    logger.info(
+        f"Converted {original.name} to {output_dir} (max abs logit difference {max_abs_diff[0]:.2e})."
+    )
+    if push_to_hub:
+        push_repo(
+            output_dir,
+            push_to_hub,
+            private=private,
+            commit_message=commit_message or f"Add {model_name} converted from {original.path.name}",
+        )
+    return ConversionResult(
+        name=original.name,
+        output_dir=output_dir,
+        config=config,
+        max_abs_diff=max_abs_diff[0],
+        labels_are_placeholders=placeholders,
+    )
+
+
+def _conversion_notes(
+    released: ReleasedCheckpoint | None, dataset: DatasetInfo | None, placeholders: bool
+) -> str:
+    notes = [
+        "The repo reloads with `AutoModelForVideoClassification` and reproduces the converted model's logits "
+        f"(max abs difference at most {MAX_ABS_DIFF:g} in float32, checked at conversion).",
+        "Preprocessing follows the original test-time pipeline: short side resized to the crop size, centre crop, "
+        "RGB in [0, 1] normalised with the training mean and std.",
+    ]
+    if released is not None:
+        notes.append(
+            "Evaluation figures are those reported by the original release (3 spatial crops x 1 clip), not "
+            "re-measured."
+        )
+    if dataset is not None and dataset.frame_sampling == "ssv2":
+        notes.append(
+            "The original Something-Something-v2 loader decodes frames with OpenCV (BGR) and does not reorder "
+            "channels for TimeSformer; reverse the channels of RGB input to match its training data exactly."
+        )
+    if placeholders:
+        notes.append("Class names were not available at conversion: labels are `LABEL_i` placeholders.")
+    return "\n".join(f"- {note}" for note in notes)
+
+
+def convert_directory(
+    checkpoint_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    progress: Callable[[Iterable[Path]], Iterable[Path]] | None = None,
+    **kwargs: Any,
+) -> list[ConversionResult]:
+    """
+    Convert every `.pyth` file of `checkpoint_dir` into `output_dir/<file name>`; failures are recorded, not raised.
+
+    Args:
+        progress: Wraps the file list, e.g. `tqdm.tqdm`.
+        kwargs: Passed to [`convert_checkpoint`] (a `push_to_hub` id gets `-<file name>` appended).
+
+    Example:
+
+    ```python
+    >>> from tqdm import tqdm
+    >>> results = convert_directory("checkpoints/", "converted/", progress=tqdm)  # doctest: +SKIP
+    >>> print(format_summary(results))  # doctest: +SKIP
+    ```
+    """
+    paths = sorted(Path(checkpoint_dir).glob("*.pyth"))
+    if not paths:
+        raise FileNotFoundError(f"No .pyth files in {checkpoint_dir}.")
+    push_prefix = kwargs.pop("push_to_hub", None)
+    results = []
+    for path in progress(paths) if progress else paths:
+        name = path.name.removesuffix(".pyth")
+        push_to_hub = f"{push_prefix}-{name}" if push_prefix else None
+        try:
+            results.append(
+                convert_checkpoint(path, Path(output_dir) / name, push_to_hub=push_to_hub, **kwargs)
+            )
+        except (CheckpointError, OSError, ValueError) as error:
+            logger.error(f"{path.name}: {error}")
+            results.append(ConversionResult(name=name, error=f"{type(error).__name__}: {error}"))
+    return results
+
+
+def format_summary(results: Iterable[ConversionResult]) -> str:
+    """A Markdown table: name, frames, size, classes, attention, max abs diff, status."""
+    rows = [
+        "| name | frames | size | classes | attention | max abs diff | status |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        config = result.config
+        facts = (
+            [str(config.num_frames), str(config.image_size), str(config.num_labels), config.attention_type]
+            if config
+            else ["-"] * 4
+        )
+        diff = f"{result.max_abs_diff:.1e}" if result.max_abs_diff is not None else "-"
+        status = "ok" if result.ok else result.error.splitlines()[0][:120]
+        rows.append("| " + " | ".join([result.name, *facts, diff, status]) + " |")
+    return "\n".join(rows)
