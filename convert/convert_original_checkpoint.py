@@ -47,6 +47,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         help="Head count, not stored in the weights (default: hidden size / 64).",
     )
+    parser.add_argument(
+        "--channel-order",
+        choices=("auto", "rgb", "bgr"),
+        default="auto",
+        help="Channel order of the frames the checkpoint was trained on (auto: BGR for SSv2, else RGB). "
+        "BGR models are converted to take RGB frames.",
+    )
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
     parser.add_argument(
         "--no-remote-code",
@@ -80,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         push_to_hub=args.push_to_hub,
         private=args.private,
         commit_message=args.commit_message,
+        channel_order=args.channel_order,
     )
     if args.checkpoint_dir:
         results = convert_directory(args.checkpoint_dir, args.output_dir, progress=tqdm, **options)

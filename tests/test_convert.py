@@ -218,7 +218,9 @@ def test_released_variant_matches_original_forward(tmp_path, variant):
     video = torch.randn(1, frames, 3, crop, crop, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         logits = model(video).logits
-    expected = original_forward(weights, video.transpose(1, 2), TINY_HEADS, attention)
+    # The original SSv2 loader fed BGR frames: the converted model takes RGB and gives the same numbers.
+    original_input = video.flip(2) if variant.dataset == "ssv2" else video
+    expected = original_forward(weights, original_input.transpose(1, 2), TINY_HEADS, attention)
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
 
     video_config = json.loads((tmp_path / "repo" / "video_preprocessor_config.json").read_text())
@@ -479,3 +481,34 @@ def test_full_size_base_checkpoint(tmp_path):
     torch.testing.assert_close(
         logits, original_forward(weights, video.transpose(1, 2), 12, "divided_space_time"), atol=1e-4, rtol=0
     )
+
+
+def test_bgr_checkpoint_with_uneven_statistics_takes_rgb_frames(tmp_path):
+    weights = original_state_dict(frames=2, crop=32, classes=3, depth=1)
+    cfg = yaml.safe_load(
+        original_cfg(frames=2, crop=32, classes=3, attention="divided_space_time", dataset="k400")
+    )
+    cfg["DATA"]["MEAN"], cfg["DATA"]["STD"] = [0.40, 0.45, 0.50], [0.20, 0.225, 0.25]
+    checkpoint = write_checkpoint(tmp_path / "bgr.pyth", weights, cfg=yaml.safe_dump(cfg))
+    convert_checkpoint(checkpoint, tmp_path / "repo", num_attention_heads=TINY_HEADS, channel_order="bgr")
+
+    processor = timesformer_hf.TimeSformerImageProcessor.from_pretrained(tmp_path / "repo")
+    assert list(processor.image_mean) == [0.50, 0.45, 0.40] and list(processor.image_std) == [
+        0.25,
+        0.225,
+        0.20,
+    ]
+    model = AutoModelForVideoClassification.from_pretrained(tmp_path / "repo").eval()
+    rgb = torch.rand(1, 2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    mean, std = (
+        torch.tensor(cfg["DATA"]["MEAN"]).view(3, 1, 1),
+        torch.tensor(cfg["DATA"]["STD"]).view(3, 1, 1),
+    )
+    ours = (rgb - torch.tensor(processor.image_mean).view(3, 1, 1)) / torch.tensor(processor.image_std).view(
+        3, 1, 1
+    )
+    original = (rgb.flip(2) - mean) / std  # the original normalised BGR frames with the cfg's statistics
+    with torch.no_grad():
+        logits = model(ours).logits
+    expected = original_forward(weights, original.transpose(1, 2), TINY_HEADS, "divided_space_time")
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -244,6 +245,7 @@ class Preprocessing:
     frame_sampling: str = "kinetics"
     sampling_rate: int = 32
     target_fps: float = 30.0
+    channel_order: str = "rgb"  # order of the frames the model was trained on
 
 
 def _cfg_value(cfg: Mapping[str, Any] | None, dotted: str) -> Any:
@@ -453,8 +455,18 @@ def _preprocessing(
     cfg: Mapping[str, Any] | None,
     dataset: DatasetInfo | None,
     released: ReleasedCheckpoint | None,
+    channel_order: str = "auto",
 ) -> Preprocessing:
-    """Test-time preprocessing: from the cfg, else the release's facts, else the original defaults."""
+    """
+    Test-time preprocessing: from the cfg, else the release's facts, else the original defaults.
+
+    `channel_order="auto"` means BGR for Something-Something-v2: its original loader reads frames with OpenCV and,
+    for TimeSformer, never reverses the channels.
+    """
+    if channel_order not in ("auto", "rgb", "bgr"):
+        raise ValueError(f"channel_order must be 'auto', 'rgb' or 'bgr', got {channel_order!r}.")
+    if channel_order == "auto":
+        channel_order = "bgr" if dataset is not None and dataset.frame_sampling == "ssv2" else "rgb"
     crop_size = _cfg_value(cfg, "DATA.TEST_CROP_SIZE") or config.image_size
     if crop_size != config.image_size:
         logger.info(f"The cfg tests at {crop_size} pixels, the weights were trained at {config.image_size}.")
@@ -468,6 +480,24 @@ def _preprocessing(
         or (released.sampling_rate if released else None)
         or defaults.sampling_rate,
         target_fps=float(_cfg_value(cfg, "DATA.TARGET_FPS") or defaults.target_fps),
+        channel_order=channel_order,
+    )
+
+
+def _accept_rgb_input(
+    model: TimeSformerForVideoClassification, preprocessing: Preprocessing
+) -> Preprocessing:
+    """
+    Make a model trained on BGR frames take RGB ones, exactly: reverse the input channels of the patch projection
+    and the order of the normalisation's mean and std. Returns the preprocessing for RGB input.
+    """
+    if preprocessing.channel_order == "rgb":
+        return preprocessing
+    projection = model.timesformer.embeddings.patch_embeddings.projection
+    with torch.no_grad():
+        projection.weight.copy_(projection.weight.flip(1))  # (D, C, p, p): C reversed
+    return dataclasses.replace(
+        preprocessing, mean=preprocessing.mean[::-1], std=preprocessing.std[::-1], channel_order="rgb"
     )
 
 
@@ -542,6 +572,7 @@ def convert_checkpoint(
     push_to_hub: str | None = None,
     private: bool = False,
     commit_message: str | None = None,
+    channel_order: str = "auto",
 ) -> ConversionResult:
     """
     Convert one original `.pyth` checkpoint into a complete Hub repo folder, and optionally push it.
@@ -563,6 +594,10 @@ def convert_checkpoint(
         push_to_hub: Repo id to upload the folder to after the conversion.
         private: Create the Hub repo as private.
         commit_message: Message of the upload commit.
+        channel_order: Channel order of the frames the checkpoint was trained on: `"rgb"`, `"bgr"` or `"auto"`
+            (BGR for Something-Something-v2, whose original loader feeds OpenCV's BGR frames). A BGR model is
+            converted to take RGB frames like every other repo, with the same numbers (see
+            [`_accept_rgb_input`]).
 
     Example:
 
@@ -599,7 +634,9 @@ def convert_checkpoint(
     model = TimeSformerForVideoClassification(config).eval()
     _load_weights(model, original.state_dict)
     released = RELEASED_CHECKPOINTS.get(original.name)
-    processors = _build_processors(config, _preprocessing(config, original.cfg, dataset, released))
+    preprocessing = _preprocessing(config, original.cfg, dataset, released, channel_order)
+    trained_on_bgr = preprocessing.channel_order == "bgr"
+    processors = _build_processors(config, _accept_rgb_input(model, preprocessing))
 
     model_name = model_name or original.name
     eval_results = None
@@ -615,7 +652,7 @@ def convert_checkpoint(
         dataset_name=dataset.name if dataset else None,
         eval_results=eval_results,
         converted_from=original.path.name,
-        conversion_notes=_conversion_notes(released, dataset, placeholders),
+        conversion_notes=_conversion_notes(released, trained_on_bgr, placeholders),
         remote_code=remote_code,
     )
 
@@ -648,9 +685,7 @@ def convert_checkpoint(
     )
 
 
-def _conversion_notes(
-    released: ReleasedCheckpoint | None, dataset: DatasetInfo | None, placeholders: bool
-) -> str:
+def _conversion_notes(released: ReleasedCheckpoint | None, trained_on_bgr: bool, placeholders: bool) -> str:
     notes = [
         "The repo reloads with `AutoModelForVideoClassification` and reproduces the converted model's logits "
         f"(max abs difference at most {MAX_ABS_DIFF:g} in float32, checked at conversion).",
@@ -662,10 +697,12 @@ def _conversion_notes(
             "Evaluation figures are those reported by the original release (3 spatial crops x 1 clip), not "
             "re-measured."
         )
-    if dataset is not None and dataset.frame_sampling == "ssv2":
+    if trained_on_bgr:
         notes.append(
-            "The original Something-Something-v2 loader decodes frames with OpenCV (BGR) and does not reorder "
-            "channels for TimeSformer; reverse the channels of RGB input to match its training data exactly."
+            "The original was trained on BGR frames (its Something-Something-v2 loader decodes with OpenCV and "
+            "does not reorder channels for TimeSformer). The conversion reversed the input channels of the patch "
+            "projection, and the order of the normalisation's mean and std, so this model takes RGB frames and "
+            "gives the original's numbers."
         )
     if placeholders:
         notes.append("Class names were not available at conversion: labels are `LABEL_i` placeholders.")
