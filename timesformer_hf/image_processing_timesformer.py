@@ -186,7 +186,7 @@ def _crop_views(video: torch.Tensor, crop_size: SizeDict, num_spatial_crops: int
     return views
 
 
-def _rescale_and_normalize(
+def _rescale_and_normalize_(
     videos: torch.Tensor,
     do_rescale: bool,
     rescale_factor: float,
@@ -194,17 +194,27 @@ def _rescale_and_normalize(
     image_mean: float | Sequence[float],
     image_std: float | Sequence[float],
 ) -> torch.Tensor:
-    """`x * scale / std - mean / std` as one fused multiply-add into a new contiguous float32 tensor."""
-    videos = videos.contiguous()
-    if not (do_rescale or do_normalize):
-        return videos.to(torch.float32)
+    """`x * scale / std - mean / std` in place on a float32 `(..., 3, height, width)` tensor."""
     scale = torch.full((3,), rescale_factor if do_rescale else 1.0)
     shift = torch.zeros(3)
     if do_normalize:
         mean = torch.as_tensor(image_mean, dtype=torch.float32).expand(3)
         std = torch.as_tensor(image_std, dtype=torch.float32).expand(3)
         scale, shift = scale / std, -mean / std
-    return torch.addcmul(shift.view(3, 1, 1), videos, scale.view(3, 1, 1))
+    return videos.mul_(scale.view(3, 1, 1)).add_(shift.view(3, 1, 1))
+
+
+def _float_batch(views: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Stack views into a new contiguous float32 `(views, frames, 3, height, width)` tensor.
+
+    The buffer comes from NumPy: its allocator reuses freed pages, while PyTorch's CPU allocator maps fresh pages
+    for every large tensor, which makes writing it several times slower. Each view is converted (uint8 to float32,
+    channels-last to contiguous) in a single copy.
+    """
+    batch = torch.from_numpy(np.empty((len(views), *views[0].shape), dtype=np.float32))
+    for out, view in zip(batch, views, strict=True):
+        out.copy_(view)
+    return batch
 
 
 def resize_and_crop_videos(
@@ -244,10 +254,10 @@ def normalize_and_batch(
 ) -> dict[str, Any]:
     """`{"pixel_values": (views, frames, 3, height, width)}` float32, or a list of arrays without `return_tensors`.
 
-    Views are batched before the (memory-bound) normalization so that it runs once on contiguous memory.
+    Views are copied into one float32 batch first, so that the (memory-bound) normalization runs once, in place.
     """
     normalize = partial(
-        _rescale_and_normalize,
+        _rescale_and_normalize_,
         do_rescale=do_rescale,
         rescale_factor=rescale_factor,
         do_normalize=do_normalize,
@@ -255,13 +265,13 @@ def normalize_and_batch(
         image_std=image_std,
     )
     if return_tensors is None:
-        return {"pixel_values": [normalize(view).numpy() for view in views]}
+        return {"pixel_values": [normalize(_float_batch([view]))[0].numpy() for view in views]}
     if len({tuple(view.shape) for view in views}) > 1:
         raise ValueError(
             "Cannot batch videos whose processed shapes differ "
             f"({sorted({tuple(v.shape) for v in views})}); use the same number of frames per video and a crop size."
         )
-    return {"pixel_values": normalize(torch.stack(views))}
+    return {"pixel_values": normalize(_float_batch(views))}
 
 
 def average_view_scores(logits: torch.Tensor, num_views: int) -> torch.Tensor:
