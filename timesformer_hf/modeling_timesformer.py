@@ -425,7 +425,6 @@ class TimeSformerEncoder(nn.Module):
         self.layer = nn.ModuleList(
             [TimeSformerLayer(config, index) for index in range(config.num_hidden_layers)]
         )
-        self.gradient_checkpointing = False
 
 
 class TimeSformerPreTrainedModel(PreTrainedModel):
