@@ -301,7 +301,24 @@ def average_view_scores(logits: torch.Tensor, num_views: int) -> torch.Tensor:
     return logits.softmax(-1).unflatten(0, (-1, num_views)).mean(1)
 
 
-class TimeSformerImageProcessor(BaseImageProcessor):
+class TimeSformerProcessingDefaults:
+    """The original test-time preprocessing, shared by the image and the video processor."""
+
+    do_resize = True
+    size = {"shortest_edge": 224}
+    default_to_square = False
+    resample = PILImageResampling.BILINEAR
+    do_center_crop = True
+    crop_size = {"height": 224, "width": 224}
+    do_rescale = True
+    rescale_factor = 1 / 255
+    do_normalize = True
+    image_mean = TIMESFORMER_MEAN
+    image_std = TIMESFORMER_STD
+    do_convert_rgb = True
+
+
+class TimeSformerImageProcessor(TimeSformerProcessingDefaults, BaseImageProcessor):
     r"""
     Constructs a TimeSformer image processor: the `VideoMAEImageProcessor` interface with the original
     TimeSformer defaults (short side 224, centre crop 224, bilinear, mean/std 0.45/0.225), run with batched torch
@@ -340,19 +357,6 @@ class TimeSformerImageProcessor(BaseImageProcessor):
 
     model_input_names = ["pixel_values"]
     valid_kwargs = TimeSformerImageProcessorKwargs
-
-    do_resize = True
-    size = {"shortest_edge": 224}
-    default_to_square = False
-    resample = PILImageResampling.BILINEAR
-    do_center_crop = True
-    crop_size = {"height": 224, "width": 224}
-    do_rescale = True
-    rescale_factor = 1 / 255
-    do_normalize = True
-    image_mean = TIMESFORMER_MEAN
-    image_std = TIMESFORMER_STD
-    do_convert_rgb = True
     num_spatial_crops = 1
 
     def __init__(self, **kwargs: Unpack[TimeSformerImageProcessorKwargs]) -> None:

@@ -17,8 +17,7 @@ from transformers.video_processing_utils import BaseVideoProcessor
 from transformers.video_utils import VideoMetadata as TransformersVideoMetadata
 
 from .image_processing_timesformer import (
-    TIMESFORMER_MEAN,
-    TIMESFORMER_STD,
+    TimeSformerProcessingDefaults,
     normalize_and_batch,
     resize_and_crop_videos,
     to_video_tensor,
@@ -59,7 +58,7 @@ class TimeSformerVideoProcessorKwargs(VideosKwargs, total=False):
     num_spatial_crops: int
 
 
-class TimeSformerVideoProcessor(BaseVideoProcessor):
+class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcessor):
     r"""
     Constructs a TimeSformer video processor: decodes videos (paths, URLs or file objects) with PyAV, samples frames
     as the original release, and resizes/crops/normalizes with the same torch code as
@@ -88,18 +87,6 @@ class TimeSformerVideoProcessor(BaseVideoProcessor):
     model_input_names = ["pixel_values"]
     valid_kwargs = TimeSformerVideoProcessorKwargs
 
-    do_resize = True
-    size = {"shortest_edge": 224}
-    default_to_square = False
-    resample = PILImageResampling.BILINEAR
-    do_center_crop = True
-    crop_size = {"height": 224, "width": 224}
-    do_rescale = True
-    rescale_factor = 1 / 255
-    do_normalize = True
-    image_mean = TIMESFORMER_MEAN
-    image_std = TIMESFORMER_STD
-    do_convert_rgb = True
     do_sample_frames = False
     num_frames = 8
     frame_sampling = "kinetics"
