@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The lowest versions declared in setup.cfg, tested by `make test-min` in their own environment.
 MIN_PINS := transformers==5.4.0 huggingface_hub==1.5.0
 
-.PHONY: install test test-slow test-min lint demo bench clean
+.PHONY: install test test-slow test-gpu test-min lint demo bench clean
 
 install: $(STAMP)
 
@@ -27,7 +27,10 @@ test: install
 	$(BIN)/python -m pytest -q
 
 test-slow: install
-	$(BIN)/python -m pytest -q -m "slow or not slow"
+	$(BIN)/python -m pytest -q -m "not cuda"
+
+test-gpu: install
+	$(BIN)/python -m pytest -q -m "cuda"
 
 test-min:
 	test -x .venv-min/bin/python || $(PYTHON) -m venv .venv-min

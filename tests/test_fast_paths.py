@@ -1,0 +1,54 @@
+"""Numerical agreement of the fast paths the benchmark runs (bf16, torch.compile with inductor) with fp32 eager."""
+
+import pytest
+import torch
+from conftest import randomize_, tiny_config
+
+from timesformer_hf import TimeSformerForVideoClassification
+
+ATOL = 1e-5
+# bf16 keeps 8 bits of mantissa (relative step 2**-8 = 0.4%); through 2 layers the logits of the tiny models move by
+# 0.3-0.7% of the largest logit, so 2% leaves a margin without hiding a wrong path.
+BF16_TOLERANCE = 0.02  # of the largest fp32 logit
+
+
+def tiny_model(attention_type: str) -> TimeSformerForVideoClassification:
+    return randomize_(TimeSformerForVideoClassification(tiny_config(attention_type=attention_type)))
+
+
+def clip(batch: int = 2, frames: int = 4, size: int = 32) -> torch.Tensor:
+    return torch.randn(batch, frames, 3, size, size, generator=torch.Generator().manual_seed(1))
+
+
+def assert_bf16_close(model: torch.nn.Module, pixel_values: torch.Tensor, device: str) -> None:
+    with torch.no_grad():
+        reference = model.to(device)(pixel_values.to(device)).logits.float()
+        model = model.to(dtype=torch.bfloat16)
+        logits = model(pixel_values.to(device, torch.bfloat16)).logits
+    assert logits.dtype == torch.bfloat16
+    error = (logits.float() - reference).abs().max().item()
+    assert error <= BF16_TOLERANCE * reference.abs().max().item(), (error, reference.abs().max().item())
+    assert (logits.float().argmax(-1) == reference.argmax(-1)).all()
+
+
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_bf16_matches_fp32(attention_type, attn_implementation):
+    model = tiny_model(attention_type)
+    model.set_attn_implementation(attn_implementation)
+    assert_bf16_close(model, clip(), "cpu")
+
+
+@pytest.mark.cuda  # deselected by default; `make test-gpu` on a machine with a GPU
+def test_bf16_sdpa_on_cuda_matches_fp32(attention_type):
+    assert_bf16_close(tiny_model(attention_type), clip(), "cuda")
+
+
+@pytest.mark.slow  # an inductor compile takes 30 s to 2 min on 2 cores
+def test_inductor_compiled_matches_eager(attention_type):
+    model = tiny_model(attention_type)
+    pixel_values = clip()
+    compiled = torch.compile(model, fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            compiled(pixel_values).logits, model(pixel_values).logits, atol=ATOL, rtol=0
+        )

@@ -1,0 +1,44 @@
+"""FLOPs counted by the benchmark (`FlopCounterMode` on the meta device) against the paper's cost figures."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from benchmark import BenchConfig, count_flops  # noqa: E402
+
+# Paper, Table 1 and Figure 3: TFLOPs of 3 test views, counted as multiply-adds.
+PAPER_TFLOPS_3_VIEWS = {"base": (8, 224, 0.59), "hr": (16, 448, 5.11), "l": (96, 224, 7.14)}
+
+
+def config(frames: int, image_size: int) -> BenchConfig:
+    return BenchConfig(
+        preset="test",
+        frames=frames,
+        image_size=image_size,
+        attention="divided",
+        batch_size=1,
+        dtype="fp32",
+        device="cpu",
+        attn_implementation="sdpa",
+        compile=False,
+        threads=1,
+        warmup=0,
+        repeats=0,
+    )
+
+
+@pytest.mark.parametrize(
+    "preset", ["base", pytest.param("hr", marks=pytest.mark.slow), pytest.param("l", marks=pytest.mark.slow)]
+)
+def test_flops_match_the_paper(preset):
+    frames, image_size, paper = PAPER_TFLOPS_3_VIEWS[preset]
+    flops = count_flops("timesformer_hf", config(frames, image_size))  # 2 FLOPs per multiply-add
+    assert flops / 2 * 3 / 1e12 == pytest.approx(paper, rel=0.01)
+
+
+def test_flops_equal_those_of_transformers_timesformer():
+    base = config(8, 224)
+    assert count_flops("timesformer_hf", base) == count_flops("transformers", base)
