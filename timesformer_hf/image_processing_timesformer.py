@@ -12,7 +12,6 @@ available with `num_spatial_crops=3` and [`average_view_scores`].
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -34,8 +33,8 @@ __all__ = [
     "TimeSformerImageProcessor",
     "average_view_scores",
     "spatial_crop_offsets",
-    "normalize_and_batch",
-    "resize_and_crop_videos",
+    "preprocess_videos",
+    "resize_video",
 ]
 
 TIMESFORMER_MEAN = [0.45, 0.45, 0.45]
@@ -119,6 +118,17 @@ def to_video_tensor(video: Any, input_data_format: str | ChannelDimension | None
     return tensor
 
 
+def resized_size(height: int, width: int, size: SizeDict) -> tuple[int, int]:
+    """Output `(height, width)` of [`resize_video`] for frames of `height x width`."""
+    if size.shortest_edge:
+        short, long = sorted((height, width))
+        new_long = int(size.shortest_edge * long / short)
+        return (size.shortest_edge, new_long) if height <= width else (new_long, size.shortest_edge)
+    if size.height and size.width:
+        return (size.height, size.width)
+    raise ValueError(f"`size` must hold `shortest_edge` or `height` and `width`, got {dict(size)}.")
+
+
 def resize_video(
     video: torch.Tensor, size: SizeDict, resample: PILImageResampling | int = PILImageResampling.BILINEAR
 ) -> torch.Tensor:
@@ -127,16 +137,8 @@ def resize_video(
     `size` is `{"shortest_edge": s}` (short side to `s`, long side `int(s * long / short)`, as the original
     `short_side_scale` and transformers' `get_resize_output_image_size`) or `{"height": h, "width": w}`.
     """
-    height, width = video.shape[-2:]
-    if size.shortest_edge:
-        short, long = sorted((height, width))
-        new_long = int(size.shortest_edge * long / short)
-        new_size = (size.shortest_edge, new_long) if height <= width else (new_long, size.shortest_edge)
-    elif size.height and size.width:
-        new_size = (size.height, size.width)
-    else:
-        raise ValueError(f"`size` must hold `shortest_edge` or `height` and `width`, got {dict(size)}.")
-    if new_size == (height, width):
+    new_size = resized_size(*video.shape[-2:], size)
+    if new_size == tuple(video.shape[-2:]):
         return video
     mode = _INTERPOLATION_MODES.get(PILImageResampling(resample))
     if mode is None:
@@ -204,20 +206,7 @@ def _rescale_and_normalize_(
     return videos.mul_(scale.view(3, 1, 1)).add_(shift.view(3, 1, 1))
 
 
-def _float_batch(views: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Stack views into a new contiguous float32 `(views, frames, 3, height, width)` tensor.
-
-    The buffer comes from NumPy: its allocator reuses freed pages, while PyTorch's CPU allocator maps fresh pages
-    for every large tensor, which makes writing it several times slower. Each view is converted (uint8 to float32,
-    channels-last to contiguous) in a single copy.
-    """
-    batch = torch.from_numpy(np.empty((len(views), *views[0].shape), dtype=np.float32))
-    for out, view in zip(batch, views, strict=True):
-        out.copy_(view)
-    return batch
-
-
-def resize_and_crop_videos(
+def preprocess_videos(
     videos: Sequence[torch.Tensor],
     *,
     do_resize: bool,
@@ -225,53 +214,56 @@ def resize_and_crop_videos(
     resample: PILImageResampling | int,
     do_center_crop: bool,
     crop_size: SizeDict,
-    num_spatial_crops: int = 1,
-) -> list[torch.Tensor]:
-    """Resize and crop `(frames, 3, height, width)` videos, all frames of a video at once, keeping the dtype.
-
-    With `num_spatial_crops=3` (which needs `do_center_crop`) each video gives 3 views in crop order, so the output
-    holds `len(videos) * num_spatial_crops` tensors.
-    """
-    if num_spatial_crops != 1 and not do_center_crop:
-        raise ValueError("`num_spatial_crops=3` crops `crop_size` views: set `do_center_crop=True`.")
-    views = []
-    for video in videos:
-        if do_resize:
-            video = resize_video(video, size, resample)
-        views.extend(_crop_views(video, crop_size, num_spatial_crops) if do_center_crop else [video])
-    return views
-
-
-def normalize_and_batch(
-    views: list[torch.Tensor],
-    *,
     do_rescale: bool,
     rescale_factor: float,
     do_normalize: bool,
     image_mean: float | Sequence[float],
     image_std: float | Sequence[float],
-    return_tensors: str | TensorType | None,
+    num_spatial_crops: int = 1,
+    return_tensors: str | TensorType | None = None,
 ) -> dict[str, Any]:
-    """`{"pixel_values": (views, frames, 3, height, width)}` float32, or a list of arrays without `return_tensors`.
+    """Resize, crop and normalize `(frames, 3, height, width)` videos into `{"pixel_values": ...}`.
 
-    Views are copied into one float32 batch first, so that the (memory-bound) normalization runs once, in place.
+    `pixel_values` is one float32 `(views, frames, 3, height, width)` tensor with `return_tensors`, else a list of
+    `(frames, 3, height, width)` arrays. With `num_spatial_crops=3` (which needs `do_center_crop`) each video gives
+    3 consecutive views, in crop order.
+
+    Every view is written once, by the copy that converts it to float32, and normalized in place. The output comes
+    from NumPy, whose allocator reuses freed pages (PyTorch's CPU allocator maps fresh pages for every large tensor,
+    which makes writing it several times slower).
     """
-    normalize = partial(
-        _rescale_and_normalize_,
-        do_rescale=do_rescale,
-        rescale_factor=rescale_factor,
-        do_normalize=do_normalize,
-        image_mean=image_mean,
-        image_std=image_std,
-    )
-    if return_tensors is None:
-        return {"pixel_values": [normalize(_float_batch([view]))[0].numpy() for view in views]}
-    if len({tuple(view.shape) for view in views}) > 1:
+    if num_spatial_crops != 1 and not do_center_crop:
+        raise ValueError("`num_spatial_crops=3` crops `crop_size` views: set `do_center_crop=True`.")
+    shapes = []
+    for video in videos:
+        height, width = resized_size(*video.shape[-2:], size) if do_resize else video.shape[-2:]
+        if do_center_crop:
+            height, width = crop_size.height, crop_size.width
+        shapes += [(len(video), 3, height, width)] * num_spatial_crops
+    if return_tensors is not None and len(set(shapes)) > 1:
         raise ValueError(
-            "Cannot batch videos whose processed shapes differ "
-            f"({sorted({tuple(v.shape) for v in views})}); use the same number of frames per video and a crop size."
+            f"Cannot batch videos whose processed shapes differ ({sorted(set(shapes))}); use the same number of "
+            "frames per video and a crop size."
         )
-    return {"pixel_values": normalize(_float_batch(views))}
+    if return_tensors is not None:
+        batch = torch.from_numpy(np.empty((len(shapes), *shapes[0]), dtype=np.float32))
+        views = list(batch)
+    else:
+        views = [torch.from_numpy(np.empty(shape, dtype=np.float32)) for shape in shapes]
+
+    for index, video in enumerate(videos):
+        if do_resize:
+            video = resize_video(video, size, resample)
+        crops = _crop_views(video, crop_size, num_spatial_crops) if do_center_crop else [video]
+        for view, crop in zip(
+            views[index * num_spatial_crops : (index + 1) * num_spatial_crops], crops, strict=True
+        ):
+            view.copy_(crop)  # to float32, channels-last to contiguous, in one pass
+    for view in views:
+        _rescale_and_normalize_(view, do_rescale, rescale_factor, do_normalize, image_mean, image_std)
+    if return_tensors is not None:
+        return {"pixel_values": batch}
+    return {"pixel_values": [view.numpy() for view in views]}
 
 
 def average_view_scores(logits: torch.Tensor, num_views: int) -> torch.Tensor:
@@ -395,22 +387,19 @@ class TimeSformerImageProcessor(TimeSformerProcessingDefaults, BaseImageProcesso
         return_tensors: str | TensorType | None = None,
         **kwargs: Any,
     ) -> BatchFeature:
-        views = resize_and_crop_videos(
+        data = preprocess_videos(
             videos,
             do_resize=do_resize,
             size=size,
             resample=resample,
             do_center_crop=do_center_crop,
             crop_size=crop_size,
-            num_spatial_crops=num_spatial_crops,
-        )
-        data = normalize_and_batch(
-            views,
             do_rescale=do_rescale,
             rescale_factor=rescale_factor,
             do_normalize=do_normalize,
             image_mean=image_mean,
             image_std=image_std,
+            num_spatial_crops=num_spatial_crops,
             return_tensors=return_tensors,
         )
         return BatchFeature(data=data, tensor_type=return_tensors)

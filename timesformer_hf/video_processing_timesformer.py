@@ -18,8 +18,7 @@ from transformers.video_utils import VideoMetadata as TransformersVideoMetadata
 
 from .image_processing_timesformer import (
     TimeSformerProcessingDefaults,
-    normalize_and_batch,
-    resize_and_crop_videos,
+    preprocess_videos,
     to_video_tensor,
 )
 from .video import (
@@ -210,22 +209,19 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
                     f"Cannot split a video of {len(video)} frames into {num_temporal_clips} temporal clips."
                 )
             clips.extend(video.chunk(num_temporal_clips))
-        views = resize_and_crop_videos(
+        data = preprocess_videos(
             clips,
             do_resize=do_resize,
             size=size,
             resample=resample,
             do_center_crop=do_center_crop,
             crop_size=crop_size,
-            num_spatial_crops=num_spatial_crops,
-        )
-        data = normalize_and_batch(
-            views,
             do_rescale=do_rescale,
             rescale_factor=rescale_factor,
             do_normalize=do_normalize,
             image_mean=image_mean,
             image_std=image_std,
+            num_spatial_crops=num_spatial_crops,
             return_tensors=return_tensors,
         )
         return BatchFeature(data=data, tensor_type=return_tensors)

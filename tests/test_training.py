@@ -1,0 +1,191 @@
+"""Fine-tuning: ViT initialisation, optimiser groups, resuming, distributed runs with accelerate, learning."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import TINY
+from transformers import TrainerCallback, TrainingArguments, ViTConfig, ViTModel
+
+from timesformer_hf import TimeSformerForVideoClassification, TimeSformerModel
+from timesformer_hf.synthetic import write_motion_dataset
+from timesformer_hf.training import (
+    DataTrainingArguments,
+    ModelArguments,
+    TimeSformerTrainer,
+    parse_config_overrides,
+    run_training,
+)
+
+TINY_OVERRIDES = ",".join(f"{name}={value}" for name, value in TINY.items() if name != "num_labels")
+
+
+@pytest.fixture(scope="module")
+def motion_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("motion")
+    write_motion_dataset(root, num_train_per_class=2, num_eval_per_class=1, num_frames=4, size=32)
+    return root
+
+
+def data_args(root, **overrides):
+    return DataTrainingArguments(
+        train_dir=str(root / "train"),
+        validation_dir=str(root / "validation"),
+        frame_sampling="uniform",
+        horizontal_flip=False,
+        **overrides,
+    )
+
+
+def training_args(output_dir, **overrides):
+    defaults = dict(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        dataloader_pin_memory=False,
+    )
+    return TrainingArguments(**{**defaults, **overrides})
+
+
+def test_vit_initialisation_returns_the_image_features():
+    vit_config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        layer_norm_eps=1e-12,
+    )
+    torch.manual_seed(0)
+    vit = ViTModel(vit_config, add_pooling_layer=False).eval()
+    model = TimeSformerModel.from_vit(vit, num_frames=4).eval()
+    assert model.config.layer_norm_eps == 1e-12
+    image = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = vit(image).last_hidden_state[:, 0]
+        video = image.unsqueeze(1).expand(-1, 4, -1, -1, -1)
+        actual = model(video).pooler_output
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_weight_decay_spares_embeddings_biases_and_norms(tmp_path):
+    model = TimeSformerForVideoClassification(TimeSformerForVideoClassification.config_class(**TINY))
+    trainer = TimeSformerTrainer(model=model, args=training_args(tmp_path, weight_decay=0.05))
+    decayed = set(trainer.get_decay_parameter_names(model))
+    assert "classifier.weight" in decayed
+    assert "timesformer.embeddings.patch_embeddings.projection.weight" in decayed
+    for name, _ in model.named_parameters():
+        if (
+            name.endswith("bias")
+            or "layernorm" in name
+            or name.endswith(("cls_token", "position_embeddings", "time_embeddings"))
+        ):
+            assert name not in decayed, name
+    optimizer = trainer.create_optimizer()
+    no_decay = {
+        id(p) for group in optimizer.param_groups if group["weight_decay"] == 0 for p in group["params"]
+    }
+    assert id(model.timesformer.embeddings.time_embeddings) in no_decay
+
+
+def test_config_overrides():
+    assert parse_config_overrides("hidden_size=64, attention_type=space_only,qkv_bias=False") == {
+        "hidden_size": 64,
+        "attention_type": "space_only",
+        "qkv_bias": False,
+    }
+    with pytest.raises(ValueError, match="name=value"):
+        parse_config_overrides("hidden_size")
+
+
+class Interrupt(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        raise KeyboardInterrupt(f"simulated interruption after the checkpoint at step {state.global_step}")
+
+
+class CountSteps(TrainerCallback):
+    def __init__(self):
+        self.steps, self.first = 0, None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps += 1
+        self.first = self.first or state.global_step
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(motion_dir, tmp_path):
+    model_args = ModelArguments(config_overrides=TINY_OVERRIDES)
+    arguments = dict(max_steps=4, save_strategy="steps", save_steps=2, per_device_train_batch_size=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(
+            model_args, data_args(motion_dir), training_args(tmp_path, **arguments), callbacks=[Interrupt()]
+        )
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-2"]
+
+    counter = CountSteps()
+    run_training(model_args, data_args(motion_dir), training_args(tmp_path, **arguments), callbacks=[counter])
+    state = json.loads((tmp_path / "trainer_state.json").read_text())
+    assert state["global_step"] == 4 and state["max_steps"] == 4
+    assert (counter.first, counter.steps) == (3, 2)  # started after the checkpoint, ran the rest
+    assert (tmp_path / "model" / "config.json").is_file()
+
+
+def test_two_process_accelerate_run(motion_dir, tmp_path):
+    output_dir = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no",
+        "-m", "timesformer_hf.cli", "train",
+        "--train_dir", str(motion_dir / "train"), "--validation_dir", str(motion_dir / "validation"),
+        "--config_overrides", TINY_OVERRIDES, "--frame_sampling", "uniform", "--horizontal_flip", "False",
+        "--output_dir", str(output_dir), "--per_device_train_batch_size", "2", "--num_train_epochs", "1",
+        "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "True",
+        "--dataloader_pin_memory", "False",
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-5000:]
+    assert "Process rank: 0, world size: 2" in log and "Process rank: 1, world size: 2" in log
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    assert state["global_step"] == 2  # 8 videos / (2 per process x 2 processes)
+    assert sorted(os.listdir(output_dir / "model")).count("config.json") == 1
+    assert [name for name in os.listdir(output_dir) if name.startswith(".")] == []  # no half-written repo
+    model = TimeSformerForVideoClassification.from_pretrained(output_dir / "model")
+    assert model.config.id2label[0] == "left_1"
+
+
+@pytest.mark.slow
+def test_tiny_model_learns_motion(tmp_path):
+    root = tmp_path / "data"
+    write_motion_dataset(root, num_train_per_class=48, num_eval_per_class=16)
+    from timesformer_hf.demo import train_model
+
+    metrics, _ = train_model("divided_space_time", root, tmp_path / "run", tmp_path / "repo", seed=0)
+    assert metrics["eval_top1_accuracy"] >= 0.9
+
+
+def test_model_from_an_image_vit_folder_keeps_its_normalisation(tmp_path):
+    from timesformer_hf.training import load_model_and_processor
+
+    vit_config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=64,
+    )
+    ViTModel(vit_config, add_pooling_layer=False).save_pretrained(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text(
+        json.dumps({"image_mean": [0.5] * 3, "image_std": [0.5] * 3})
+    )
+    model, processor = load_model_and_processor(ModelArguments(init_from_image=str(tmp_path)), ["a", "b"], 4)
+    assert model.config.num_frames == 4 and model.config.id2label == {0: "a", 1: "b"}
+    assert list(processor.image_mean) == [0.5] * 3 and processor.crop_size["height"] == 32

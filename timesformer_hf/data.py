@@ -1,0 +1,312 @@
+"""Video classification data sets for fine-tuning: lazily decoded `datasets.Dataset`s, the original augmentation, a
+collator.
+
+A data set is a table of video paths and labels (a `ClassLabel`), built from a folder with one sub-folder per class
+or from a CSV/JSON(L) list. [`probe_videos`] adds the frame count and rate of every video and drops (and logs) the ones
+that cannot be read. [`VideoClipTransform`] then samples, decodes and transforms clips on access, with the sampling
+and normalisation of a [`TimeSformerVideoProcessor`], so training sees what inference will see.
+
+Example:
+
+```python
+>>> from timesformer_hf import TimeSformerVideoProcessor
+>>> from timesformer_hf.data import VideoClipTransform, collate_videos, load_video_dataset, probe_videos
+>>> train = probe_videos(load_video_dataset("data/train"))  # data/train/<label>/*.mp4  # doctest: +SKIP
+>>> processor = TimeSformerVideoProcessor(num_frames=8)
+>>> train.set_transform(VideoClipTransform(processor, training=True))  # doctest: +SKIP
+>>> batch = collate_videos([train[0], train[1]])  # doctest: +SKIP
+>>> batch["pixel_values"].shape  # doctest: +SKIP
+torch.Size([2, 8, 3, 224, 224])
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import ClassLabel, Dataset, Features, Value
+from transformers.image_utils import SizeDict
+from transformers.utils import logging
+
+from .image_processing_timesformer import resize_video, to_video_tensor
+from .video import (
+    VideoDecodeError,
+    probe_video,
+    read_video,
+    sample_kinetics_indices,
+    sample_ssv2_indices,
+    sample_uniform_indices,
+)
+from .video_processing_timesformer import TimeSformerVideoProcessor
+
+logger = logging.get_logger(__name__)
+
+__all__ = [
+    "VIDEO_EXTENSIONS",
+    "VideoClipTransform",
+    "collate_videos",
+    "load_video_dataset",
+    "probe_videos",
+    "video_folder_dataset",
+    "video_list_dataset",
+]
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
+
+# The original trains with the short side in [256, 320] for a 224 crop; other crop sizes scale this range.
+DEFAULT_SCALE_RANGE = (256 / 224, 320 / 224)
+
+
+def _features(label_names: Sequence[str]) -> Features:
+    return Features({"video": Value("string"), "label": ClassLabel(names=list(label_names))})
+
+
+def video_folder_dataset(
+    root: str | os.PathLike,
+    label_names: Sequence[str] | None = None,
+    extensions: Sequence[str] = VIDEO_EXTENSIONS,
+) -> Dataset:
+    """A data set of the videos in `root/<label>/...` (searched recursively), labelled by their sub-folder.
+
+    Args:
+        root: Folder with one sub-folder per class.
+        label_names: Class names in label-id order; defaults to the sorted sub-folder names. Pass the training
+            set's names when building a validation set so the ids agree.
+        extensions: File name endings counted as videos (case-insensitive).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"Video folder {root} does not exist.")
+    folders = sorted(path.name for path in root.iterdir() if path.is_dir())
+    label_names = list(label_names) if label_names is not None else folders
+    unknown = sorted(set(folders) - set(label_names))
+    if unknown:
+        raise ValueError(f"{root} has class folders {unknown} that are not among the labels {label_names}.")
+    extensions = tuple(extension.lower() for extension in extensions)
+    videos, labels = [], []
+    for label in folders:
+        for path in sorted((root / label).rglob("*")):
+            if path.is_file() and path.name.lower().endswith(extensions):
+                videos.append(str(path))
+                labels.append(label_names.index(label))
+    if not videos:
+        raise ValueError(
+            f"No videos ({', '.join(extensions)}) found under {root}: expected {root}/<label>/<video> files."
+        )
+    return Dataset.from_dict({"video": videos, "label": labels}, features=_features(label_names))
+
+
+def video_list_dataset(
+    path: str | os.PathLike,
+    *,
+    video_column: str = "video",
+    label_column: str = "label",
+    label_names: Sequence[str] | None = None,
+) -> Dataset:
+    """A data set from a CSV, JSON or JSON Lines list of videos and labels.
+
+    Relative video paths are taken relative to the list's folder. Labels may be names or integer ids (ids need
+    `label_names`, or are named after themselves).
+
+    Example of a CSV file:
+
+    ```text
+    video,label
+    clips/a.mp4,archery
+    clips/b.mp4,bowling
+    ```
+    """
+    path = Path(path)
+    if path.suffix == ".csv":
+        import csv
+
+        with open(path, newline="") as file:
+            rows = list(csv.DictReader(file))
+    elif path.suffix in (".json", ".jsonl"):
+        text = path.read_text()
+        rows = (
+            json.loads(text)
+            if path.suffix == ".json"
+            else [json.loads(line) for line in text.splitlines() if line]
+        )
+    else:
+        raise ValueError(f"Unsupported video list {path}: use a .csv, .json or .jsonl file.")
+    if not rows:
+        raise ValueError(f"The video list {path} is empty.")
+    missing = {video_column, label_column} - set(rows[0])
+    if missing:
+        raise ValueError(
+            f"The video list {path} has no column(s) {sorted(missing)} (it has {sorted(rows[0])}): set "
+            "video_column/label_column."
+        )
+    raw_labels = [row[label_column] for row in rows]
+    if all(isinstance(label, int) or str(label).isdigit() for label in raw_labels):
+        ids = [int(label) for label in raw_labels]
+        label_names = list(label_names) if label_names is not None else [str(i) for i in range(max(ids) + 1)]
+    else:
+        label_names = list(label_names) if label_names is not None else sorted(set(map(str, raw_labels)))
+        unknown = sorted(set(map(str, raw_labels)) - set(label_names))
+        if unknown:
+            raise ValueError(f"{path} has labels {unknown[:10]} that are not among the labels {label_names}.")
+        ids = [label_names.index(str(label)) for label in raw_labels]
+    videos = [str(path.parent / row[video_column]) for row in rows]
+    return Dataset.from_dict({"video": videos, "label": ids}, features=_features(label_names))
+
+
+def load_video_dataset(source: str | os.PathLike, **kwargs: Any) -> Dataset:
+    """[`video_folder_dataset`] for a folder, [`video_list_dataset`] for a .csv/.json/.jsonl file."""
+    return (
+        video_folder_dataset(source, **kwargs)
+        if Path(source).is_dir()
+        else video_list_dataset(source, **kwargs)
+    )
+
+
+def _probe(example: dict[str, Any]) -> dict[str, Any]:
+    try:
+        metadata = probe_video(example["video"])
+        return {"total_num_frames": metadata.total_num_frames, "fps": metadata.fps, "error": None}
+    except VideoDecodeError as error:
+        return {"total_num_frames": 0, "fps": 0.0, "error": str(error)}
+
+
+def probe_videos(dataset: Dataset, num_proc: int | None = None) -> Dataset:
+    """Add `total_num_frames` and `fps` columns; drop the videos that cannot be read, logging each path and why.
+
+    Probing demuxes a video without decoding it (see `timesformer_hf.video.probe_video`), so it is cheap.
+    """
+    probed = dataset.map(_probe, num_proc=num_proc, desc="Probing videos")
+    broken = [
+        (row["video"], row["error"]) for row in probed.select_columns(["video", "error"]) if row["error"]
+    ]
+    for path, error in broken:
+        logger.warning(f"Skipping unreadable video {path}: {error}")
+    if broken:
+        logger.warning(f"Skipped {len(broken)} of {len(dataset)} videos that could not be read.")
+        probed = probed.filter(
+            lambda frames: [count > 0 for count in frames], input_columns="total_num_frames", batched=True
+        )
+    if len(probed) == 0:
+        raise ValueError("None of the videos could be read: see the warnings above.")
+    return probed.remove_columns("error")
+
+
+class VideoClipTransform:
+    """Sample, decode and transform clips on access: a `Dataset.set_transform` for training or evaluation.
+
+    Frames are sampled as `processor` says (`frame_sampling`, `num_frames`, `sampling_rate`, `target_fps`), at a
+    random position in training. Evaluation applies the processor as is (short side, centre crop, normalisation).
+    Training applies the original augmentation: short side scaled to a random size in `short_side_range`, a random
+    crop of the processor's `crop_size`, a horizontal flip with probability 1/2 (turn it off for data where
+    direction matters, e.g. Something-Something or left/right motion), then the processor's normalisation.
+
+    A video that fails to decode is logged with its path and yields `pixel_values=None`, which [`collate_videos`]
+    drops. Randomness comes from `torch`'s generator, so `Trainer`'s seed and per-worker seeding apply.
+
+    Args:
+        processor: The processor saved with the model.
+        training: Random sampling and augmentation (`True`) or the deterministic evaluation view (`False`).
+        horizontal_flip: Flip half of the training clips.
+        short_side_range: Range of the random short side in training; defaults to the original [256, 320] scaled to
+            the crop size (`[256, 320]` for 224).
+    """
+
+    def __init__(
+        self,
+        processor: TimeSformerVideoProcessor,
+        *,
+        training: bool,
+        horizontal_flip: bool = True,
+        short_side_range: tuple[int, int] | None = None,
+    ) -> None:
+        self.processor = processor
+        self.training = training
+        self.horizontal_flip = horizontal_flip
+        self.crop_height, self.crop_width = processor.crop_size["height"], processor.crop_size["width"]
+        if short_side_range is None:
+            short = min(self.crop_height, self.crop_width)
+            short_side_range = (round(short * DEFAULT_SCALE_RANGE[0]), round(short * DEFAULT_SCALE_RANGE[1]))
+        if (
+            short_side_range[0] < min(self.crop_height, self.crop_width)
+            or short_side_range[0] > short_side_range[1]
+        ):
+            raise ValueError(
+                f"short_side_range {short_side_range} must be increasing and start at the crop size "
+                f"({self.crop_height}x{self.crop_width}) or above."
+            )
+        self.short_side_range = short_side_range
+
+    def sample_indices(self, total_num_frames: int, fps: float) -> np.ndarray:
+        processor = self.processor
+        seed = int(torch.randint(2**31 - 1, ())) if self.training else None
+        if processor.frame_sampling == "kinetics":
+            return sample_kinetics_indices(
+                total_num_frames,
+                processor.num_frames,
+                processor.sampling_rate,
+                video_fps=fps or None,
+                target_fps=processor.target_fps,
+                training=self.training,
+                generator=seed,
+            )
+        if processor.frame_sampling == "ssv2":
+            return sample_ssv2_indices(
+                total_num_frames, processor.num_frames, training=self.training, generator=seed
+            )
+        return sample_uniform_indices(total_num_frames, processor.num_frames)
+
+    def augment(self, video: torch.Tensor) -> torch.Tensor:
+        """Random short-side scale, random crop and flip of a `(frames, 3, height, width)` uint8 video."""
+        low, high = self.short_side_range
+        short_side = int(torch.randint(low, high + 1, ()))
+        video = resize_video(video, SizeDict(shortest_edge=short_side))
+        height, width = video.shape[-2:]
+        top = int(torch.randint(height - self.crop_height + 1, ()))
+        left = int(torch.randint(width - self.crop_width + 1, ()))
+        video = video[..., top : top + self.crop_height, left : left + self.crop_width]
+        if self.horizontal_flip and torch.rand(()) < 0.5:
+            video = video.flip(-1)
+        return video
+
+    def transform(self, frames: np.ndarray) -> torch.Tensor:
+        """`(frames, height, width, 3)` uint8 to the model's `(frames, 3, crop_height, crop_width)` float input."""
+        if not self.training:
+            return self.processor(frames, return_tensors="pt")["pixel_values"][0]
+        video = self.augment(to_video_tensor(frames))
+        return self.processor(video, do_resize=False, do_center_crop=False, return_tensors="pt")[
+            "pixel_values"
+        ][0]
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        pixel_values = []
+        for path, total_num_frames, fps in zip(
+            batch["video"], batch["total_num_frames"], batch["fps"], strict=True
+        ):
+            try:
+                frames = read_video(path, self.sample_indices(total_num_frames, fps))
+            except (VideoDecodeError, IndexError) as error:
+                logger.warning(f"Skipping video {path} in this batch: {error}")
+                pixel_values.append(None)
+                continue
+            pixel_values.append(self.transform(frames))
+        return {"pixel_values": pixel_values, "labels": batch["label"]}
+
+
+def collate_videos(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack `pixel_values` and `labels`, leaving out the examples whose video failed to decode."""
+    kept = [example for example in examples if example["pixel_values"] is not None]
+    if not kept:
+        raise RuntimeError(
+            f"All {len(examples)} videos of a batch failed to decode (see the warnings above): remove the broken "
+            "files or run probe_videos() on the data set first."
+        )
+    return {
+        "pixel_values": torch.stack([example["pixel_values"] for example in kept]),
+        "labels": torch.tensor([example["labels"] for example in kept]),
+    }

@@ -1,0 +1,124 @@
+"""A synthetic video data set that only a model which sees frame order can solve.
+
+Every video shows a vertical bar sweeping across the frame through `positions` equally spaced places. The class is
+a direction (left or right) times a speed: at speed `s` the bar sweeps the frame `s` times per clip, holding each
+place for `num_frames / (s * positions)` frames. Every clip of every class shows each place equally often, so the
+*multiset* of frames is the same for all classes and only their *order* differs: a model that ignores order
+(space-only attention, or any frame-averaging model) is at chance, while divided space-time attention reads the
+motion.
+
+Example:
+
+```python
+>>> from timesformer_hf.synthetic import motion_labels, motion_video
+>>> motion_labels()
+['left_1', 'left_2', 'right_1', 'right_2']
+>>> bar_places = motion_video("right_2", num_frames=8, size=32)[:, 0, :, 0].argmax(-1) // 8
+>>> bar_places.tolist()  # two sweeps over the 4 places
+[0, 1, 2, 3, 0, 1, 2, 3]
+```
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["motion_labels", "motion_video", "write_motion_dataset", "write_video"]
+
+
+def _check(num_frames: int, speeds: Sequence[int]) -> int:
+    """Number of bar places for `speeds`; raise when a speed does not give whole sweeps."""
+    places = num_frames // max(speeds)
+    if places < 2 or any(speed < 1 or num_frames % (speed * places) for speed in speeds):
+        raise ValueError(
+            f"Speeds {tuple(speeds)} do not make whole sweeps in {num_frames} frames: num_frames must be a multiple "
+            "of every speed times num_frames // max(speeds) (>= 2), e.g. speeds (1, 2) with 4 or 8 frames."
+        )
+    return places
+
+
+def motion_labels(num_frames: int = 8, speeds: Sequence[int] = (1, 2)) -> list[str]:
+    """Class names `"{left|right}_{speed}"`, sorted."""
+    _check(num_frames, speeds)
+    return sorted(f"{direction}_{speed}" for direction in ("left", "right") for speed in speeds)
+
+
+def motion_video(
+    label: str,
+    num_frames: int = 8,
+    size: int = 32,
+    *,
+    speeds: Sequence[int] = (1, 2),
+    rng: np.random.Generator | int | None = None,
+) -> np.ndarray:
+    """One `(num_frames, size, size, 3)` uint8 video of class `label` (e.g. `"right_2"`).
+
+    Bar and background grey levels are random (drawn from `rng`), the same way for every class.
+    """
+    rng = np.random.default_rng(rng)
+    direction, speed = label.split("_")
+    places = _check(num_frames, speeds)
+    if size % places:
+        raise ValueError(
+            f"size ({size}) must be a multiple of the {places} bar places so that they tile the frame."
+        )
+    width = size // places
+    background, foreground = rng.integers(0, 90), rng.integers(160, 256)
+    video = np.full((num_frames, size, size, 3), background, dtype=np.uint8)
+    for t in range(num_frames):
+        place = t * int(speed) * places // num_frames % places
+        place = place if direction == "right" else places - 1 - place
+        video[t, :, place * width : (place + 1) * width] = foreground
+    return video
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 30, codec: str = "libx264") -> None:
+    """Encode `(frames, height, width, 3)` uint8 RGB frames into a video file with PyAV (near-lossless H.264)."""
+    import av
+
+    with av.open(os.fspath(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps))
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": "4", "preset": "veryfast"}
+        for frame in frames:
+            for packet in stream.encode(
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            ):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def write_motion_dataset(
+    root: str | os.PathLike,
+    num_train_per_class: int = 48,
+    num_eval_per_class: int = 16,
+    *,
+    num_frames: int = 8,
+    size: int = 32,
+    speeds: Sequence[int] = (1, 2),
+    seed: int = 0,
+) -> list[str]:
+    """Write `root/train/<label>/*.mp4` and `root/validation/<label>/*.mp4`; return the labels.
+
+    Each video has exactly `num_frames` frames, so sample clips with the uniform sampler.
+    """
+    labels = motion_labels(num_frames, speeds)
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", num_train_per_class), ("validation", num_eval_per_class)):
+        for label in labels:
+            folder = Path(root, split, label)
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                write_video(
+                    folder / f"{label}_{index:04d}.mp4",
+                    motion_video(label, num_frames, size, speeds=speeds, rng=rng),
+                )
+    return labels

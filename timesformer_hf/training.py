@@ -1,0 +1,428 @@
+"""Fine-tuning TimeSformer with `transformers.Trainer`: arguments, model set-up, metrics and the training run.
+
+[`run_training`] is what `timesformer-hf train` runs. It works unchanged on one CPU, one GPU, and several GPUs or
+nodes under `accelerate launch` or `torchrun` (DDP, FSDP): `Trainer` reads the distributed set-up from the
+environment, and only the main process writes the final repo. Several CPU processes (DDP over gloo) need a launcher
+that starts them: `accelerate launch --multi_gpu --num_processes 2 -m timesformer_hf.cli train ...` or `torchrun
+--nproc_per_node 2 -m timesformer_hf.cli train ...` (`accelerate launch --cpu` starts a single process unless it is
+given an MPI host file); `timesformer-hf train` then selects the CPU by itself.
+
+Example:
+
+```python
+>>> from transformers import TrainingArguments
+>>> from timesformer_hf.training import DataTrainingArguments, ModelArguments, run_training
+>>> metrics = run_training(
+...     ModelArguments(config_overrides="hidden_size=64,num_hidden_layers=2,num_attention_heads=4"),
+...     DataTrainingArguments(train_dir="data/train", validation_dir="data/validation", num_frames=8),
+...     TrainingArguments(output_dir="runs/tiny", num_train_epochs=3),
+... )  # doctest: +SKIP
+>>> metrics["eval_top1_accuracy"]  # doctest: +SKIP
+```
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import evaluate
+import numpy as np
+import torch
+import transformers
+from datasets import Dataset
+from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from .configuration_timesformer import TimeSformerConfig, to_pair
+from .data import VideoClipTransform, collate_videos, load_video_dataset, probe_videos
+from .hub import build_model_card, push_repo, save_repo
+from .image_processing_timesformer import TimeSformerImageProcessor
+from .metrics import TOP_K_ACCURACY
+from .modeling_timesformer import TimeSformerForVideoClassification
+from .video_processing_timesformer import FRAME_SAMPLINGS, TimeSformerVideoProcessor
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "NO_WEIGHT_DECAY_PATTERNS",
+    "DataTrainingArguments",
+    "ModelArguments",
+    "TimeSformerTrainer",
+    "build_compute_metrics",
+    "load_model_and_processor",
+    "run_training",
+]
+
+# Processing fields an image processor (for `transformers`' VideoMAE-style loaders) copies from the video processor.
+_SHARED_FIELDS = (
+    "do_resize",
+    "size",
+    "resample",
+    "do_center_crop",
+    "crop_size",
+    "do_rescale",
+    "rescale_factor",
+    "do_normalize",
+    "image_mean",
+    "image_std",
+)
+
+# Parameters that get no weight decay besides biases and norms: the learned tokens and embeddings.
+NO_WEIGHT_DECAY_PATTERNS = ("cls_token", "position_embeddings", "time_embeddings")
+
+
+@dataclass
+class ModelArguments:
+    """Which model to start from. With none of `model_name_or_path` and `init_from_image` a model is built from
+    scratch from `config_overrides`."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A repo (folder or Hub id) of this package or a `transformers` TimeSformer repo."},
+    )
+    init_from_image: str | None = field(
+        default=None,
+        metadata={
+            "help": "A `transformers` ViT repo to inflate into a divided space-time TimeSformer (from_vit)."
+        },
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "Config values to override, e.g. 'hidden_size=64,num_hidden_layers=2,attention_type=space_only'."
+        },
+    )
+    revision: str = field(default="main", metadata={"help": "Branch, tag or commit of a Hub repo."})
+    token: str | None = field(default=None, metadata={"help": "Hub token (default: the saved login)."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow code from the model repo to run."}
+    )
+    repo_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where to write the final hub-ready repo (default: <output_dir>/model)."},
+    )
+
+
+@dataclass
+class DataTrainingArguments:
+    """Where the videos are and how clips are sampled and augmented."""
+
+    train_dir: str | None = field(
+        default=None, metadata={"help": "Training videos, one sub-folder per class."}
+    )
+    validation_dir: str | None = field(default=None, metadata={"help": "Validation videos, same layout."})
+    train_file: str | None = field(
+        default=None, metadata={"help": "CSV/JSON(L) list of training videos and labels."}
+    )
+    validation_file: str | None = field(
+        default=None, metadata={"help": "CSV/JSON(L) list of validation videos."}
+    )
+    video_column: str = field(default="video", metadata={"help": "Column of the video paths in a list file."})
+    label_column: str = field(default="label", metadata={"help": "Column of the labels in a list file."})
+    train_val_split: float = field(
+        default=0.15,
+        metadata={"help": "Fraction of the training set held out when no validation set is given."},
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Name of the data set for the model card."}
+    )
+    num_frames: int | None = field(default=None, metadata={"help": "Frames per clip (default: the model's)."})
+    frame_sampling: str | None = field(
+        default=None, metadata={"help": f"One of {FRAME_SAMPLINGS} (default: the processor's, 'kinetics')."}
+    )
+    sampling_rate: int | None = field(
+        default=None, metadata={"help": "Frame spacing of Kinetics-style clips."}
+    )
+    horizontal_flip: bool = field(
+        default=True, metadata={"help": "Flip training clips; turn off when direction matters (e.g. SSv2)."}
+    )
+    short_side_range: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Random short side range in training, e.g. 256 320 (default: that range scaled to the crop)."
+        },
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Keep only this many training videos."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Keep only this many validation videos."}
+    )
+    probe_num_proc: int | None = field(default=None, metadata={"help": "Processes for probing the videos."})
+
+    def __post_init__(self) -> None:
+        if not (self.train_dir or self.train_file):
+            raise ValueError(
+                "Give the training videos with --train_dir (a folder per class) or --train_file (a list)."
+            )
+        if self.frame_sampling is not None and self.frame_sampling not in FRAME_SAMPLINGS:
+            raise ValueError(
+                f"--frame_sampling must be one of {FRAME_SAMPLINGS}, got {self.frame_sampling!r}."
+            )
+        if self.short_side_range is not None and len(self.short_side_range) != 2:
+            raise ValueError(f"--short_side_range takes two sizes (low high), got {self.short_side_range}.")
+
+
+class TimeSformerTrainer(Trainer):
+    """`Trainer` without weight decay on biases, norms, the CLS token and the position and time embeddings."""
+
+    def get_decay_parameter_names(self, model: torch.nn.Module) -> list[str]:
+        return [
+            name
+            for name in super().get_decay_parameter_names(model)
+            if not any(pattern in name for pattern in NO_WEIGHT_DECAY_PATTERNS)
+        ]
+
+
+def build_compute_metrics(k: tuple[int, ...] = (1, 5)) -> Any:
+    """`compute_metrics` for `Trainer`: `top{k}_accuracy` with the metric module shipped in the package (offline)."""
+    metric = evaluate.load(TOP_K_ACCURACY)
+
+    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+        logits = (
+            prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        )
+        return metric.compute(predictions=logits, references=prediction.label_ids, k=list(k))
+
+    return compute_metrics
+
+
+def parse_config_overrides(overrides: str | None) -> dict[str, Any]:
+    """`"hidden_size=64,attention_type=space_only"` -> `{"hidden_size": 64, "attention_type": "space_only"}`."""
+    parsed = {}
+    for item in filter(None, (overrides or "").split(",")):
+        name, separator, value = item.partition("=")
+        if not separator:
+            raise ValueError(f"Config override {item!r} is not of the form name=value.")
+        try:
+            parsed[name.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            parsed[name.strip()] = value.strip()
+    return parsed
+
+
+def _processor_for(config: TimeSformerConfig, **fields: Any) -> TimeSformerVideoProcessor:
+    height, width = to_pair(config.image_size)
+    return TimeSformerVideoProcessor(
+        size={"shortest_edge": min(height, width)}, crop_size={"height": height, "width": width}, **fields
+    )
+
+
+def _vit_normalisation(path: str) -> dict[str, Any]:
+    """The image mean and std of a ViT repo folder's image processor (e.g. 0.5/0.5), if it has one."""
+    config_file = Path(path, "preprocessor_config.json")
+    if not config_file.is_file():
+        return {}
+    config = json.loads(config_file.read_text())
+    return {name: config[name] for name in ("image_mean", "image_std") if name in config}
+
+
+def load_model_and_processor(
+    model_args: ModelArguments, label_names: list[str], num_frames: int | None = None
+) -> tuple[TimeSformerForVideoClassification, TimeSformerVideoProcessor]:
+    """The model to fine-tune, with a new head for `label_names`, and its video processor."""
+    labels = {
+        "num_labels": len(label_names),
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {name: i for i, name in enumerate(label_names)},
+    }
+    overrides = parse_config_overrides(model_args.config_overrides)
+    if num_frames is not None:
+        overrides["num_frames"] = num_frames
+    if model_args.model_name_or_path and model_args.init_from_image:
+        raise ValueError("Give either --model_name_or_path or --init_from_image, not both.")
+    if model_args.init_from_image:
+        model = TimeSformerForVideoClassification.from_vit(model_args.init_from_image, **overrides, **labels)
+        return model, _processor_for(model.config, **_vit_normalisation(model_args.init_from_image))
+    if model_args.model_name_or_path is None:
+        config = TimeSformerConfig(**overrides, **labels)
+        return TimeSformerForVideoClassification(config), _processor_for(config)
+    hub_kwargs = {
+        "revision": model_args.revision,
+        "token": model_args.token,
+        "trust_remote_code": model_args.trust_remote_code,
+    }
+    model = TimeSformerForVideoClassification.from_pretrained(
+        model_args.model_name_or_path, ignore_mismatched_sizes=True, **hub_kwargs, **overrides, **labels
+    )
+    try:
+        processor = TimeSformerVideoProcessor.from_pretrained(model_args.model_name_or_path, **hub_kwargs)
+    except OSError:
+        logger.warning(
+            f"{model_args.model_name_or_path} has no processor: using the defaults for its config."
+        )
+        processor = _processor_for(model.config)
+    return model, processor
+
+
+def _load_splits(data_args: DataTrainingArguments, seed: int) -> tuple[Dataset, Dataset]:
+    list_kwargs = {"video_column": data_args.video_column, "label_column": data_args.label_column}
+    train_source = data_args.train_dir or data_args.train_file
+    train = load_video_dataset(train_source, **({} if data_args.train_dir else list_kwargs))
+    label_names = train.features["label"].names
+    validation_source = data_args.validation_dir or data_args.validation_file
+    if validation_source:
+        extra = {} if data_args.validation_dir else list_kwargs
+        validation = load_video_dataset(validation_source, label_names=label_names, **extra)
+    else:
+        split = train.train_test_split(
+            test_size=data_args.train_val_split, seed=seed, stratify_by_column="label"
+        )
+        train, validation = split["train"], split["test"]
+    if data_args.max_train_samples is not None:
+        train = train.shuffle(seed=seed).select(range(min(data_args.max_train_samples, len(train))))
+    if data_args.max_eval_samples is not None:
+        validation = validation.shuffle(seed=seed).select(
+            range(min(data_args.max_eval_samples, len(validation)))
+        )
+    return probe_videos(train, data_args.probe_num_proc), probe_videos(validation, data_args.probe_num_proc)
+
+
+def _setup_logging(training_args: TrainingArguments) -> None:
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    level = training_args.get_process_log_level()
+    logger.setLevel(level)
+    logging.getLogger("timesformer_hf").setLevel(level)
+    datasets.utils.logging.set_verbosity(level)
+    transformers.utils.logging.set_verbosity(level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+
+
+def _resume_checkpoint(training_args: TrainingArguments) -> str | None:
+    """The checkpoint to resume from: `--resume_from_checkpoint`, else the last one in `output_dir`."""
+    if training_args.resume_from_checkpoint is not None:
+        return training_args.resume_from_checkpoint
+    if not os.path.isdir(training_args.output_dir):
+        return None
+    checkpoint = get_last_checkpoint(training_args.output_dir)
+    if checkpoint is not None:
+        logger.warning(f"Resuming from {checkpoint}; use a new --output_dir to start over.")
+    return checkpoint
+
+
+def _model_card(
+    model: TimeSformerForVideoClassification,
+    model_args: ModelArguments,
+    data_args: DataTrainingArguments,
+    repo_name: str,
+    eval_metrics: dict[str, float],
+) -> Any:
+    dataset_name = (
+        data_args.dataset_name or Path(data_args.train_dir or data_args.train_file).resolve().parent.name
+    )
+    base_model = model_args.model_name_or_path or model_args.init_from_image
+    results = {
+        name.removeprefix("eval_"): round(100 * value, 2)
+        for name, value in eval_metrics.items()
+        if name.endswith("accuracy")
+    }
+    return build_model_card(
+        model.config,
+        model_name=repo_name,
+        base_model=base_model if base_model and not os.path.isdir(base_model) else None,
+        dataset_name=dataset_name,
+        eval_results=results or None,
+        description=f"TimeSformer fine-tuned on {dataset_name} with `timesformer-hf train`. Accuracies in percent.",
+    )
+
+
+def run_training(
+    model_args: ModelArguments,
+    data_args: DataTrainingArguments,
+    training_args: TrainingArguments,
+    callbacks: list[TrainerCallback] | None = None,
+) -> dict[str, float]:
+    """Fine-tune, evaluate, and save (and push) a hub-ready repo; return the final evaluation metrics.
+
+    A run whose `output_dir` holds checkpoints resumes from the last one. `callbacks` are passed to `Trainer`.
+    """
+    _setup_logging(training_args)
+    logger.warning(
+        f"Process rank: {training_args.process_index}, world size: {training_args.world_size}, "
+        f"device: {training_args.device}, distributed training: {training_args.parallel_mode.value != 'not_parallel'}"
+    )
+    logger.info(f"Training arguments {training_args}")
+    checkpoint = _resume_checkpoint(training_args)
+    transformers.set_seed(training_args.seed)
+
+    train_set, eval_set = _load_splits(data_args, training_args.seed)
+    label_names = train_set.features["label"].names
+    model, processor = load_model_and_processor(model_args, label_names, data_args.num_frames)
+    processor.num_frames = model.config.num_frames
+    if data_args.frame_sampling is not None:
+        processor.frame_sampling = data_args.frame_sampling
+    if data_args.sampling_rate is not None:
+        processor.sampling_rate = data_args.sampling_rate
+    short_side_range = tuple(data_args.short_side_range) if data_args.short_side_range else None
+    train_set.set_transform(
+        VideoClipTransform(
+            processor,
+            training=True,
+            horizontal_flip=data_args.horizontal_flip,
+            short_side_range=short_side_range,
+        )
+    )
+    eval_set.set_transform(VideoClipTransform(processor, training=False))
+
+    # The raw columns (video path, frame count) feed the transform, so Trainer must not drop them.
+    training_args.remove_unused_columns = False
+    if training_args.ddp_find_unused_parameters is None:
+        training_args.ddp_find_unused_parameters = False  # every parameter takes part in the loss
+    training_args.dataloader_pin_memory &= torch.cuda.is_available()  # pinning needs an accelerator
+    # The final repo is pushed with `push_repo` below, not by Trainer at every save.
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+    with training_args.main_process_first(desc="loading the metric"):
+        compute_metrics = build_compute_metrics()
+    trainer = TimeSformerTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=collate_videos,
+        compute_metrics=compute_metrics,
+        processing_class=processor,
+        callbacks=callbacks,
+    )
+    if training_args.do_train or not training_args.do_eval:
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.log_metrics("train", result.metrics)
+        trainer.save_metrics("train", result.metrics)
+        trainer.save_state()
+    eval_metrics = trainer.evaluate()
+    trainer.log_metrics("eval", eval_metrics)
+    trainer.save_metrics("eval", eval_metrics)
+
+    if trainer.is_world_process_zero():
+        repo_dir = Path(model_args.repo_dir or Path(training_args.output_dir, "model"))
+        repo_name = training_args.hub_model_id or repo_dir.resolve().name
+        if repo_name == "model":
+            repo_name = Path(training_args.output_dir).resolve().name
+        unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+        image_processor = TimeSformerImageProcessor(
+            **{name: getattr(processor, name) for name in _SHARED_FIELDS}
+        )
+        save_repo(
+            unwrapped,
+            [image_processor, processor],
+            repo_dir,
+            overwrite=True,
+            model_card=_model_card(unwrapped, model_args, data_args, repo_name, eval_metrics),
+        )
+        logger.info(f"Saved the fine-tuned repo to {repo_dir}")
+        if push_to_hub:
+            push_repo(repo_dir, training_args.hub_model_id or repo_name, token=training_args.hub_token)
+    trainer.accelerator.wait_for_everyone()
+    return {name: float(value) for name, value in eval_metrics.items() if np.isscalar(value)}
