@@ -97,7 +97,9 @@ def test_other_frame_count_and_size_equal_a_model_configured_for_them(attention_
 
     pixel_values = clip(frames=frames, height=height, width=width)
     with torch.no_grad():
-        torch.testing.assert_close(model(pixel_values).logits, resized(pixel_values).logits, atol=ATOL, rtol=0)
+        torch.testing.assert_close(
+            model(pixel_values).logits, resized(pixel_values).logits, atol=ATOL, rtol=0
+        )
         changed_shape = model(clip()).logits
     assert not torch.allclose(changed_shape, model(pixel_values).logits)
 
@@ -168,12 +170,16 @@ def test_attention_and_hidden_state_shapes():
     with torch.no_grad():
         divided = tiny_model()(clip(), output_attentions=True, output_hidden_states=True)
         joint = tiny_model(attention_type="joint_space_time")(clip(), output_attentions=True)
-        space = tiny_model(attention_type="space_only")(clip(), output_attentions=True, output_hidden_states=True)
+        space = tiny_model(attention_type="space_only")(
+            clip(), output_attentions=True, output_hidden_states=True
+        )
     layers = TINY["num_hidden_layers"]
     assert len(divided.attentions) == len(divided.temporal_attentions) == layers
     assert divided.attentions[0].shape == (batch * frames, heads, 1 + patches, 1 + patches)
     assert divided.temporal_attentions[0].shape == (batch * patches, heads, frames, frames)
-    torch.testing.assert_close(divided.temporal_attentions[0].sum(-1), torch.ones(batch * patches, heads, frames))
+    torch.testing.assert_close(
+        divided.temporal_attentions[0].sum(-1), torch.ones(batch * patches, heads, frames)
+    )
     assert len(divided.hidden_states) == layers + 1
     assert divided.hidden_states[0].shape == (batch, 1 + patches * frames, TINY["hidden_size"])
     assert joint.attentions[0].shape == (batch, heads, 1 + patches * frames, 1 + patches * frames)
@@ -229,7 +235,9 @@ def test_torch_compile_fullgraph_has_no_graph_break():
     pixel_values = clip()
     compiled = torch.compile(model, fullgraph=True, backend="eager")
     with torch.no_grad():
-        torch.testing.assert_close(compiled(pixel_values).logits, model(pixel_values).logits, atol=ATOL, rtol=0)
+        torch.testing.assert_close(
+            compiled(pixel_values).logits, model(pixel_values).logits, atol=ATOL, rtol=0
+        )
 
 
 # --- saving, loading, interoperability ------------------------------------------------------------------------
@@ -244,7 +252,9 @@ def test_loads_a_repo_saved_by_transformers_timesformer(tmp_path):
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     pixel_values = clip()
     with torch.no_grad():
-        torch.testing.assert_close(model(pixel_values).logits, reference(pixel_values).logits, atol=ATOL, rtol=0)
+        torch.testing.assert_close(
+            model(pixel_values).logits, reference(pixel_values).logits, atol=ATOL, rtol=0
+        )
 
 
 def test_transformers_timesformer_loads_a_repo_saved_by_this_package(tmp_path):
@@ -256,7 +266,9 @@ def test_transformers_timesformer_loads_a_repo_saved_by_this_package(tmp_path):
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     pixel_values = clip()
     with torch.no_grad():
-        torch.testing.assert_close(reference(pixel_values).logits, model(pixel_values).logits, atol=ATOL, rtol=0)
+        torch.testing.assert_close(
+            reference(pixel_values).logits, model(pixel_values).logits, atol=ATOL, rtol=0
+        )
 
 
 def test_auto_classes_and_device_map(tmp_path):
@@ -275,7 +287,9 @@ def test_auto_classes_and_device_map(tmp_path):
 def test_trust_remote_code_load_uses_the_repos_own_code(tmp_path):
     model = tiny_model(seed=6)
     model.save_pretrained(tmp_path)
-    assert (tmp_path / "modeling_timesformer.py").exists() and (tmp_path / "configuration_timesformer.py").exists()
+    assert (tmp_path / "modeling_timesformer.py").exists() and (
+        tmp_path / "configuration_timesformer.py"
+    ).exists()
     torch.save(clip(), tmp_path / "clip.pt")
     with torch.no_grad():
         torch.save(model(clip()).logits, tmp_path / "expected.pt")
@@ -293,7 +307,9 @@ base = AutoModel.from_pretrained(repo, trust_remote_code=True)
 print(type(model).__name__, type(base).__name__, type(model).__module__)
 """
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "TimeSformerForVideoClassification TimeSformerModel transformers_modules" in result.stdout
 
@@ -302,7 +318,9 @@ print(type(model).__name__, type(base).__name__, type(model).__module__)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("attention_type, millions", [("divided_space_time", 121.4), ("joint_space_time", 85.9)])
+@pytest.mark.parametrize(
+    "attention_type, millions", [("divided_space_time", 121.4), ("joint_space_time", 85.9)]
+)
 def test_full_size_parameter_count_matches_the_paper(attention_type, millions):
     model = TimeSformerModel(TimeSformerConfig(attention_type=attention_type))
     count = sum(p.numel() for p in model.parameters())
@@ -315,7 +333,9 @@ def test_full_size_compiles_with_inductor():
     pixel_values = torch.randn(1, 8, 3, 224, 224)
     compiled = torch.compile(model, fullgraph=True)
     with torch.no_grad():
-        torch.testing.assert_close(compiled(pixel_values).logits, model(pixel_values).logits, atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            compiled(pixel_values).logits, model(pixel_values).logits, atol=1e-4, rtol=0
+        )
 
 
 # --- initialisation from an image ViT ---------------------------------------------------------------------------
@@ -324,7 +344,12 @@ def test_full_size_compiles_with_inductor():
 @pytest.mark.parametrize("layout", ["model", "directory", "classifier"])
 def test_from_vit_on_repeated_image_returns_the_vit_cls_features(tmp_path, layout):
     vit_config = transformers.ViTConfig(
-        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
     )
     vit = randomize_(transformers.ViTModel(vit_config, add_pooling_layer=False), seed=7)
     source = vit
