@@ -104,6 +104,20 @@ def test_other_frame_count_and_size_equal_a_model_configured_for_them(attention_
     assert not torch.allclose(changed_shape, model(pixel_values).logits)
 
 
+def test_resize_embeddings_keeps_the_logits_of_the_resized_input(attention_type):
+    model = tiny_model(attention_type=attention_type)
+    pixel_values = clip(frames=6, height=48, width=32)
+    with torch.no_grad():
+        expected = model(pixel_values).logits
+        model.resize_embeddings(num_frames=6, image_size=(48, 32))
+        resized = model(pixel_values).logits
+    assert model.config.num_frames == 6 and tuple(model.config.image_size) == (48, 32)
+    assert model.timesformer.embeddings.position_embeddings.shape[1] == 1 + 6 * 4
+    if attention_type != "space_only":
+        assert model.timesformer.embeddings.time_embeddings.shape[1] == 6
+    torch.testing.assert_close(resized, expected, atol=ATOL, rtol=0)
+
+
 def test_space_only_averages_frames_before_the_final_norm():
     model = tiny_model(attention_type="space_only")
     pixel_values = clip(batch=2, frames=3)

@@ -452,6 +452,44 @@ class TimeSformerPreTrainedModel(PreTrainedModel):
             }
         super().save_pretrained(save_directory, *args, **kwargs)
 
+    def resize_embeddings(
+        self, num_frames: int | None = None, image_size: int | tuple[int, int] | None = None
+    ) -> None:
+        """
+        Resize the time and position embeddings to `num_frames` and `image_size` (nearest interpolation, what the
+        forward pass does on the fly) and update the config, e.g. before fine-tuning an 8-frame model on 16 frames.
+
+        Example:
+
+        ```python
+        >>> model.resize_embeddings(num_frames=16, image_size=448)  # doctest: +SKIP
+        >>> model.config.num_frames, model.config.image_size  # doctest: +SKIP
+        (16, 448)
+        ```
+        """
+        embeddings, config = self.base_model.embeddings, self.config
+        if image_size is not None:
+            patch_height, patch_width = to_pair(config.patch_size)
+            height, width = to_pair(image_size)
+            if height % patch_height or width % patch_width:
+                raise ValueError(
+                    f"image_size {image_size} is not a multiple of the patch size {config.patch_size}."
+                )
+            grid = (height // patch_height, width // patch_width)
+            with torch.no_grad():
+                resized = embeddings.resized_position_embeddings(grid).clone()
+            embeddings.position_embeddings = nn.Parameter(resized)
+            embeddings.grid = grid
+            config.image_size = image_size
+        if num_frames is not None:
+            if num_frames < 1:
+                raise ValueError(f"num_frames must be at least 1, got {num_frames}.")
+            if config.attention_type != "space_only":
+                with torch.no_grad():
+                    resized = embeddings.resized_time_embeddings(num_frames).clone()
+                embeddings.time_embeddings = nn.Parameter(resized)
+            config.num_frames = num_frames
+
     @classmethod
     def from_vit(
         cls,
