@@ -105,3 +105,27 @@ def test_video_processor_shares_the_transforms(tmp_path):
     video_processor.save_pretrained(tmp_path)
     loaded = TimeSformerVideoProcessor.from_pretrained(tmp_path)
     assert (tmp_path / "video_preprocessor_config.json").exists() and loaded.frame_sampling == "kinetics"
+
+
+def test_temporal_clips_need_frame_sampling():
+    processor = TimeSformerVideoProcessor(num_frames=4, frame_sampling="kinetics", sampling_rate=2)
+    video = smooth_video(16, 64, 80)
+    with pytest.raises(ValueError, match="do_sample_frames=True"):
+        processor(video, num_temporal_clips=2, return_tensors="pt")
+    views = processor(
+        video, do_sample_frames=True, num_temporal_clips=2, num_spatial_crops=3, return_tensors="pt"
+    )
+    assert views["pixel_values"].shape == (6, 4, 3, 224, 224)
+
+
+def test_sample_indices_follows_the_processor_settings():
+    uniform = TimeSformerVideoProcessor(num_frames=4, frame_sampling="uniform")
+    assert uniform.sample_indices(100).tolist() == [0, 33, 66, 99]
+    ssv2 = TimeSformerVideoProcessor(num_frames=8, frame_sampling="ssv2")
+    assert ssv2.sample_indices(50).tolist() == [3, 9, 15, 21, 27, 34, 40, 46]
+    kinetics = TimeSformerVideoProcessor(num_frames=4, sampling_rate=2, target_fps=30.0)
+    # a clip spans 4 * 2 frames at 30 fps; clip 1 of 2 starts at (100 - 8) * 1 / 2 = 46 and ends at 46 + 8 - 1,
+    # and linspace(46, 53, 4) truncates to these
+    assert kinetics.sample_indices(100, 30.0, clip_index=1, num_clips=2).tolist() == [46, 48, 50, 53]
+    training = kinetics.sample_indices(100, 30.0, training=True, generator=0)
+    assert len(training) == 4 and np.all(np.diff(training) > 0) and training.max() <= 99

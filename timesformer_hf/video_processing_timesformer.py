@@ -22,6 +22,7 @@ from .image_processing_timesformer import (
     to_video_tensor,
 )
 from .video import (
+    SeedLike,
     probe_video,
     read_video,
     sample_kinetics_indices,
@@ -32,6 +33,7 @@ from .video import (
 __all__ = ["TimeSformerVideoProcessor"]
 
 FRAME_SAMPLINGS = ("kinetics", "ssv2", "uniform")
+URL_TIMEOUT_SECONDS = 60
 
 
 class TimeSformerVideoProcessorKwargs(VideosKwargs, total=False):
@@ -101,6 +103,16 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
                 f"`frame_sampling` must be one of {FRAME_SAMPLINGS}, got {self.frame_sampling!r}."
             )
 
+    def preprocess(self, videos: Any, **kwargs: Unpack[TimeSformerVideoProcessorKwargs]) -> BatchFeature:
+        """Sample (with `do_sample_frames=True`), resize, crop and normalize videos into `pixel_values`."""
+        num_clips = kwargs.get("num_temporal_clips") or self.num_temporal_clips
+        if num_clips > 1 and not kwargs.get("do_sample_frames", self.do_sample_frames):
+            raise ValueError(
+                f"num_temporal_clips={num_clips} needs do_sample_frames=True: the clips are sampled from the video, "
+                "while given frames are used as one clip."
+            )
+        return super().preprocess(videos, **kwargs)
+
     def sample_frames(
         self,
         metadata: TransformersVideoMetadata,
@@ -119,30 +131,69 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
         """
         if fps is not None:
             return super().sample_frames(metadata, num_frames=None, fps=fps)
+        num_clips = num_temporal_clips or self.num_temporal_clips
+        clips = [
+            self.sample_indices(
+                metadata.total_num_frames,
+                metadata.fps,
+                num_frames=num_frames,
+                frame_sampling=frame_sampling,
+                sampling_rate=sampling_rate,
+                target_fps=target_fps,
+                clip_index=clip_index,
+                num_clips=num_clips,
+            )
+            for clip_index in range(num_clips)
+        ]
+        return np.concatenate(clips)
+
+    def sample_indices(
+        self,
+        total_num_frames: int,
+        video_fps: float | None = None,
+        *,
+        num_frames: int | None = None,
+        frame_sampling: str | None = None,
+        sampling_rate: int | None = None,
+        target_fps: float | None = None,
+        training: bool = False,
+        generator: SeedLike = None,
+        clip_index: int = 0,
+        num_clips: int = 1,
+    ) -> np.ndarray:
+        """
+        Frame indices of one clip with this processor's sampling (arguments left `None` take its settings).
+
+        Test time (`training=False`) gives the `clip_index`-th of `num_clips` clips; training a random one.
+
+        Example:
+
+        ```python
+        >>> TimeSformerVideoProcessor(num_frames=4, frame_sampling="uniform").sample_indices(100).tolist()
+        [0, 33, 66, 99]
+
+        ```
+        """
         num_frames = num_frames or self.num_frames
         frame_sampling = frame_sampling or self.frame_sampling
-        num_clips = num_temporal_clips or self.num_temporal_clips
-        total = metadata.total_num_frames
         if frame_sampling == "kinetics":
-            clips = [
-                sample_kinetics_indices(
-                    total,
-                    num_frames,
-                    sampling_rate or self.sampling_rate,
-                    video_fps=metadata.fps,
-                    target_fps=target_fps or self.target_fps,
-                    clip_index=clip_index,
-                    num_clips=num_clips,
-                )
-                for clip_index in range(num_clips)
-            ]
-            return np.concatenate(clips)
+            return sample_kinetics_indices(
+                total_num_frames,
+                num_frames,
+                sampling_rate or self.sampling_rate,
+                video_fps=video_fps,
+                target_fps=target_fps or self.target_fps,
+                clip_index=clip_index,
+                num_clips=num_clips,
+                training=training,
+                generator=generator,
+            )
         if num_clips != 1:
             raise ValueError(f"`num_temporal_clips={num_clips}` needs `frame_sampling='kinetics'`.")
         if frame_sampling == "ssv2":
-            return sample_ssv2_indices(total, num_frames)
+            return sample_ssv2_indices(total_num_frames, num_frames, training=training, generator=generator)
         if frame_sampling == "uniform":
-            return sample_uniform_indices(total, num_frames)
+            return sample_uniform_indices(total_num_frames, num_frames)
         raise ValueError(f"`frame_sampling` must be one of {FRAME_SAMPLINGS}, got {frame_sampling!r}.")
 
     def fetch_videos(
@@ -156,7 +207,7 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
         if isinstance(source, str) and source.startswith(("http://", "https://")):
             from urllib.request import urlopen
 
-            with urlopen(source) as response:
+            with urlopen(source, timeout=URL_TIMEOUT_SECONDS) as response:
                 source = io.BytesIO(response.read())
         info = probe_video(source)
         metadata = TransformersVideoMetadata(
