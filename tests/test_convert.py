@@ -512,3 +512,17 @@ def test_bgr_checkpoint_with_uneven_statistics_takes_rgb_frames(tmp_path):
         logits = model(ours).logits
     expected = original_forward(weights, original.transpose(1, 2), TINY_HEADS, "divided_space_time")
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
+
+
+def test_dataset_guessed_from_the_class_count_never_flips_channels(tmp_path, caplog):
+    weights = original_state_dict(frames=2, crop=32, classes=174, depth=1)
+    checkpoint = write_checkpoint(tmp_path / "my_own_174_classes.pyth", weights)  # no cfg, unknown name
+    with caplog.at_level(logging.WARNING):
+        convert_checkpoint(checkpoint, tmp_path / "repo", num_attention_heads=TINY_HEADS)
+    assert "guessing the dataset" in caplog.text
+    model = AutoModelForVideoClassification.from_pretrained(tmp_path / "repo").eval()
+    video = torch.randn(1, 2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        logits = model(video).logits
+    expected = original_forward(weights, video.transpose(1, 2), TINY_HEADS, "divided_space_time")
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)  # RGB kept: no channel flip

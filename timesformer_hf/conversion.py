@@ -2,7 +2,8 @@
 
 The architecture is read from the tensor shapes and checked against the training config (`cfg`, a YAML string)
 stored in the checkpoint; the weights are renamed to the layout of [`TimeSformerForVideoClassification`] (the
-`transformers` TimeSformer names), unchanged in value. Checkpoints are read with `torch.load(weights_only=True)`,
+`transformers` TimeSformer names), unchanged in value but for the input channels of BGR-trained checkpoints
+(see [`convert_checkpoint`]). Checkpoints are read with `torch.load(weights_only=True)`,
 so no code stored in them ever runs.
 
 Example:
@@ -441,13 +442,24 @@ def _download_labels(dataset: DatasetInfo | None) -> dict[int, str] | None:
         return None
 
 
-def _identify_dataset(name: str, cfg: Mapping[str, Any] | None, num_labels: int) -> DatasetInfo | None:
-    """The training dataset, from the released file name, the cfg or the class count (in that order)."""
+def _identify_dataset(
+    name: str, cfg: Mapping[str, Any] | None, num_labels: int
+) -> tuple[DatasetInfo | None, bool]:
+    """
+    The training dataset and whether it is known: from the released file name or the cfg (known), else guessed
+    from the class count (used for labels and the model card only, never to change weights).
+    """
     if name in RELEASED_CHECKPOINTS:
-        return DATASETS[RELEASED_CHECKPOINTS[name].dataset]
+        return DATASETS[RELEASED_CHECKPOINTS[name].dataset], True
     if str(_cfg_value(cfg, "TRAIN.DATASET") or "").lower() == "ssv2":
-        return DATASETS["ssv2"]
-    return next((dataset for dataset in DATASETS.values() if dataset.num_classes == num_labels), None)
+        return DATASETS["ssv2"], True
+    guess = next((dataset for dataset in DATASETS.values() if dataset.num_classes == num_labels), None)
+    if guess is not None:
+        logger.warning(
+            f"{name}: guessing the dataset {guess.name} from its {num_labels} classes (not a released file name, "
+            "no TRAIN.DATASET in its cfg); pass --labels and --channel-order if the guess is wrong."
+        )
+    return guess, False
 
 
 def _preprocessing(
@@ -456,17 +468,20 @@ def _preprocessing(
     dataset: DatasetInfo | None,
     released: ReleasedCheckpoint | None,
     channel_order: str = "auto",
+    dataset_is_known: bool = True,
 ) -> Preprocessing:
     """
     Test-time preprocessing: from the cfg, else the release's facts, else the original defaults.
 
-    `channel_order="auto"` means BGR for Something-Something-v2: its original loader reads frames with OpenCV and,
-    for TimeSformer, never reverses the channels.
+    `channel_order="auto"` means BGR for a known Something-Something-v2 checkpoint: its original loader reads
+    frames with OpenCV and, for TimeSformer, never reverses the channels. A dataset guessed from the class count
+    keeps RGB.
     """
     if channel_order not in ("auto", "rgb", "bgr"):
         raise ValueError(f"channel_order must be 'auto', 'rgb' or 'bgr', got {channel_order!r}.")
     if channel_order == "auto":
-        channel_order = "bgr" if dataset is not None and dataset.frame_sampling == "ssv2" else "rgb"
+        is_ssv2 = dataset_is_known and dataset is not None and dataset.frame_sampling == "ssv2"
+        channel_order = "bgr" if is_ssv2 else "rgb"
     crop_size = _cfg_value(cfg, "DATA.TEST_CROP_SIZE") or config.image_size
     if crop_size != config.image_size:
         logger.info(f"The cfg tests at {crop_size} pixels, the weights were trained at {config.image_size}.")
@@ -612,7 +627,7 @@ def convert_checkpoint(
         )
     original = load_original_checkpoint(checkpoint)
     config = infer_config(original.state_dict, original.cfg, num_attention_heads=num_attention_heads)
-    dataset = _identify_dataset(original.name, original.cfg, config.num_labels)
+    dataset, dataset_is_known = _identify_dataset(original.name, original.cfg, config.num_labels)
 
     id2label = load_labels(labels) if isinstance(labels, (str, os.PathLike)) else labels
     id2label = id2label or _download_labels(dataset)
@@ -634,7 +649,7 @@ def convert_checkpoint(
     model = TimeSformerForVideoClassification(config).eval()
     _load_weights(model, original.state_dict)
     released = RELEASED_CHECKPOINTS.get(original.name)
-    preprocessing = _preprocessing(config, original.cfg, dataset, released, channel_order)
+    preprocessing = _preprocessing(config, original.cfg, dataset, released, channel_order, dataset_is_known)
     trained_on_bgr = preprocessing.channel_order == "bgr"
     processors = _build_processors(config, _accept_rgb_input(model, preprocessing))
 

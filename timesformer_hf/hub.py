@@ -234,8 +234,8 @@ def build_model_card(
     if converted_from:
         conversion = (
             f"Converted from the original checkpoint `{converted_from}` ({ORIGINAL_REPO_URL}) with "
-            "`convert/convert_original_checkpoint.py` of `timesformer_hf`: the weights are renamed to the "
-            "`transformers` TimeSformer layout, unchanged in value."
+            "`timesformer-hf convert` (`convert/convert_original_checkpoint.py`): the weights are renamed to the "
+            "`transformers` TimeSformer layout, their values unchanged unless a note below says otherwise."
         )
         sections.append(
             "## Conversion\n\n" + conversion + (f"\n\n{conversion_notes}" if conversion_notes else "")
