@@ -155,7 +155,7 @@ def resize_video(
 def spatial_crop_offsets(
     height: int, width: int, crop_height: int, crop_width: int, position: int
 ) -> tuple[int, int]:
-    """Top-left corner of crop `position` (0, 1 or 2), as the original `uniform_crop`.
+    """Top-left corner of crop `position` (0, 1 or 2), as the original `uniform_crop` but for the centre rounding.
 
     Position 1 is the centre; 0 and 2 move to the start and the end of the long side: left/right for landscape and
     square frames, top/bottom for portrait frames. The centre offset rounds down (`(length - crop) // 2`) as

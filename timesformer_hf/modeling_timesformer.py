@@ -559,7 +559,7 @@ class TimeSformerPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """ViT initialisation as the original: truncated normal weights, zero biases and time embeddings."""
+        """ViT initialisation: truncated normal weights, zero biases, zero time embeddings (as the original)."""
         std = self.config.initializer_range
         if isinstance(module, (nn.Linear, nn.Conv2d)):
             init.trunc_normal_(module.weight, std=std)

@@ -242,7 +242,7 @@ def read_video(
         except av.FFmpegError as error:
             raise _decode_error(source, error) from error
         indices = _check_indices(indices, num_frames, source)
-        rotation = _rotation_of(next(iter(decoded.values()))[1])
+        rotation = next(iter(decoded.values()))[1]
         metadata = _metadata(stream, num_frames, index.timestamps if index else None, rotation)
     finally:
         container.close()
@@ -275,7 +275,7 @@ def _missing_frames(source: VideoSource, missing: Sequence[int], num_frames: int
     )
 
 
-_Decoded = dict[int, tuple[np.ndarray, Any]]
+_Decoded = dict[int, tuple[np.ndarray, int]]  # position: (RGB frame, rotation); no decoder frame is kept
 
 
 def _decode_by_seeking(
@@ -298,7 +298,7 @@ def _decode_by_seeking(
                 continue
             first = position if first is None else first
             if position in wanted and position not in decoded:
-                decoded[position] = (frame.to_ndarray(format="rgb24"), frame)
+                decoded[position] = (frame.to_ndarray(format="rgb24"), _rotation_of(frame))
             if position >= target:
                 return first, position
         return first, None
@@ -329,7 +329,7 @@ def _decode_sequentially(
     num_frames = 0
     for position, frame in enumerate(container.decode(stream)):
         if wanted is None or position in wanted:
-            decoded[position] = (frame.to_ndarray(format="rgb24"), frame)
+            decoded[position] = (frame.to_ndarray(format="rgb24"), _rotation_of(frame))
         num_frames = position + 1
     _check_indices(indices, num_frames, source)
     return decoded, num_frames
