@@ -71,3 +71,20 @@ def test_default_clips_cover_long_videos():
     assert default_num_clips(processor, 10_000, fps=30) == 10
     processor.frame_sampling = "uniform"
     assert default_num_clips(processor, 10_000, fps=30) == 1
+
+
+def test_features_output_is_checked_and_written_atomically(trained_repo, tmp_path, capsys):
+    repo, videos = str(trained_repo / "run" / "model"), str(trained_repo / "data" / "validation")
+    with pytest.raises(SystemExit, match=r"\.npy or \.safetensors"):
+        main(["features", repo, videos, "--output", str(tmp_path / "features.pt")])
+    output = tmp_path / "features.npy"
+    output.write_bytes(b"earlier results")
+    with pytest.raises(SystemExit, match="--overwrite"):
+        main(["features", repo, videos, "--output", str(output)])
+    assert output.read_bytes() == b"earlier results"
+    main(["features", repo, videos, "--output", str(output), "--overwrite"])
+    assert np.load(output).shape == (4, TINY["hidden_size"])
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "features.json",
+        "features.npy",
+    ]  # no temp files

@@ -2,16 +2,20 @@
 
 import json
 import logging
+from types import SimpleNamespace
 
 import evaluate
 import numpy as np
 import pytest
 import torch
+from datasets import ClassLabel, Dataset, Features, Value
 
+import timesformer_hf.data
 from timesformer_hf import TimeSformerVideoProcessor
 from timesformer_hf.data import VideoClipTransform, collate_videos, load_video_dataset, probe_videos
 from timesformer_hf.metrics import TOP_K_ACCURACY
 from timesformer_hf.synthetic import motion_labels, motion_video, write_motion_dataset
+from timesformer_hf.video import VideoDecodeError
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +119,62 @@ def test_top_k_metric_is_shipped_and_offline():
     scores = np.array([[0.1, 0.5, 0.4], [0.7, 0.2, 0.1], [0.2, 0.3, 0.5]])
     result = metric.compute(predictions=scores, references=[2, 0, 0], k=[1, 2])
     assert result == {"top1_accuracy": pytest.approx(1 / 3), "top2_accuracy": pytest.approx(2 / 3)}
+
+
+def test_probe_drops_a_broken_video_after_the_first_thousand(monkeypatch):
+    # `map` writes 1000-row batches: a column typed from an all-readable first batch must still take an error
+    def fake_probe(path):
+        if path == "video_1005.mp4":
+            raise VideoDecodeError("truncated")
+        return SimpleNamespace(total_num_frames=8, fps=30.0)
+
+    monkeypatch.setattr(timesformer_hf.data, "probe_video", fake_probe)
+    features = Features({"video": Value("string"), "label": ClassLabel(names=["a"])})
+    dataset = Dataset.from_dict(
+        {"video": [f"video_{i}.mp4" for i in range(1010)], "label": [0] * 1010}, features=features
+    )
+    probed = probe_videos(dataset)
+    assert len(probed) == 1009 and "video_1005.mp4" not in probed["video"]
+    assert probed.column_names == ["video", "label", "total_num_frames", "fps"]
+
+
+def test_default_short_side_range_follows_the_original():
+    def range_for(crop):
+        crop_processor = TimeSformerVideoProcessor(crop_size={"height": crop, "width": crop})
+        return VideoClipTransform(crop_processor, training=True).short_side_range
+
+    assert range_for(224) == (256, 320)
+    assert range_for(448) == (448, 512)
+    assert range_for(112) == (128, 160)  # other crops: the 224 range scaled
+
+
+def test_transforms_take_one_view_whatever_the_saved_processor_says(tmp_path):
+    multi_view = processor()
+    multi_view.num_spatial_crops, multi_view.num_temporal_clips, multi_view.do_sample_frames = 3, 2, True
+    multi_view.save_pretrained(tmp_path)
+    loaded = TimeSformerVideoProcessor.from_pretrained(tmp_path)
+    assert (loaded.num_spatial_crops, loaded.num_temporal_clips) == (3, 2)
+    frames = np.random.default_rng(0).integers(0, 256, (4, 32, 64, 3), dtype=np.uint8)  # wide: crops differ
+    expected = processor()(frames, return_tensors="pt")["pixel_values"][0]  # the centre crop
+    evaluation = VideoClipTransform(loaded, training=False).transform(frames)
+    torch.testing.assert_close(evaluation, expected)
+    torch.manual_seed(0)
+    assert VideoClipTransform(loaded, training=True).transform(frames).shape == (4, 3, 32, 32)
+
+
+def test_top_k_metric_breaks_ties_by_index_like_argmax():
+    metric = evaluate.load(TOP_K_ACCURACY)
+    references = [0, 1, 2, 0, 3]
+    result = metric.compute(predictions=np.zeros((5, 4)), references=references, k=[1, 2])
+    assert result == {"top1_accuracy": pytest.approx(2 / 5), "top2_accuracy": pytest.approx(3 / 5)}
+
+
+def test_motion_dataset_refuses_to_mix_with_old_videos(tmp_path):
+    write_motion_dataset(tmp_path, num_train_per_class=2, num_eval_per_class=1, num_frames=4, size=32)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        write_motion_dataset(tmp_path, num_train_per_class=1, num_eval_per_class=1, num_frames=4, size=32)
+    write_motion_dataset(
+        tmp_path, num_train_per_class=1, num_eval_per_class=1, num_frames=4, size=32, overwrite=True
+    )
+    assert len(list((tmp_path / "train").rglob("*.mp4"))) == 4
+    assert len(list((tmp_path / "validation").rglob("*.mp4"))) == 4

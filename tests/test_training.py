@@ -7,8 +7,8 @@ import sys
 
 import pytest
 import torch
-from conftest import TINY
-from transformers import TrainerCallback, TrainingArguments, ViTConfig, ViTModel
+from conftest import TINY, randomize_, tiny_config
+from transformers import HfArgumentParser, TrainerCallback, TrainingArguments, ViTConfig, ViTModel
 
 from timesformer_hf import TimeSformerForVideoClassification, TimeSformerModel
 from timesformer_hf.synthetic import write_motion_dataset
@@ -16,7 +16,10 @@ from timesformer_hf.training import (
     DataTrainingArguments,
     ModelArguments,
     TimeSformerTrainer,
+    _check_repo_dir,
+    load_model_and_processor,
     parse_config_overrides,
+    resolve_horizontal_flip,
     run_training,
 )
 
@@ -169,11 +172,12 @@ def test_tiny_model_learns_motion(tmp_path):
 
     metrics, _ = train_model("divided_space_time", root, tmp_path / "run", tmp_path / "repo", seed=0)
     assert metrics["eval_top1_accuracy"] >= 0.9
+    # frames seen independently: the classes (same frames, different order) cannot be told apart
+    metrics, _ = train_model("space_only", root, tmp_path / "run_space", tmp_path / "repo_space", seed=0)
+    assert metrics["eval_top1_accuracy"] <= 0.5
 
 
 def test_model_from_an_image_vit_folder_keeps_its_normalisation(tmp_path):
-    from timesformer_hf.training import load_model_and_processor
-
     vit_config = ViTConfig(
         image_size=32,
         patch_size=8,
@@ -189,3 +193,54 @@ def test_model_from_an_image_vit_folder_keeps_its_normalisation(tmp_path):
     model, processor = load_model_and_processor(ModelArguments(init_from_image=str(tmp_path)), ["a", "b"], 4)
     assert model.config.num_frames == 4 and model.config.id2label == {0: "a", 1: "b"}
     assert list(processor.image_mean) == [0.5] * 3 and processor.crop_size["height"] == 32
+
+
+def test_fine_tuning_at_other_shapes_resizes_the_pretrained_embeddings(tmp_path):
+    pretrained = randomize_(TimeSformerForVideoClassification(tiny_config()))  # 4 frames, 32 pixels
+    pretrained.save_pretrained(tmp_path)
+    arguments = ModelArguments(model_name_or_path=str(tmp_path), config_overrides="image_size=64")
+    model, processor = load_model_and_processor(arguments, ["a", "b"], num_frames=8)
+    assert (model.config.num_frames, model.config.image_size, model.config.num_labels) == (8, 64, 2)
+    assert processor.crop_size["height"] == 64
+    pretrained.resize_embeddings(num_frames=8, image_size=64)  # the nearest-resized originals
+    embeddings, expected = model.timesformer.embeddings, pretrained.timesformer.embeddings
+    assert embeddings.time_embeddings.abs().sum() > 0
+    torch.testing.assert_close(embeddings.time_embeddings, expected.time_embeddings)
+    torch.testing.assert_close(embeddings.position_embeddings, expected.position_embeddings)
+    torch.testing.assert_close(
+        model.timesformer.embeddings.cls_token, pretrained.timesformer.embeddings.cls_token
+    )
+    with pytest.raises(ValueError, match="only the classifier"):
+        load_model_and_processor(
+            ModelArguments(model_name_or_path=str(tmp_path), config_overrides="intermediate_size=48"), ["a"]
+        )
+
+
+def test_repo_dir_replaces_only_model_repos(tmp_path, motion_dir):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "thesis.tex").write_text("precious")
+    model_args = ModelArguments(config_overrides=TINY_OVERRIDES, repo_dir=str(notes))
+    with pytest.raises(FileExistsError, match="not a model repo"):
+        run_training(model_args, data_args(motion_dir), training_args(tmp_path / "run", max_steps=1))
+    assert (notes / "thesis.tex").read_text() == "precious"
+    assert not (tmp_path / "run").exists()  # refused before training
+    _check_repo_dir(tmp_path / "new", default=False)
+    _check_repo_dir(notes, default=True)  # <output_dir>/model
+    (notes / "config.json").write_text("{}")
+    _check_repo_dir(notes, default=False)  # an earlier fine-tuned repo
+
+
+def test_horizontal_flip_defaults_to_off_for_ssv2_only():
+    parser = HfArgumentParser(DataTrainingArguments)
+    (default,) = parser.parse_args_into_dataclasses(["--train_dir", "data"])
+    assert default.horizontal_flip is None
+    (off,) = parser.parse_args_into_dataclasses(["--train_dir", "data", "--horizontal_flip", "False"])
+    assert off.horizontal_flip is False
+    assert resolve_horizontal_flip(None, "ssv2") is False
+    assert (
+        resolve_horizontal_flip(None, "kinetics") is True and resolve_horizontal_flip(None, "uniform") is True
+    )
+    assert (
+        resolve_horizontal_flip(True, "ssv2") is True and resolve_horizontal_flip(False, "kinetics") is False
+    )

@@ -18,11 +18,13 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from transformers.utils import logging as hf_logging
 
 from .data import VIDEO_EXTENSIONS
 from .image_processing_timesformer import average_view_scores
@@ -30,11 +32,12 @@ from .modeling_timesformer import TimeSformerForVideoClassification, TimeSformer
 from .video import VideoDecodeError, probe_video
 from .video_processing_timesformer import TimeSformerVideoProcessor
 
-logger = logging.getLogger(__name__)
+logger = hf_logging.get_logger(__name__)
 
 __all__ = ["classify_video", "default_num_clips", "extract_features", "main", "video_views"]
 
 MAX_AUTO_CLIPS = 10
+FEATURE_SUFFIXES = (".npy", ".safetensors")
 
 
 def default_num_clips(processor: TimeSformerVideoProcessor, total_num_frames: int, fps: float) -> int:
@@ -166,6 +169,13 @@ def _classify(args: argparse.Namespace) -> None:
 def _features(args: argparse.Namespace) -> None:
     from tqdm.auto import tqdm
 
+    output = Path(args.output)
+    if output.suffix not in FEATURE_SUFFIXES:
+        raise SystemExit(f"--output must end in .npy or .safetensors, got {output}.")
+    written = [output, output.with_suffix(".json")] if output.suffix == ".npy" else [output]
+    existing = [str(path) for path in written if path.exists()]
+    if existing and not args.overwrite:
+        raise SystemExit(f"{', '.join(existing)} already exist(s): pass --overwrite to replace.")
     model, processor = _load(TimeSformerModel, args.model, args)
     names, features = [], []
     for path in tqdm(_video_paths(args.videos), desc="Extracting features", unit="video"):
@@ -186,16 +196,31 @@ def _features(args: argparse.Namespace) -> None:
     if not features:
         raise SystemExit("No video could be decoded: nothing written.")
     array = np.stack(features)
-    output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix == ".safetensors":
         from safetensors.numpy import save_file
 
-        save_file({"features": array}, output, metadata={"videos": json.dumps(names)})
+        _write_atomically(
+            output, lambda path: save_file({"features": array}, path, metadata={"videos": json.dumps(names)})
+        )
     else:
-        np.save(output, array)
-        output.with_suffix(".json").write_text(json.dumps(names, indent=2))
+        _write_atomically(output, lambda path: np.save(path, array))
+        _write_atomically(
+            output.with_suffix(".json"), lambda path: path.write_text(json.dumps(names, indent=2))
+        )
     print(f"Wrote {array.shape[0]} features of size {array.shape[1]} to {output}")
+
+
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """`write(temporary)` into a temporary file beside `path`, then rename it to `path` (no half-written file)."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def _train(argv: Sequence[str]) -> None:
@@ -252,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     features.add_argument(
         "--output", required=True, help="A .npy (names in a .json beside it) or .safetensors file."
     )
+    features.add_argument("--overwrite", action="store_true", help="Replace an existing output file.")
     if argv[:1] == ["train"]:
         return _train(argv[1:])
     args = parser.parse_args(argv)

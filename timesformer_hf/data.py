@@ -35,14 +35,7 @@ from transformers.image_utils import SizeDict
 from transformers.utils import logging
 
 from .image_processing_timesformer import resize_video, to_video_tensor
-from .video import (
-    VideoDecodeError,
-    probe_video,
-    read_video,
-    sample_kinetics_indices,
-    sample_ssv2_indices,
-    sample_uniform_indices,
-)
+from .video import VideoDecodeError, probe_video, read_video
 from .video_processing_timesformer import TimeSformerVideoProcessor
 
 logger = logging.get_logger(__name__)
@@ -59,8 +52,17 @@ __all__ = [
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
 
-# The original trains with the short side in [256, 320] for a 224 crop; other crop sizes scale this range.
+# The original's random short side in training, by crop size: [256, 320] for 224, [448, 512] for 448. Other crop
+# sizes scale the 224 range proportionally.
+DEFAULT_SHORT_SIDE_RANGES = {224: (256, 320), 448: (448, 512)}
 DEFAULT_SCALE_RANGE = (256 / 224, 320 / 224)
+
+
+def default_short_side_range(crop: int) -> tuple[int, int]:
+    """The training short-side range for a square crop of `crop` pixels (its shorter side for other crops)."""
+    if crop in DEFAULT_SHORT_SIDE_RANGES:
+        return DEFAULT_SHORT_SIDE_RANGES[crop]
+    return round(crop * DEFAULT_SCALE_RANGE[0]), round(crop * DEFAULT_SCALE_RANGE[1])
 
 
 def _features(label_names: Sequence[str]) -> Features:
@@ -171,7 +173,7 @@ def load_video_dataset(source: str | os.PathLike, **kwargs: Any) -> Dataset:
 def _probe(example: dict[str, Any]) -> dict[str, Any]:
     try:
         metadata = probe_video(example["video"])
-        return {"total_num_frames": metadata.total_num_frames, "fps": metadata.fps, "error": None}
+        return {"total_num_frames": metadata.total_num_frames, "fps": metadata.fps, "error": ""}
     except VideoDecodeError as error:
         return {"total_num_frames": 0, "fps": 0.0, "error": str(error)}
 
@@ -181,7 +183,16 @@ def probe_videos(dataset: Dataset, num_proc: int | None = None) -> Dataset:
 
     Probing demuxes a video without decoding it (see `timesformer_hf.video.probe_video`), so it is cheap.
     """
-    probed = dataset.map(_probe, num_proc=num_proc, desc="Probing videos")
+    # explicit types: `map` would otherwise infer the column types from the first batch alone
+    features = Features(
+        {
+            **dataset.features,
+            "total_num_frames": Value("int64"),
+            "fps": Value("float64"),
+            "error": Value("string"),
+        }
+    )
+    probed = dataset.map(_probe, num_proc=num_proc, features=features, desc="Probing videos")
     broken = [
         (row["video"], row["error"]) for row in probed.select_columns(["video", "error"]) if row["error"]
     ]
@@ -213,8 +224,8 @@ class VideoClipTransform:
         processor: The processor saved with the model.
         training: Random sampling and augmentation (`True`) or the deterministic evaluation view (`False`).
         horizontal_flip: Flip half of the training clips.
-        short_side_range: Range of the random short side in training; defaults to the original [256, 320] scaled to
-            the crop size (`[256, 320]` for 224).
+        short_side_range: Range of the random short side in training; defaults to the original's: `[256, 320]`
+            for a 224 crop, `[448, 512]` for 448, and the 224 range scaled proportionally for other crop sizes.
     """
 
     def __init__(
@@ -230,8 +241,7 @@ class VideoClipTransform:
         self.horizontal_flip = horizontal_flip
         self.crop_height, self.crop_width = processor.crop_size["height"], processor.crop_size["width"]
         if short_side_range is None:
-            short = min(self.crop_height, self.crop_width)
-            short_side_range = (round(short * DEFAULT_SCALE_RANGE[0]), round(short * DEFAULT_SCALE_RANGE[1]))
+            short_side_range = default_short_side_range(min(self.crop_height, self.crop_width))
         if (
             short_side_range[0] < min(self.crop_height, self.crop_width)
             or short_side_range[0] > short_side_range[1]
@@ -243,23 +253,10 @@ class VideoClipTransform:
         self.short_side_range = short_side_range
 
     def sample_indices(self, total_num_frames: int, fps: float) -> np.ndarray:
-        processor = self.processor
         seed = int(torch.randint(2**31 - 1, ())) if self.training else None
-        if processor.frame_sampling == "kinetics":
-            return sample_kinetics_indices(
-                total_num_frames,
-                processor.num_frames,
-                processor.sampling_rate,
-                video_fps=fps or None,
-                target_fps=processor.target_fps,
-                training=self.training,
-                generator=seed,
-            )
-        if processor.frame_sampling == "ssv2":
-            return sample_ssv2_indices(
-                total_num_frames, processor.num_frames, training=self.training, generator=seed
-            )
-        return sample_uniform_indices(total_num_frames, processor.num_frames)
+        return self.processor.sample_indices(
+            total_num_frames, fps or None, training=self.training, generator=seed
+        )
 
     def augment(self, video: torch.Tensor) -> torch.Tensor:
         """Random short-side scale, random crop and flip of a `(frames, 3, height, width)` uint8 video."""
@@ -276,12 +273,14 @@ class VideoClipTransform:
 
     def transform(self, frames: np.ndarray) -> torch.Tensor:
         """`(frames, height, width, 3)` uint8 to the model's `(frames, 3, crop_height, crop_width)` float input."""
+        # one view of the already sampled frames, whatever views the (loaded) processor is set to produce
+        single_view = {"do_sample_frames": False, "num_temporal_clips": 1, "num_spatial_crops": 1}
         if not self.training:
-            return self.processor(frames, return_tensors="pt")["pixel_values"][0]
+            return self.processor(frames, **single_view, return_tensors="pt")["pixel_values"][0]
         video = self.augment(to_video_tensor(frames))
-        return self.processor(video, do_resize=False, do_center_crop=False, return_tensors="pt")[
-            "pixel_values"
-        ][0]
+        return self.processor(
+            video, do_resize=False, do_center_crop=False, **single_view, return_tensors="pt"
+        )["pixel_values"][0]
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         pixel_values = []

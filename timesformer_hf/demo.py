@@ -32,7 +32,8 @@ from .training import DataTrainingArguments, ModelArguments, run_training
 
 __all__ = ["main", "run_demo", "train_model"]
 
-ATTENTION_TYPES = ("divided_space_time", "space_only")
+# The two models the demo compares (a subset of `configuration_timesformer.ATTENTION_TYPES`).
+DEMO_ATTENTION_TYPES = ("divided_space_time", "space_only")
 TINY_MODEL = "image_size=32,patch_size=8,hidden_size=64,num_hidden_layers=2,num_attention_heads=4,intermediate_size=128"
 
 
@@ -111,11 +112,12 @@ def run_demo(
         num_train_per_class=videos_per_class,
         num_eval_per_class=max(videos_per_class // 3, 1),
         seed=seed,
+        overwrite=True,  # the demo's own folder: a new run replaces the videos of the last one
     )
     print(f"      classes: {', '.join(labels)} (same frames in every class, only their order differs)")
 
     results = {}
-    for step, attention_type in enumerate(ATTENTION_TYPES, start=2):
+    for step, attention_type in enumerate(DEMO_ATTENTION_TYPES, start=2):
         print(f"[{step}/4] Fine-tuning a tiny {attention_type} TimeSformer on CPU")
         repo_dir = (
             output_dir / "model"

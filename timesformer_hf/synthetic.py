@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -105,12 +106,23 @@ def write_motion_dataset(
     size: int = 32,
     speeds: Sequence[int] = (1, 2),
     seed: int = 0,
+    overwrite: bool = False,
 ) -> list[str]:
     """Write `root/train/<label>/*.mp4` and `root/validation/<label>/*.mp4`; return the labels.
 
-    Each video has exactly `num_frames` frames, so sample clips with the uniform sampler.
+    Each video has exactly `num_frames` frames, so sample clips with the uniform sampler. A non-empty `root` is
+    refused (old videos would stay in the data set) unless `overwrite=True`, which first deletes `root/train` and
+    `root/validation`.
     """
     labels = motion_labels(num_frames, speeds)
+    root = Path(root)
+    if root.is_dir() and any(root.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"{root} is not empty: pass overwrite=True to replace its train/ and validation/ folders."
+            )
+        for split in ("train", "validation"):
+            shutil.rmtree(root / split, ignore_errors=True)
     rng = np.random.default_rng(seed)
     for split, count in (("train", num_train_per_class), ("validation", num_eval_per_class)):
         for label in labels:

@@ -40,6 +40,7 @@ import transformers
 from datasets import Dataset
 from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
+from transformers.utils import logging as hf_logging
 
 from .configuration_timesformer import TimeSformerConfig, to_pair
 from .data import VideoClipTransform, collate_videos, load_video_dataset, probe_videos
@@ -49,7 +50,7 @@ from .metrics import TOP_K_ACCURACY
 from .modeling_timesformer import TimeSformerForVideoClassification
 from .video_processing_timesformer import FRAME_SAMPLINGS, TimeSformerVideoProcessor
 
-logger = logging.getLogger(__name__)
+logger = hf_logging.get_logger(__name__)
 
 __all__ = [
     "NO_WEIGHT_DECAY_PATTERNS",
@@ -58,6 +59,7 @@ __all__ = [
     "TimeSformerTrainer",
     "build_compute_metrics",
     "load_model_and_processor",
+    "resolve_horizontal_flip",
     "run_training",
 ]
 
@@ -107,7 +109,10 @@ class ModelArguments:
     )
     repo_dir: str | None = field(
         default=None,
-        metadata={"help": "Where to write the final hub-ready repo (default: <output_dir>/model)."},
+        metadata={
+            "help": "Where to write the final hub-ready repo (default: <output_dir>/model). An existing folder is "
+            "replaced only when it is the default or holds a model repo (a config.json)."
+        },
     )
 
 
@@ -141,8 +146,12 @@ class DataTrainingArguments:
     sampling_rate: int | None = field(
         default=None, metadata={"help": "Frame spacing of Kinetics-style clips."}
     )
-    horizontal_flip: bool = field(
-        default=True, metadata={"help": "Flip training clips; turn off when direction matters (e.g. SSv2)."}
+    horizontal_flip: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Flip half of the training clips (default: yes, except with frame_sampling 'ssv2', where "
+            "direction matters, as in the original); turn off for any data where direction matters."
+        },
     )
     short_side_range: list[int] | None = field(
         default=None,
@@ -250,9 +259,31 @@ def load_model_and_processor(
         "token": model_args.token,
         "trust_remote_code": model_args.trust_remote_code,
     }
-    model = TimeSformerForVideoClassification.from_pretrained(
-        model_args.model_name_or_path, ignore_mismatched_sizes=True, **hub_kwargs, **overrides, **labels
+    # Load at the pretrained shapes (only the head may change: a new label set), then resize the time and position
+    # embeddings: loading with other shapes would re-initialise them.
+    num_frames, image_size = overrides.pop("num_frames", None), overrides.pop("image_size", None)
+    model, loading_info = TimeSformerForVideoClassification.from_pretrained(
+        model_args.model_name_or_path,
+        ignore_mismatched_sizes=True,
+        output_loading_info=True,
+        **hub_kwargs,
+        **overrides,
+        **labels,
     )
+    mismatched = sorted(
+        key for key, *_ in loading_info["mismatched_keys"] if not key.startswith("classifier.")
+    )
+    if mismatched:
+        raise ValueError(
+            f"The weights {mismatched} of {model_args.model_name_or_path} do not fit the model's shapes: only the "
+            "classifier may change when fine-tuning (check --config_overrides)."
+        )
+    resize_image = image_size is not None and to_pair(image_size) != to_pair(model.config.image_size)
+    resize_frames = num_frames is not None and num_frames != model.config.num_frames
+    if resize_image or resize_frames:
+        model.resize_embeddings(
+            num_frames=num_frames if resize_frames else None, image_size=image_size if resize_image else None
+        )
     try:
         processor = TimeSformerVideoProcessor.from_pretrained(model_args.model_name_or_path, **hub_kwargs)
     except OSError:
@@ -260,7 +291,27 @@ def load_model_and_processor(
             f"{model_args.model_name_or_path} has no processor: using the defaults for its config."
         )
         processor = _processor_for(model.config)
+    if resize_image:
+        height, width = to_pair(model.config.image_size)
+        processor.size = {"shortest_edge": min(height, width)}
+        processor.crop_size = {"height": height, "width": width}
     return model, processor
+
+
+def resolve_horizontal_flip(horizontal_flip: bool | None, frame_sampling: str) -> bool:
+    """`--horizontal_flip`, by default on except for SSv2 sampling (the original never flips Something-Something,
+    whose classes depend on direction)."""
+    return frame_sampling != "ssv2" if horizontal_flip is None else horizontal_flip
+
+
+def _check_repo_dir(repo_dir: Path, default: bool) -> None:
+    """Refuse to replace an existing folder that is neither the default repo folder nor a model repo."""
+    if default or not repo_dir.exists() or (repo_dir / "config.json").is_file():
+        return
+    raise FileExistsError(
+        f"--repo_dir {repo_dir} exists and is not a model repo (no config.json): it would be replaced by the "
+        "fine-tuned repo. Give a folder that does not exist yet, or remove it first."
+    )
 
 
 def _load_splits(data_args: DataTrainingArguments, seed: int) -> tuple[Dataset, Dataset]:
@@ -350,6 +401,9 @@ def run_training(
     A run whose `output_dir` holds checkpoints resumes from the last one. `callbacks` are passed to `Trainer`.
     """
     _setup_logging(training_args)
+    default_repo_dir = Path(training_args.output_dir, "model")
+    repo_dir = Path(model_args.repo_dir) if model_args.repo_dir else default_repo_dir
+    _check_repo_dir(repo_dir, default=repo_dir.resolve() == default_repo_dir.resolve())
     logger.warning(
         f"Process rank: {training_args.process_index}, world size: {training_args.world_size}, "
         f"device: {training_args.device}, distributed training: {training_args.parallel_mode.value != 'not_parallel'}"
@@ -371,7 +425,7 @@ def run_training(
         VideoClipTransform(
             processor,
             training=True,
-            horizontal_flip=data_args.horizontal_flip,
+            horizontal_flip=resolve_horizontal_flip(data_args.horizontal_flip, processor.frame_sampling),
             short_side_range=short_side_range,
         )
     )
@@ -406,7 +460,6 @@ def run_training(
     trainer.save_metrics("eval", eval_metrics)
 
     if trainer.is_world_process_zero():
-        repo_dir = Path(model_args.repo_dir or Path(training_args.output_dir, "model"))
         repo_name = training_args.hub_model_id or repo_dir.resolve().name
         if repo_name == "model":
             repo_name = Path(training_args.output_dir).resolve().name

@@ -16,8 +16,8 @@ import evaluate
 import numpy as np
 
 _DESCRIPTION = """
-Top-k accuracy: the fraction of examples whose reference label is among the k highest scores. With k larger than
-the number of classes every example counts as correct.
+Top-k accuracy: the fraction of examples whose reference label is among the k highest scores, equal scores ranked
+by class index (as argmax does). With k larger than the number of classes every example counts as correct.
 """
 
 _KWARGS_DESCRIPTION = """
@@ -58,7 +58,9 @@ class TopKAccuracy(evaluate.Metric):
                 f"predictions must be (examples, classes) scores matching the {len(references)} references, "
                 f"got shape {scores.shape}."
             )
-        # rank of the reference = number of classes scoring strictly higher (ties count in the reference's favour)
+        # rank of the reference = number of classes ranked before it: those scoring higher, and those scoring the
+        # same with a lower index (ties broken by index, as argmax does)
         reference_scores = np.take_along_axis(scores, references[:, None], axis=1)
-        rank = (scores > reference_scores).sum(axis=1)
+        lower_index = np.arange(scores.shape[1])[None, :] < references[:, None]
+        rank = ((scores > reference_scores) | ((scores == reference_scores) & lower_index)).sum(axis=1)
         return {f"top{int(value)}_accuracy": float((rank < int(value)).mean()) for value in k}
