@@ -5,7 +5,6 @@ Checkpoints are written here with the original key names, random weights and tin
 compared with an independent re-implementation of the original forward pass (`original_timesformer.py`).
 """
 
-import importlib.util
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from transformers import AutoModelForVideoClassification
 
 import timesformer_hf
 from timesformer_hf import conversion
+from timesformer_hf.cli import convert_main
 from timesformer_hf.conversion import (
     CheckpointError,
     UnsafeCheckpointError,
@@ -32,9 +32,6 @@ from timesformer_hf.conversion import (
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "convert" / "convert_original_checkpoint.py"
-_spec = importlib.util.spec_from_file_location("convert_original_checkpoint", SCRIPT)
-cli = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cli)
 TINY_HEADS = 2
 
 
@@ -406,7 +403,7 @@ def test_directory_mode_converts_every_file_and_reports(tmp_path, capsys):
         "--num-attention-heads",
         "2",
     ]
-    assert cli.main(argv) == 1  # one checkpoint failed, the other was converted
+    assert convert_main(argv) == 1  # one checkpoint failed, the other was converted
     assert (tmp_path / "out" / "good" / "model.safetensors").is_file()
     assert not (tmp_path / "out" / "bad").exists()
     summary = capsys.readouterr().out
@@ -441,7 +438,7 @@ def test_cli_end_to_end_without_remote_code(tmp_path, capsys):
     for name in ("config.json", "preprocessor_config.json", "video_preprocessor_config.json"):
         assert "auto_map" not in json.loads((output / name).read_text())
 
-    assert cli.main(command[2:]) == 1  # the same command again, in process: refused
+    assert convert_main(command[2:]) == 1  # the same command again, in process: refused
     assert "already exists" in capsys.readouterr().err
 
 
@@ -526,3 +523,12 @@ def test_dataset_guessed_from_the_class_count_never_flips_channels(tmp_path, cap
         logits = model(video).logits
     expected = original_forward(weights, video.transpose(1, 2), TINY_HEADS, "divided_space_time")
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)  # RGB kept: no channel flip
+
+
+def test_timesformer_hf_convert_subcommand(tmp_path, tiny_checkpoint):
+    from timesformer_hf.cli import main
+
+    output = tmp_path / "out"
+    argv = ["convert", "--checkpoint", str(tiny_checkpoint), "--output-dir", str(output)]
+    assert main([*argv, "--num-attention-heads", str(TINY_HEADS)]) == 0
+    assert (output / "model.safetensors").exists() and (output / "README.md").exists()

@@ -1,4 +1,4 @@
-"""The `timesformer-hf` command: `train`, `classify` and `features`.
+"""The `timesformer-hf` command: `train`, `classify`, `features` and `convert`.
 
 ```bash
 timesformer-hf train --train_dir data/train --validation_dir data/validation --model_name_or_path REPO \\
@@ -7,6 +7,7 @@ accelerate launch --num_processes 8 -m timesformer_hf.cli train ...   # same cod
 accelerate launch --multi_gpu --num_processes 2 -m timesformer_hf.cli train ...  # 2 CPU processes (gloo)
 timesformer-hf classify REPO video.mp4 --top_k 5       # several clips averaged for long videos
 timesformer-hf features REPO videos/ --output features.safetensors
+timesformer-hf convert --checkpoint TimeSformer_divST_8x32_224_K400.pyth --output-dir timesformer-base-k400
 ```
 """
 
@@ -262,13 +263,113 @@ def _inference_parser(
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+CONVERT_USAGE = """Convert original TimeSformer checkpoints (`.pyth`) into Hugging Face Hub repos.
+
+One checkpoint:
+
+    timesformer-hf convert --checkpoint TimeSformer_divST_8x32_224_K400.pyth \
+        --output-dir converted/timesformer-base-k400 [--labels kinetics400.json] [--push-to-hub me/timesformer-k400]
+
+Every `.pyth` file of a folder (into `--output-dir/<file name>`, with a summary table):
+
+    timesformer-hf convert --checkpoint-dir checkpoints/ --output-dir converted/
+"""
+
+
+def _convert_arguments(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="timesformer-hf convert",
+        description=CONVERT_USAGE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="An original .pyth checkpoint.")
+    source.add_argument("--checkpoint-dir", help="Convert every .pyth file of this folder.")
+    parser.add_argument(
+        "--output-dir", required=True, help="Repo folder (a parent folder with --checkpoint-dir)."
+    )
+    parser.add_argument(
+        "--labels", help="Class names: JSON {id: label} or a text file with one label a line."
+    )
+    parser.add_argument(
+        "--model-name", help="Model name for the model card (default: the checkpoint's name)."
+    )
+    parser.add_argument(
+        "--num-attention-heads",
+        type=int,
+        help="Head count, not stored in the weights (default: hidden size / 64).",
+    )
+    parser.add_argument(
+        "--channel-order",
+        choices=("auto", "rgb", "bgr"),
+        default="auto",
+        help="Channel order of the frames the checkpoint was trained on (auto: BGR for SSv2, else RGB). "
+        "BGR models are converted to take RGB frames.",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
+    parser.add_argument(
+        "--no-remote-code",
+        action="store_true",
+        help="Do not write the modelling code and auto_map into the repo.",
+    )
+    parser.add_argument(
+        "--push-to-hub",
+        metavar="REPO_ID",
+        help="Upload to this Hub repo (with --checkpoint-dir: REPO_ID-<name>).",
+    )
+    parser.add_argument("--private", action="store_true", help="Create the Hub repo as private.")
+    parser.add_argument("--commit-message", help="Message of the upload commit.")
+    args = parser.parse_args(argv)
+    if args.checkpoint_dir and args.model_name:
+        parser.error("--model-name names one model; it cannot be used with --checkpoint-dir.")
+    if (args.private or args.commit_message) and not args.push_to_hub:
+        parser.error("--private and --commit-message need --push-to-hub.")
+    return args
+
+
+def convert_main(argv: Sequence[str] | None = None) -> int:
+    """`timesformer-hf convert` (and `convert/convert_original_checkpoint.py`); returns the exit status."""
+    from tqdm import tqdm
+
+    from .conversion import CheckpointError, convert_checkpoint, convert_directory, format_summary
+
+    args = _convert_arguments(list(sys.argv[1:] if argv is None else argv))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    options = dict(
+        labels=args.labels,
+        num_attention_heads=args.num_attention_heads,
+        overwrite=args.overwrite,
+        remote_code=not args.no_remote_code,
+        push_to_hub=args.push_to_hub,
+        private=args.private,
+        commit_message=args.commit_message,
+        channel_order=args.channel_order,
+    )
+    if args.checkpoint_dir:
+        results = convert_directory(args.checkpoint_dir, args.output_dir, progress=tqdm, **options)
+    else:
+        try:
+            results = [
+                convert_checkpoint(args.checkpoint, args.output_dir, model_name=args.model_name, **options)
+            ]
+        except (CheckpointError, FileExistsError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+    print(format_summary(results))
+    return 0 if all(result.ok for result in results) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int | None:
     """Entry point of the `timesformer-hf` console script (also `python -m timesformer_hf.cli`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="timesformer-hf", description=__doc__.split("\n")[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
     subparsers.add_parser(
         "train", help="Fine-tune with Trainer (`timesformer-hf train --help` for the options)."
+    )
+    subparsers.add_parser(
+        "convert",
+        help="Convert original .pyth checkpoints (`timesformer-hf convert --help` for the options).",
     )
     classify = _inference_parser("classify", "Classify videos and print the top-k labels.", subparsers)
     classify.add_argument("--top_k", type=int, default=5, help="Labels to print per video.")
@@ -280,6 +381,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     features.add_argument("--overwrite", action="store_true", help="Replace an existing output file.")
     if argv[:1] == ["train"]:
         return _train(argv[1:])
+    if argv[:1] == ["convert"]:
+        return convert_main(argv[1:])
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s - %(message)s", level=logging.INFO)
     import timesformer_hf  # noqa: F401  (registers the Auto classes for `from_pretrained`)
@@ -288,4 +391,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
