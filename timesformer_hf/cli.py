@@ -20,8 +20,9 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -144,20 +145,11 @@ def _load(
 def _classify(args: argparse.Namespace) -> None:
     model, processor = _load(TimeSformerForVideoClassification, args.model, args)
     results = {}
-    for path in _video_paths(args.videos):
-        try:
-            top = classify_video(
-                model,
-                processor,
-                path,
-                top_k=args.top_k,
-                num_clips=args.num_clips,
-                num_spatial_crops=args.num_crops,
-                batch_size=args.batch_size,
-            )
-        except VideoDecodeError as error:
-            logger.error(f"Skipping {path}: {error}")
-            continue
+    options = dict(num_clips=args.num_clips, num_spatial_crops=args.num_crops, batch_size=args.batch_size)
+    paths = _video_paths(args.videos)
+    for path, top in _for_each_video(
+        paths, lambda path: classify_video(model, processor, path, top_k=args.top_k, **options)
+    ):
         results[str(path)] = [{"label": label, "score": score} for label, score in top]
         if not args.json:
             print(path)
@@ -165,6 +157,15 @@ def _classify(args: argparse.Namespace) -> None:
                 print(f"  {score:7.2%}  {label}")
     if args.json:
         print(json.dumps(results, indent=2))
+
+
+def _for_each_video(paths: Iterable[Path], compute: Callable[[Path], Any]) -> Iterator[tuple[Path, Any]]:
+    """`(path, compute(path))` for every video that decodes; the others are logged and skipped."""
+    for path in paths:
+        try:
+            yield path, compute(path)
+        except VideoDecodeError as error:
+            logger.error(f"Skipping {path}: {error}")
 
 
 def _features(args: argparse.Namespace) -> None:
@@ -179,19 +180,11 @@ def _features(args: argparse.Namespace) -> None:
         raise SystemExit(f"{', '.join(existing)} already exist(s): pass --overwrite to replace.")
     model, processor = _load(TimeSformerModel, args.model, args)
     names, features = [], []
-    for path in tqdm(_video_paths(args.videos), desc="Extracting features", unit="video"):
-        try:
-            feature = extract_features(
-                model,
-                processor,
-                path,
-                num_clips=args.num_clips,
-                num_spatial_crops=args.num_crops,
-                batch_size=args.batch_size,
-            )
-        except VideoDecodeError as error:
-            logger.error(f"Skipping {path}: {error}")
-            continue
+    options = dict(num_clips=args.num_clips, num_spatial_crops=args.num_crops, batch_size=args.batch_size)
+    paths = tqdm(_video_paths(args.videos), desc="Extracting features", unit="video")
+    for path, feature in _for_each_video(
+        paths, lambda path: extract_features(model, processor, path, **options)
+    ):
         names.append(str(path))
         features.append(feature)
     if not features:
