@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 # The lowest versions declared in setup.cfg, tested by `make test-min` in their own environment.
-MIN_PINS := transformers==5.4.0 huggingface_hub==1.5.0
+MIN_PINS := transformers==5.11.0 huggingface_hub==1.5.0
 
 .PHONY: install test test-slow test-gpu test-min lint demo bench clean
 

@@ -63,7 +63,8 @@ def test_pipeline_classifies_a_real_video_through_the_video_processor(tiny_repo)
 def test_processors_load_as_remote_code_without_the_package(tiny_repo, tmp_path):
     script = f"""
 import sys
-from transformers import AutoImageProcessor
+# the modules' Auto classes: some `transformers` versions export placeholders without torchvision
+from transformers.models.auto.image_processing_auto import AutoImageProcessor
 from transformers.models.auto.video_processing_auto import AutoVideoProcessor
 image_processor = AutoImageProcessor.from_pretrained({str(tiny_repo)!r}, trust_remote_code=True)
 video_processor = AutoVideoProcessor.from_pretrained({str(tiny_repo)!r}, trust_remote_code=True)
