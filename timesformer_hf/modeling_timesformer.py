@@ -399,12 +399,8 @@ class TimeSformerLayer(GradientCheckpointingLayer):
         patches = patches + self.temporal_dense(temporal)  # (B, N*T, D)
 
         # Spatial attention over the 1 + N tokens of each frame, the CLS token copied into every frame.
-        spatial_cls = (
-            self.layernorm_before(cls_token).unsqueeze(1).expand(-1, num_frames, -1, -1)
-        )  # (B, T, 1, D)
-        spatial_patches = self.layernorm_before(patches).view(
-            batch_size, num_patches, num_frames, hidden_size
-        )
+        spatial_cls = self.layernorm_before(cls_token).unsqueeze(1).expand(-1, num_frames, -1, -1)
+        spatial_patches = self.layernorm_before(patches).unflatten(1, (num_patches, num_frames))
         spatial = torch.cat([spatial_cls, spatial_patches.transpose(1, 2)], dim=2)  # (B, T, 1+N, D)
         spatial = spatial.view(batch_size * num_frames, 1 + num_patches, hidden_size)
         spatial, attn_weights = self.attention(spatial, output_attentions)
@@ -412,9 +408,8 @@ class TimeSformerLayer(GradientCheckpointingLayer):
 
         # The T outputs of the CLS token are averaged back into one; patches return to patch-major order.
         cls_token = cls_token + spatial[:, :, 0].mean(dim=1, keepdim=True)  # (B, 1, D)
-        patches = patches.view(batch_size, num_patches, num_frames, hidden_size) + spatial[
-            :, :, 1:
-        ].transpose(1, 2)
+        spatial_patches = spatial[:, :, 1:].transpose(1, 2)  # (B, N, T, D)
+        patches = patches.view(batch_size, num_patches, num_frames, hidden_size) + spatial_patches
         patches = patches.reshape(batch_size, num_patches * num_frames, hidden_size)
         return torch.cat([cls_token, patches], dim=1), attn_weights, temporal_weights
 
