@@ -7,7 +7,7 @@ import torch
 from transformers.models.videomae.image_processing_pil_videomae import VideoMAEImageProcessorPil
 
 from timesformer_hf import TimeSformerImageProcessor, TimeSformerVideoProcessor, average_view_scores
-from timesformer_hf.image_processing_timesformer import spatial_crop_offsets
+from timesformer_hf.image_processing_timesformer import _run_jobs, resize_video, spatial_crop_offsets
 
 
 def smooth_video(num_frames: int, height: int, width: int) -> np.ndarray:
@@ -58,6 +58,47 @@ def test_normalization_values():
     video = np.full((2, 224, 224, 3), 255, dtype=np.uint8)
     pixel_values = TimeSformerImageProcessor()(video, return_tensors="pt")["pixel_values"]
     torch.testing.assert_close(pixel_values, torch.full_like(pixel_values, (1 - 0.45) / 0.225))
+
+
+@pytest.fixture
+def torch_threads():
+    """Set `torch.set_num_threads` for one test."""
+    previous = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_frames_split_over_threads_give_the_same_values(threads, torch_threads):
+    videos = [smooth_video(7, 60, 80), smooth_video(7, 60, 80)[::-1].copy()]
+    mean, std = torch.tensor([0.3, 0.45, 0.7]), torch.tensor([0.2, 0.25, 0.35])
+    processor = TimeSformerImageProcessor(
+        size={"shortest_edge": 32}, crop_size=32, image_mean=mean.tolist(), image_std=std.tolist()
+    )
+    torch_threads(threads)
+    views = processor(videos, num_spatial_crops=3, return_tensors="pt")["pixel_values"]
+    expected = []
+    for video in videos:  # one resize of the whole video, crops, then (x / 255 - mean) / std
+        resized = resize_video(torch.from_numpy(video).permute(0, 3, 1, 2), processor.size).float()
+        for position in range(3):
+            top, left = spatial_crop_offsets(*resized.shape[-2:], 32, 32, position)
+            crop = resized[..., top : top + 32, left : left + 32]
+            expected.append((crop / 255 - mean.view(3, 1, 1)) / std.view(3, 1, 1))
+    torch.testing.assert_close(views, torch.stack(expected), rtol=0, atol=1e-5)
+
+
+def test_a_failing_job_on_a_helper_thread_raises(torch_threads):
+    torch_threads(2)
+    done = []
+
+    def job(index: int) -> None:
+        if index == 3:
+            raise RuntimeError("job 3 failed")
+        done.append(index)
+
+    with pytest.raises(RuntimeError, match="job 3 failed"):
+        _run_jobs(job, list(range(6)))
+    assert sorted(done) == [0, 1, 2, 4, 5]  # the other jobs still ran
 
 
 def test_three_spatial_crops_follow_the_long_side():

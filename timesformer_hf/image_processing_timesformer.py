@@ -11,8 +11,11 @@ available with `num_spatial_crops=3` and [`average_view_scores`].
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import itertools
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -45,6 +48,39 @@ _INTERPOLATION_MODES = {
     PILImageResampling.BILINEAR: "bilinear",
     PILImageResampling.BICUBIC: "bicubic",
 }
+
+
+_T = TypeVar("_T")
+_MIN_FRAMES_PER_THREAD = 2  # fewer frames per thread cost more to hand over than to process
+_helper_threads: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool)
+
+
+def _run_jobs(function: Callable[[_T], None], jobs: list[_T]) -> None:
+    """Run `function(job)` for every job, on the caller and `torch.get_num_threads() - 1` helper threads.
+
+    The antialiased uint8 resize uses one thread per call, so chunks of frames are spread over threads instead (torch
+    kernels release the GIL). With one thread, e.g. in `DataLoader` workers, everything runs in the caller. The pool
+    is rebuilt in a forked child, which does not have the parent's threads.
+    """
+    global _helper_threads
+    num_helpers = min(torch.get_num_threads(), len(jobs)) - 1
+    pending = iter(jobs)  # shared by all threads: each `next` hands out one job
+
+    def drain() -> None:
+        for job in pending:
+            function(job)
+
+    if num_helpers <= 0:
+        drain()
+        return
+    if _helper_threads is None or _helper_threads[0] != os.getpid():
+        _helper_threads = (os.getpid(), ThreadPoolExecutor(thread_name_prefix="timesformer-preprocess"))
+    helpers = [_helper_threads[1].submit(drain) for _ in range(num_helpers)]
+    try:
+        drain()
+    finally:
+        for helper in helpers:  # wait for all, and re-raise a helper's exception
+            helper.result()
 
 
 class TimeSformerImageProcessorKwargs(ImagesKwargs, total=False):
@@ -189,21 +225,22 @@ def _crop_views(video: torch.Tensor, crop_size: SizeDict, num_spatial_crops: int
 
 
 def _rescale_and_normalize_(
-    videos: torch.Tensor,
+    video: torch.Tensor,
     do_rescale: bool,
     rescale_factor: float,
     do_normalize: bool,
     image_mean: float | Sequence[float],
     image_std: float | Sequence[float],
-) -> torch.Tensor:
-    """`x * scale / std - mean / std` in place on a float32 `(..., 3, height, width)` tensor."""
-    scale = torch.full((3,), rescale_factor if do_rescale else 1.0)
-    shift = torch.zeros(3)
+) -> None:
+    """`x * scale / std - mean / std` in place, one pass per channel, on a float32 `(frames, 3, height, width)` tensor."""
+    scale = np.full(3, rescale_factor if do_rescale else 1.0)
+    shift = np.zeros(3)
     if do_normalize:
-        mean = torch.as_tensor(image_mean, dtype=torch.float32).expand(3)
-        std = torch.as_tensor(image_std, dtype=torch.float32).expand(3)
+        mean, std = np.broadcast_to(image_mean, 3), np.broadcast_to(image_std, 3)
         scale, shift = scale / std, -mean / std
-    return videos.mul_(scale.view(3, 1, 1)).add_(shift.view(3, 1, 1))
+    for channel in range(3):
+        plane = video[:, channel]
+        torch.add(torch.tensor(shift[channel], dtype=video.dtype), plane, alpha=scale[channel], out=plane)
 
 
 def preprocess_videos(
@@ -229,8 +266,8 @@ def preprocess_videos(
     3 consecutive views, in crop order.
 
     Every view is written once, by the copy that converts it to float32, and normalized in place. The output comes
-    from NumPy, whose allocator reuses freed pages (PyTorch's CPU allocator maps fresh pages for every large tensor,
-    which makes writing it several times slower).
+    from NumPy, which asks for huge pages (PyTorch's CPU allocator maps 4 KiB pages for every large tensor, which
+    makes writing it several times slower). Chunks of frames are processed on `torch.get_num_threads()` threads.
     """
     if num_spatial_crops != 1 and not do_center_crop:
         raise ValueError("`num_spatial_crops=3` crops `crop_size` views: set `do_center_crop=True`.")
@@ -251,16 +288,26 @@ def preprocess_videos(
     else:
         views = [torch.from_numpy(np.empty(shape, dtype=np.float32)) for shape in shapes]
 
-    for index, video in enumerate(videos):
+    def process(job: tuple[torch.Tensor, list[torch.Tensor]]) -> None:
+        frames, frame_views = job
         if do_resize:
-            video = resize_video(video, size, resample)
-        crops = _crop_views(video, crop_size, num_spatial_crops) if do_center_crop else [video]
-        for view, crop in zip(
-            views[index * num_spatial_crops : (index + 1) * num_spatial_crops], crops, strict=True
-        ):
-            view.copy_(crop)  # to float32, channels-last to contiguous, in one pass
-    for view in views:
-        _rescale_and_normalize_(view, do_rescale, rescale_factor, do_normalize, image_mean, image_std)
+            frames = resize_video(frames, size, resample)
+        crops = _crop_views(frames, crop_size, num_spatial_crops) if do_center_crop else [frames]
+        for view, crop in zip(frame_views, crops, strict=True):
+            view.copy_(crop.contiguous())  # transposing uint8 then converting is faster than both at once
+            _rescale_and_normalize_(view, do_rescale, rescale_factor, do_normalize, image_mean, image_std)
+
+    # (frames, views of those frames) jobs: each video in up to `threads / videos` chunks of frames
+    jobs = []
+    for index, video in enumerate(videos):
+        chunks_per_video = min(-(-torch.get_num_threads() // len(videos)), len(video) // _MIN_FRAMES_PER_THREAD)
+        chunks_per_video = max(chunks_per_video, 1)
+        video_views = views[index * num_spatial_crops : (index + 1) * num_spatial_crops]
+        bounds = [len(video) * chunk // chunks_per_video for chunk in range(chunks_per_video + 1)]
+        for start, stop in itertools.pairwise(bounds):
+            if stop > start:
+                jobs.append((video[start:stop], [view[start:stop] for view in video_views]))
+    _run_jobs(process, jobs)
     if return_tensors is not None:
         return {"pixel_values": batch}
     return {"pixel_values": [view.numpy() for view in views]}
