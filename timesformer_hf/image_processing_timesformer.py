@@ -300,8 +300,8 @@ def preprocess_videos(
     # (frames, views of those frames) jobs: each video in up to `threads / videos` chunks of frames
     jobs = []
     for index, video in enumerate(videos):
-        chunks_per_video = min(-(-torch.get_num_threads() // len(videos)), len(video) // _MIN_FRAMES_PER_THREAD)
-        chunks_per_video = max(chunks_per_video, 1)
+        threads_per_video = -(-torch.get_num_threads() // len(videos))
+        chunks_per_video = max(min(threads_per_video, len(video) // _MIN_FRAMES_PER_THREAD), 1)
         video_views = views[index * num_spatial_crops : (index + 1) * num_spatial_crops]
         bounds = [len(video) * chunk // chunks_per_video for chunk in range(chunks_per_video + 1)]
         for start, stop in itertools.pairwise(bounds):
