@@ -52,3 +52,22 @@ def test_inductor_compiled_matches_eager(attention_type):
         torch.testing.assert_close(
             compiled(pixel_values).logits, model(pixel_values).logits, atol=ATOL, rtol=0
         )
+
+
+def test_chunked_feed_forward_matches_one_pass(attention_type):
+    model = tiny_model(attention_type).train()  # dropout is 0 in the tiny config: train mode only enables autograd
+    pixel_values = clip()
+    chunked = tiny_model(attention_type).train()
+    for layer in chunked.timesformer.encoder.layer:
+        layer.chunk_size_feed_forward = 7  # uneven chunks of the 130 tokens (136 for space-only)
+    for layer in model.timesformer.encoder.layer:
+        layer.chunk_size_feed_forward = 0
+    expected, outputs = model(pixel_values), chunked(pixel_values)
+    torch.testing.assert_close(outputs.logits, expected.logits, atol=ATOL, rtol=0)
+    expected.logits.sum().backward()
+    outputs.logits.sum().backward()
+    for (name, parameter), reference in zip(chunked.named_parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(parameter.grad, reference.grad, atol=ATOL, rtol=0, msg=name)
+    compiled = torch.compile(chunked.eval(), backend="eager", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(pixel_values).logits, expected.logits, atol=ATOL, rtol=0)

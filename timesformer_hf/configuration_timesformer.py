@@ -59,6 +59,10 @@ class TimeSformerConfig(PreTrainedConfig):
             features are averaged).
         drop_path_rate (`float`, defaults to 0.0):
             Stochastic depth rate, growing linearly to this value over the blocks.
+        chunk_size_feed_forward (`int`, defaults to 1024):
+            On CPU, the MLPs process at most this many tokens (over batch and sequence) at a time, which keeps their
+            `(tokens, intermediate_size)` activation small enough to stay in cache and be reused by the allocator
+            instead of being page-faulted in at every layer. 0 processes all tokens at once. Results are the same.
 
     Example:
 
@@ -88,6 +92,7 @@ class TimeSformerConfig(PreTrainedConfig):
     qkv_bias: bool = True
     attention_type: str = "divided_space_time"
     drop_path_rate: float | int = 0  # an int by default so `transformers.TimesformerConfig` loads it
+    chunk_size_feed_forward: int = 1024
 
     def __post_init__(self, **kwargs):
         self._check_architecture()

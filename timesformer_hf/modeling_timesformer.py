@@ -367,6 +367,7 @@ class TimeSformerLayer(GradientCheckpointingLayer):
         self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.intermediate = TimeSformerIntermediate(config)
         self.output = TimeSformerOutput(config)
+        self.chunk_size_feed_forward = config.chunk_size_feed_forward
 
     def forward(
         self, hidden_states: torch.Tensor, num_frames: int, output_attentions: bool = False
@@ -382,8 +383,18 @@ class TimeSformerLayer(GradientCheckpointingLayer):
                 self.layernorm_before(hidden_states), output_attentions
             )
             hidden_states = hidden_states + self.drop_path(attn_output)
-        mlp_output = self.output(self.intermediate(self.layernorm_after(hidden_states)))
-        return hidden_states + self.drop_path(mlp_output), attn_weights, temporal_weights
+        return hidden_states + self.drop_path(self.feed_forward(hidden_states)), attn_weights, temporal_weights
+
+    def feed_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """LayerNorm and MLP of `(B', S, D)` tokens; on CPU in chunks of `chunk_size_feed_forward` tokens."""
+        num_tokens = hidden_states.shape[0] * hidden_states.shape[1]
+        chunk_size = self.chunk_size_feed_forward
+        if hidden_states.device.type != "cpu" or not chunk_size or num_tokens <= chunk_size:
+            return self.output(self.intermediate(self.layernorm_after(hidden_states)))
+        tokens = hidden_states.reshape(num_tokens, hidden_states.shape[2])  # (B'*S, D)
+        chunks = tokens.tensor_split(-(-num_tokens // chunk_size))  # equal chunks of at most chunk_size tokens
+        outputs = [self.output(self.intermediate(self.layernorm_after(chunk))) for chunk in chunks]
+        return torch.cat(outputs).view_as(hidden_states)
 
     def _divided_attention(
         self, hidden_states: torch.Tensor, num_frames: int, output_attentions: bool
