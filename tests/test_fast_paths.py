@@ -55,7 +55,8 @@ def test_inductor_compiled_matches_eager(attention_type):
 
 
 def test_chunked_feed_forward_matches_one_pass(attention_type):
-    model = tiny_model(attention_type).train()  # dropout is 0 in the tiny config: train mode only enables autograd
+    # dropout is 0 in the tiny config: train mode only turns on autograd through every path
+    model = tiny_model(attention_type).train()
     pixel_values = clip()
     chunked = tiny_model(attention_type).train()
     for layer in chunked.timesformer.encoder.layer:

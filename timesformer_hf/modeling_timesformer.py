@@ -383,7 +383,8 @@ class TimeSformerLayer(GradientCheckpointingLayer):
                 self.layernorm_before(hidden_states), output_attentions
             )
             hidden_states = hidden_states + self.drop_path(attn_output)
-        return hidden_states + self.drop_path(self.feed_forward(hidden_states)), attn_weights, temporal_weights
+        hidden_states = hidden_states + self.drop_path(self.feed_forward(hidden_states))
+        return hidden_states, attn_weights, temporal_weights
 
     def feed_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """LayerNorm and MLP of `(B', S, D)` tokens; on CPU in chunks of `chunk_size_feed_forward` tokens."""
