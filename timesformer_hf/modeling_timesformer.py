@@ -393,7 +393,7 @@ class TimeSformerLayer(GradientCheckpointingLayer):
         if hidden_states.device.type != "cpu" or not chunk_size or num_tokens <= chunk_size:
             return self.output(self.intermediate(self.layernorm_after(hidden_states)))
         tokens = hidden_states.reshape(num_tokens, hidden_states.shape[2])  # (B'*S, D)
-        chunks = tokens.tensor_split(-(-num_tokens // chunk_size))  # equal chunks of at most chunk_size tokens
+        chunks = tokens.tensor_split(-(-num_tokens // chunk_size))  # even chunks of <= chunk_size tokens
         outputs = [self.output(self.intermediate(self.layernorm_after(chunk))) for chunk in chunks]
         return torch.cat(outputs).view_as(hidden_states)
 
