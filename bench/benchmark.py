@@ -81,6 +81,7 @@ class BenchConfig:
 @dataclass
 class ImplResult:
     latencies_s: list[float] = field(default_factory=list)
+    gemm_flops_per_s: list[float] = field(default_factory=list)  # GEMM rate around each timed forward
     first_call_s: float | None = None  # includes compilation when compiled
     peak_memory_mib: float | None = None
     flops_per_clip: float | None = None
@@ -283,10 +284,10 @@ def run_config(config: BenchConfig, measure_memory: bool) -> dict:
                     max_abs_diff = (ours_logits.float() - logits.float()).abs().max().item()
                 for _ in range(config.warmup - 1):
                     forward(pixel_values)
+            gemm_samples.append(
+                gemm_flops_per_second(*gemm_shape, dtype=DTYPES[config.dtype], device=config.device)
+            )
             for round_index in range(config.repeats):
-                gemm_samples.append(
-                    gemm_flops_per_second(*gemm_shape, dtype=DTYPES[config.dtype], device=config.device)
-                )
                 order = list(forwards.items())  # which model runs first alternates, cancelling order effects
                 for name, forward in order if round_index % 2 == 0 else order[::-1]:
                     synchronize(config.device)
@@ -294,6 +295,11 @@ def run_config(config: BenchConfig, measure_memory: bool) -> dict:
                     forward(pixel_values)
                     synchronize(config.device)
                     results[name].latencies_s.append(time.perf_counter() - start)
+                    # GEMM samples between forwards: a forward is compared with the GEMM rate just before and after it
+                    gemm_samples.append(
+                        gemm_flops_per_second(*gemm_shape, dtype=DTYPES[config.dtype], device=config.device)
+                    )
+                    results[name].gemm_flops_per_s.append(statistics.mean(gemm_samples[-2:]))
         del models, forwards
     if measure_memory:
         for name in IMPLEMENTATIONS:
@@ -314,6 +320,11 @@ def summarize(
     for name, result in results.items():
         clips_per_s = config.batch_size / result.median_s if result.latencies_s else None
         flops_per_s = result.flops_per_clip * clips_per_s if clips_per_s else None
+        # Per-forward shares against the GEMM rate measured around that forward, like the per-round speed-ups.
+        shares = [
+            result.flops_per_clip * config.batch_size / latency / gemm_rate
+            for latency, gemm_rate in zip(result.latencies_s, result.gemm_flops_per_s, strict=True)
+        ]
         row[name] = {
             "latencies_s": result.latencies_s,
             "first_call_s": result.first_call_s,
@@ -322,7 +333,8 @@ def summarize(
             "clips_per_s": clips_per_s,
             "flops_per_clip": result.flops_per_clip,
             "model_flops_per_s": flops_per_s,
-            "gemm_share": flops_per_s / gemm if flops_per_s and gemm else None,
+            "gemm_share": statistics.median(shares) if shares else None,
+            "gemm_share_rounds": shares,
             "peak_memory_mib": result.peak_memory_mib,
         }
     ours, theirs = results["timesformer_hf"].latencies_s, results["transformers"].latencies_s
