@@ -72,3 +72,20 @@ def test_chunked_feed_forward_matches_one_pass(attention_type):
     compiled = torch.compile(chunked.eval(), backend="eager", fullgraph=True)
     with torch.no_grad():
         torch.testing.assert_close(compiled(pixel_values).logits, expected.logits, atol=ATOL, rtol=0)
+
+
+def test_sdpa_on_cpu_leaves_short_sequences_to_eager(monkeypatch):
+    lengths = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(query, *args, **kwargs):
+        lengths.append(query.shape[-2])
+        return sdpa(query, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    model = tiny_model("divided_space_time")
+    assert model.config._attn_implementation == "sdpa"
+    with torch.no_grad():
+        model(clip())
+    # the spatial attention over 1 + 16 tokens runs in sdpa, the temporal one over 4 frames in eager
+    assert lengths == [17] * model.config.num_hidden_layers

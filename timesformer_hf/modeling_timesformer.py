@@ -286,10 +286,14 @@ class TimeSformerSelfAttention(nn.Module):
         qkv = self.qkv(hidden_states).view(batch_size, seq_length, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B', heads, S, head_dim)
 
+        implementation = self.config._attn_implementation
+        # Only eager attention computes the weights. On CPU, sdpa's kernel costs up to twice eager's two matmuls on
+        # sequences of a few tokens, as the temporal attention over 8 or 16 frames (equal at 32, faster beyond).
+        short_on_cpu = implementation == "sdpa" and hidden_states.device.type == "cpu" and seq_length <= 16
         attention_interface: Callable = eager_attention_forward
-        if not output_attentions:  # only eager attention computes the weights
+        if not (output_attentions or short_on_cpu):
             attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
-                self.config._attn_implementation, eager_attention_forward
+                implementation, eager_attention_forward
             )
         attn_output, attn_weights = attention_interface(
             self,
