@@ -1,5 +1,8 @@
 """TimeSformerImageProcessor: parity with transformers' PIL VideoMAE processor, inputs, multi-view, save/load."""
 
+import threading
+import time
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -7,7 +10,7 @@ import torch
 from transformers.models.videomae.image_processing_pil_videomae import VideoMAEImageProcessorPil
 
 from timesformer_hf import TimeSformerImageProcessor, TimeSformerVideoProcessor, average_view_scores
-from timesformer_hf.image_processing_timesformer import _run_jobs, resize_video, spatial_crop_offsets
+from timesformer_hf.image_processing_timesformer import _map_on_threads, resize_video, spatial_crop_offsets
 
 
 def smooth_video(num_frames: int, height: int, width: int) -> np.ndarray:
@@ -87,18 +90,29 @@ def test_frames_split_over_threads_give_the_same_values(threads, torch_threads):
     torch.testing.assert_close(views, torch.stack(expected), rtol=0, atol=1e-5)
 
 
-def test_a_failing_job_on_a_helper_thread_raises(torch_threads):
+def test_map_on_threads_keeps_order_and_raises_a_helper_failure(torch_threads):
     torch_threads(2)
-    done = []
+    assert _map_on_threads(lambda item: item * 10, list(range(7))) == [0, 10, 20, 30, 40, 50, 60]
+    started = []
 
     def job(index: int) -> None:
-        if index == 3:
-            raise RuntimeError("job 3 failed")
-        done.append(index)
+        started.append(index)
+        time.sleep(0.02)  # long enough for the helper thread to take jobs
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError(f"job {index} failed on a helper")
 
-    with pytest.raises(RuntimeError, match="job 3 failed"):
-        _run_jobs(job, list(range(6)))
-    assert sorted(done) == [0, 1, 2, 4, 5]  # the other jobs still ran
+    with pytest.raises(RuntimeError, match="failed on a helper"):
+        _map_on_threads(job, list(range(20)))
+    assert len(started) < 20  # no job starts after the failure
+
+
+def test_grad_mode_does_not_reach_the_helper_threads(torch_threads):
+    torch_threads(2)
+    video = torch.rand(8, 3, 40, 50, requires_grad=True)
+    processor = TimeSformerImageProcessor(size={"shortest_edge": 32}, crop_size=32, do_rescale=False)
+    with torch.no_grad():
+        pixel_values = processor(video, return_tensors="pt")["pixel_values"]
+    assert pixel_values.shape == (1, 8, 3, 32, 32) and not pixel_values.requires_grad
 
 
 def test_three_spatial_crops_follow_the_long_side():

@@ -51,6 +51,7 @@ def test_config_has_every_field_of_transformers_config():
         (dict(hidden_size=100, num_attention_heads=12), "multiple of num_attention_heads"),
         (dict(image_size=30, patch_size=16), "not a multiple of patch_size"),
         (dict(num_frames=0), "num_frames"),
+        (dict(chunk_size_feed_forward=-1), "chunk_size_feed_forward"),
     ],
 )
 def test_config_rejects_invalid_values(kwargs, message):

@@ -60,9 +60,10 @@ class TimeSformerConfig(PreTrainedConfig):
         drop_path_rate (`float`, defaults to 0.0):
             Stochastic depth rate, growing linearly to this value over the blocks.
         chunk_size_feed_forward (`int`, defaults to 1024):
-            On CPU, the MLPs process at most this many tokens (over batch and sequence) at a time, which keeps their
-            `(tokens, intermediate_size)` activation small enough to stay in cache and be reused by the allocator
-            instead of being page-faulted in at every layer. 0 processes all tokens at once. Results are the same.
+            On CPU, the MLPs process at most this many tokens (over batch and sequence) at a time: their
+            `(tokens, intermediate_size)` activation stays small enough (12.6 MB for the base model) for the allocator
+            to reuse it instead of page-faulting fresh memory in at every layer. 0 processes all tokens at once. The
+            results equal the unchunked ones up to floating-point rounding.
 
     Example:
 
@@ -108,6 +109,11 @@ class TimeSformerConfig(PreTrainedConfig):
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
                 f"({self.num_attention_heads}): change one of them."
+            )
+        if self.chunk_size_feed_forward < 0:
+            raise ValueError(
+                f"chunk_size_feed_forward must be 0 (no chunking) or a positive token count, got "
+                f"{self.chunk_size_feed_forward}."
             )
         for name in ("image_size", "patch_size"):
             value = getattr(self, name)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 import numpy as np
@@ -51,36 +52,57 @@ _INTERPOLATION_MODES = {
 
 
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 _MIN_FRAMES_PER_THREAD = 2  # fewer frames per thread cost more to hand over than to process
 _helper_threads: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool)
+_helper_threads_lock = threading.Lock()
 
 
-def _run_jobs(function: Callable[[_T], None], jobs: list[_T]) -> None:
-    """Run `function(job)` for every job, on the caller and `torch.get_num_threads() - 1` helper threads.
-
-    The antialiased uint8 resize uses one thread per call, so chunks of frames are spread over threads instead (torch
-    kernels release the GIL). With one thread, e.g. in `DataLoader` workers, everything runs in the caller. The pool
-    is rebuilt in a forked child, which does not have the parent's threads.
-    """
+def _helper_pool() -> ThreadPoolExecutor:
+    """The helper thread pool, rebuilt in a forked child (which does not have the parent's threads)."""
     global _helper_threads
-    num_helpers = min(torch.get_num_threads(), len(jobs)) - 1
-    pending = iter(jobs)  # shared by all threads: each `next` hands out one job
+    with _helper_threads_lock:
+        if _helper_threads is None or _helper_threads[0] != os.getpid():
+            _helper_threads = (os.getpid(), ThreadPoolExecutor(thread_name_prefix="timesformer-preprocess"))
+        return _helper_threads[1]
+
+
+def _map_on_threads(function: Callable[[_T], _R], items: list[_T]) -> list[_R]:
+    """`[function(item) for item in items]` on the caller and up to `torch.get_num_threads() - 1` helper threads.
+
+    For single-threaded kernels that release the GIL, such as the antialiased uint8 resize. With one thread, e.g. in
+    `DataLoader` workers, everything runs in the caller. After a failure no new item is started; the caller's own
+    exception, else the first helper's, is raised once every thread has stopped.
+    """
+    num_helpers = min(torch.get_num_threads(), len(items)) - 1
+    if num_helpers <= 0:
+        return [function(item) for item in items]
+    results: list[Any] = [None] * len(items)
+    pending = iter(enumerate(items))
+    lock = threading.Lock()
+    failed = threading.Event()
 
     def drain() -> None:
-        for job in pending:
-            function(job)
+        while not failed.is_set():
+            with lock:
+                index, item = next(pending, (None, None))
+            if index is None:
+                return
+            try:
+                results[index] = function(item)
+            except BaseException:
+                failed.set()
+                raise
 
-    if num_helpers <= 0:
-        drain()
-        return
-    if _helper_threads is None or _helper_threads[0] != os.getpid():
-        _helper_threads = (os.getpid(), ThreadPoolExecutor(thread_name_prefix="timesformer-preprocess"))
-    helpers = [_helper_threads[1].submit(drain) for _ in range(num_helpers)]
+    pool = _helper_pool()
+    helpers = [pool.submit(drain) for _ in range(num_helpers)]
     try:
         drain()
     finally:
-        for helper in helpers:  # wait for all, and re-raise a helper's exception
-            helper.result()
+        wait(helpers)
+    for helper in helpers:
+        helper.result()  # re-raises a helper's exception
+    return results
 
 
 class TimeSformerImageProcessorKwargs(ImagesKwargs, total=False):
@@ -267,7 +289,7 @@ def preprocess_videos(
 
     Every view is written once, by the copy that converts it to float32, and normalized in place. The output comes
     from NumPy, which asks for huge pages (PyTorch's CPU allocator maps 4 KiB pages for every large tensor, which
-    makes writing it several times slower). Chunks of frames are processed on `torch.get_num_threads()` threads.
+    makes writing it several times slower). Chunks of frames are resized on `torch.get_num_threads()` threads.
     """
     if num_spatial_crops != 1 and not do_center_crop:
         raise ValueError("`num_spatial_crops=3` crops `crop_size` views: set `do_center_crop=True`.")
@@ -288,26 +310,30 @@ def preprocess_videos(
     else:
         views = [torch.from_numpy(np.empty(shape, dtype=np.float32)) for shape in shapes]
 
-    def process(job: tuple[torch.Tensor, list[torch.Tensor]]) -> None:
-        frames, frame_views = job
-        if do_resize:
-            frames = resize_video(frames, size, resample)
-        crops = _crop_views(frames, crop_size, num_spatial_crops) if do_center_crop else [frames]
-        for view, crop in zip(frame_views, crops, strict=True):
-            view.copy_(crop.contiguous())  # transposing uint8 then converting is faster than both at once
-            _rescale_and_normalize_(view, do_rescale, rescale_factor, do_normalize, image_mean, image_std)
-
-    # (frames, views of those frames) jobs: each video in up to `threads / videos` chunks of frames
+    # (frames, views of those frames) jobs: each CPU video in up to `threads / videos` chunks of frames, resized on
+    # their own threads (the resize kernel is single-threaded); conversion and normalisation use torch's threads
     jobs = []
     for index, video in enumerate(videos):
-        threads_per_video = -(-torch.get_num_threads() // len(videos))
+        on_threads = do_resize and video.device.type == "cpu"
+        threads_per_video = -(-torch.get_num_threads() // len(videos)) if on_threads else 1
         chunks_per_video = max(min(threads_per_video, len(video) // _MIN_FRAMES_PER_THREAD), 1)
         video_views = views[index * num_spatial_crops : (index + 1) * num_spatial_crops]
         bounds = [len(video) * chunk // chunks_per_video for chunk in range(chunks_per_video + 1)]
         for start, stop in itertools.pairwise(bounds):
             if stop > start:
                 jobs.append((video[start:stop], [view[start:stop] for view in video_views]))
-    _run_jobs(process, jobs)
+
+    def resize(frames: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():  # helpers do not share the caller's grad mode; no graph is needed
+            return resize_video(frames, size, resample) if do_resize else frames
+
+    for (_, frame_views), frames in zip(
+        jobs, _map_on_threads(resize, [frames for frames, _ in jobs]), strict=True
+    ):
+        crops = _crop_views(frames, crop_size, num_spatial_crops) if do_center_crop else [frames]
+        for view, crop in zip(frame_views, crops, strict=True):
+            view.copy_(crop.contiguous())  # transposing uint8 then converting is faster than both at once
+            _rescale_and_normalize_(view, do_rescale, rescale_factor, do_normalize, image_mean, image_std)
     if return_tensors is not None:
         return {"pixel_values": batch}
     return {"pixel_values": [view.numpy() for view in views]}
