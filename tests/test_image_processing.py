@@ -57,6 +57,16 @@ def test_input_formats_agree():
         processor(video[0])
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_float_frames_of_any_precision(dtype):
+    video = torch.rand(3, 3, 32, 32)
+    processor = TimeSformerImageProcessor(do_resize=False, crop_size=32, do_rescale=False)
+    pixel_values = processor(video.to(dtype), return_tensors="pt")["pixel_values"]
+    assert pixel_values.dtype == torch.float32
+    expected = (video.to(dtype).float() - 0.45) / 0.225
+    torch.testing.assert_close(pixel_values[0], expected, rtol=0, atol=1e-5)
+
+
 def test_normalization_values():
     video = np.full((2, 224, 224, 3), 255, dtype=np.uint8)
     pixel_values = TimeSformerImageProcessor()(video, return_tensors="pt")["pixel_values"]

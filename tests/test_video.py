@@ -16,6 +16,7 @@ from timesformer_hf.video import (
     sample_kinetics_indices,
     sample_ssv2_indices,
     sample_uniform_indices,
+    stack_frames,
 )
 
 DATA = sample_video_path().parent
@@ -224,3 +225,14 @@ def test_ssv2_and_uniform_samplers_match_hand_computed_values():
     assert sample_uniform_indices(1, 3).tolist() == [0, 0, 0]
     with pytest.raises(ValueError, match="0 frames"):
         sample_uniform_indices(0, 3)
+
+
+def test_stack_frames_places_the_copy_half_a_page_from_the_source():
+    base = np.random.default_rng(0).integers(0, 256, (5, 27, 33, 3), dtype=np.uint8)
+    for frames in (list(base), [frame.copy() for frame in base], list(base.astype(np.float32))):
+        stacked = stack_frames(frames)
+        np.testing.assert_array_equal(stacked, np.stack(frames))
+        assert stacked.dtype == frames[0].dtype and stacked.flags.c_contiguous
+        assert abs((stacked.ctypes.data - frames[0].ctypes.data) % 4096 - 2048) < 64
+    with pytest.raises(ValueError, match="same shape"):
+        stack_frames([base[0], base[1, :20]])

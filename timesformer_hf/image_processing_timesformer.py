@@ -31,6 +31,8 @@ from transformers.image_utils import (
 from transformers.processing_utils import ImagesKwargs, Unpack
 from transformers.utils import TensorType
 
+from .video import stack_frames
+
 __all__ = [
     "TIMESFORMER_MEAN",
     "TIMESFORMER_STD",
@@ -151,12 +153,12 @@ def to_video_tensor(video: Any, input_data_format: str | ChannelDimension | None
     """
     if isinstance(video, list | tuple):
         if hasattr(video[0], "convert"):  # PIL images
-            video = np.stack([np.asarray(frame.convert("RGB")) for frame in video])
+            video = stack_frames([np.asarray(frame.convert("RGB")) for frame in video])
             input_data_format = ChannelDimension.LAST
         elif isinstance(video[0], torch.Tensor):
             video = torch.stack(list(video))
         else:
-            video = np.stack(video)
+            video = stack_frames(video)
     tensor = torch.from_numpy(np.ascontiguousarray(video)) if isinstance(video, np.ndarray) else video
     if tensor.ndim != 4:
         raise ValueError(
@@ -246,23 +248,34 @@ def _crop_views(video: torch.Tensor, crop_size: SizeDict, num_spatial_crops: int
     return views
 
 
-def _rescale_and_normalize_(
-    video: torch.Tensor,
+def _affine_parameters(
     do_rescale: bool,
     rescale_factor: float,
     do_normalize: bool,
     image_mean: float | Sequence[float],
     image_std: float | Sequence[float],
-) -> None:
-    """`x * scale / std - mean / std` in place, one pass per channel, on a float32 `(frames, 3, height, width)` tensor."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel `(scale, shift)`, each `(3, 1, 1)` float32, such that `x * scale + shift` rescales and normalizes."""
     scale = np.full(3, rescale_factor if do_rescale else 1.0)
     shift = np.zeros(3)
     if do_normalize:
         mean, std = np.broadcast_to(image_mean, 3), np.broadcast_to(image_std, 3)
         scale, shift = scale / std, -mean / std
-    for channel in range(3):
-        plane = video[:, channel]
-        torch.add(torch.tensor(shift[channel], dtype=video.dtype), plane, alpha=scale[channel], out=plane)
+    return scale.astype(np.float32).reshape(3, 1, 1), shift.astype(np.float32).reshape(3, 1, 1)
+
+
+def _write_affine(out: np.ndarray, frames: torch.Tensor, scale: np.ndarray, shift: np.ndarray) -> None:
+    """`out = frames * scale + shift`: float32 `(frames, 3, height, width)` from frames of any dtype, layout, device.
+
+    NumPy runs it on the calling thread alone (torch would start an OpenMP team from every helper thread).
+    """
+    array = frames.detach().cpu()
+    array = (array if array.dtype == torch.uint8 else array.float()).numpy()
+    if array.dtype == np.uint8:
+        array = np.ascontiguousarray(array)  # transposing uint8, then converting, beats doing both at once
+    np.copyto(out, array, casting="unsafe")
+    np.multiply(out, scale, out=out)
+    np.add(out, shift, out=out)
 
 
 def preprocess_videos(
@@ -289,7 +302,8 @@ def preprocess_videos(
 
     Every view is written once, by the copy that converts it to float32, and normalized in place. The output comes
     from NumPy, which asks for huge pages (PyTorch's CPU allocator maps 4 KiB pages for every large tensor, which
-    makes writing it several times slower). Chunks of frames are resized on `torch.get_num_threads()` threads.
+    makes writing it several times slower). Chunks of frames are processed on up to `torch.get_num_threads()`
+    threads, each chunk by one thread.
     """
     if num_spatial_crops != 1 and not do_center_crop:
         raise ValueError("`num_spatial_crops=3` crops `crop_size` views: set `do_center_crop=True`.")
@@ -305,16 +319,17 @@ def preprocess_videos(
             "frames per video and a crop size."
         )
     if return_tensors is not None:
-        batch = torch.from_numpy(np.empty((len(shapes), *shapes[0]), dtype=np.float32))
+        batch = np.empty((len(shapes), *shapes[0]), dtype=np.float32)
         views = list(batch)
     else:
-        views = [torch.from_numpy(np.empty(shape, dtype=np.float32)) for shape in shapes]
+        views = [np.empty(shape, dtype=np.float32) for shape in shapes]
+    scale, shift = _affine_parameters(do_rescale, rescale_factor, do_normalize, image_mean, image_std)
 
-    # (frames, views of those frames) jobs: each CPU video in up to `threads / videos` chunks of frames, resized on
-    # their own threads (the resize kernel is single-threaded); conversion and normalisation use torch's threads
+    # (frames, views of those frames) jobs: each CPU video in up to `threads / videos` chunks of frames, every chunk
+    # resized (a single-threaded kernel), cropped and normalized on its own thread
     jobs = []
     for index, video in enumerate(videos):
-        on_threads = do_resize and video.device.type == "cpu"
+        on_threads = video.device.type == "cpu"
         threads_per_video = -(-torch.get_num_threads() // len(videos)) if on_threads else 1
         chunks_per_video = max(min(threads_per_video, len(video) // _MIN_FRAMES_PER_THREAD), 1)
         video_views = views[index * num_spatial_crops : (index + 1) * num_spatial_crops]
@@ -323,20 +338,18 @@ def preprocess_videos(
             if stop > start:
                 jobs.append((video[start:stop], [view[start:stop] for view in video_views]))
 
-    def resize(frames: torch.Tensor) -> torch.Tensor:
+    def process(job: tuple[torch.Tensor, list[np.ndarray]]) -> None:
+        frames, frame_views = job
         with torch.no_grad():  # helpers do not share the caller's grad mode; no graph is needed
-            return resize_video(frames, size, resample) if do_resize else frames
-
-    for (_, frame_views), frames in zip(
-        jobs, _map_on_threads(resize, [frames for frames, _ in jobs]), strict=True
-    ):
+            frames = resize_video(frames, size, resample) if do_resize else frames
         crops = _crop_views(frames, crop_size, num_spatial_crops) if do_center_crop else [frames]
         for view, crop in zip(frame_views, crops, strict=True):
-            view.copy_(crop.contiguous())  # transposing uint8 then converting is faster than both at once
-            _rescale_and_normalize_(view, do_rescale, rescale_factor, do_normalize, image_mean, image_std)
+            _write_affine(view, crop, scale, shift)
+
+    _map_on_threads(process, jobs)
     if return_tensors is not None:
-        return {"pixel_values": batch}
-    return {"pixel_values": [view.numpy() for view in views]}
+        return {"pixel_values": torch.from_numpy(batch)}
+    return {"pixel_values": views}
 
 
 def average_view_scores(logits: torch.Tensor, num_views: int) -> torch.Tensor:

@@ -31,10 +31,26 @@ __all__ = [
     "sample_kinetics_indices",
     "sample_ssv2_indices",
     "sample_uniform_indices",
+    "stack_frames",
 ]
 
 VideoSource = str | os.PathLike | IO[bytes]
 SeedLike = int | np.random.Generator | None
+
+
+def stack_frames(frames: Sequence[np.ndarray]) -> np.ndarray:
+    """`np.stack(frames)` into memory that starts half a page away from the first frame (modulo 4 KiB).
+
+    Copying a frame to an address that equals its own modulo 4 KiB, or nearly, is several times slower on x86 CPUs
+    (4K aliasing: loads wait on stores that look like they overlap), and two arrays of the same size allocated
+    one after the other often sit just so: it made stacking 8 frames of 320x240 10x slower (1 ms instead of 0.1).
+    """
+    first = np.asarray(frames[0])
+    shape = (len(frames), *first.shape)
+    nbytes = first.nbytes * len(frames)
+    buffer = np.empty(nbytes + 4096, dtype=np.uint8)
+    shift = (first.ctypes.data + 2048 - buffer.ctypes.data) % 4096 // 64 * 64
+    return np.stack(frames, out=buffer[shift : shift + nbytes].view(first.dtype).reshape(shape))
 
 
 class VideoDecodeError(ValueError):
@@ -246,7 +262,7 @@ def read_video(
         metadata = _metadata(stream, num_frames, index.timestamps if index else None, rotation)
     finally:
         container.close()
-    frames = np.stack([decoded[i][0] for i in indices.tolist()])
+    frames = stack_frames([decoded[i][0] for i in indices.tolist()])
     if rotation:
         frames = np.ascontiguousarray(np.rot90(frames, k=rotation // 90, axes=(1, 2)))
     return (frames, metadata) if return_metadata else frames
