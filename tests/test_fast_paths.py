@@ -89,3 +89,36 @@ def test_sdpa_on_cpu_leaves_short_sequences_to_eager(monkeypatch):
         model(clip())
     # the spatial attention over 1 + 16 tokens runs in sdpa, the temporal one over 4 frames in eager
     assert lengths == [17] * model.config.num_hidden_layers
+
+
+def test_fused_temporal_projection_at_inference_follows_the_weights(monkeypatch):
+    model = tiny_model("divided_space_time").eval()
+    pixel_values = clip()
+    calls = []
+    for layer in model.timesformer.encoder.layer:
+        monkeypatch.setattr(
+            layer.temporal_dense, "forward", lambda x, f=layer.temporal_dense.forward: calls.append(1) or f(x)
+        )
+    expected = model(pixel_values).logits  # gradients enabled: the two projections one after the other
+    assert len(calls) == model.config.num_hidden_layers
+    with torch.no_grad():
+        torch.testing.assert_close(model(pixel_values).logits, expected, atol=ATOL, rtol=0)
+    assert len(calls) == model.config.num_hidden_layers  # the fused projection ran instead
+
+    layer = model.timesformer.encoder.layer[0]
+    with torch.no_grad():
+        layer.temporal_dense.weight.mul_(-2)  # in place: the fused weights must follow
+        fused = model(pixel_values).logits
+    torch.testing.assert_close(fused, model(pixel_values).logits, atol=ATOL, rtol=0)
+    assert not torch.allclose(fused, expected, atol=1e-3)
+
+    model.load_state_dict(tiny_model("divided_space_time").state_dict(), assign=True)  # new parameter objects
+    with torch.inference_mode():
+        fused = model(pixel_values).logits
+    torch.testing.assert_close(fused, model(pixel_values).logits, atol=ATOL, rtol=0)
+
+    model.to(torch.float64)
+    with torch.no_grad():
+        fused = model(pixel_values.double()).logits
+    assert fused.dtype == torch.float64
+    torch.testing.assert_close(fused, model(pixel_values.double()).logits, atol=1e-10, rtol=0)

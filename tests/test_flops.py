@@ -42,3 +42,14 @@ def test_flops_match_the_paper(preset):
 def test_flops_equal_those_of_transformers_timesformer():
     base = config(8, 224)
     assert count_flops("timesformer_hf", base) == count_flops("transformers", base)
+
+
+def test_inference_fuses_the_temporal_projections():
+    base = config(8, 224)
+    model_flops, executed = (
+        count_flops("timesformer_hf", base),
+        count_flops("timesformer_hf", base, executed=True),
+    )
+    tokens, hidden, layers = 8 * 196, 768, 12
+    assert model_flops - executed == layers * 2 * tokens * hidden * hidden  # one (D x D) GEMM less per layer
+    assert count_flops("transformers", base, executed=True) == count_flops("transformers", base)
