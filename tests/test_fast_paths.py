@@ -91,34 +91,43 @@ def test_sdpa_on_cpu_leaves_short_sequences_to_eager(monkeypatch):
     assert lengths == [17] * model.config.num_hidden_layers
 
 
-def test_fused_temporal_projection_at_inference_follows_the_weights(monkeypatch):
+def test_fused_temporal_projections_match_the_two_layers(monkeypatch):
     model = tiny_model("divided_space_time").eval()
     pixel_values = clip()
     calls = []
     for layer in model.timesformer.encoder.layer:
-        monkeypatch.setattr(
-            layer.temporal_dense, "forward", lambda x, f=layer.temporal_dense.forward: calls.append(1) or f(x)
-        )
-    expected = model(pixel_values).logits  # gradients enabled: the two projections one after the other
+        forward = layer.temporal_dense.forward
+        monkeypatch.setattr(layer.temporal_dense, "forward", lambda x, f=forward: calls.append(1) or f(x))
+    with torch.no_grad():
+        expected = model(pixel_values).logits
     assert len(calls) == model.config.num_hidden_layers
+    keys = set(model.state_dict())
+
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.fuse_temporal_projections() is model
+    assert set(model.state_dict()) == keys  # nothing new is saved
+    layer = model.timesformer.encoder.layer[0]
+    assert (
+        layer.fused_temporal_weight.dtype == torch.float32 and not layer.fused_temporal_weight.is_inference()
+    )
     with torch.no_grad():
         torch.testing.assert_close(model(pixel_values).logits, expected, atol=ATOL, rtol=0)
-    assert len(calls) == model.config.num_hidden_layers  # the fused projection ran instead
-
-    layer = model.timesformer.encoder.layer[0]
+    assert len(calls) == model.config.num_hidden_layers  # temporal_dense did not run
+    inputs = pixel_values.clone().requires_grad_()
+    model(inputs).logits.sum().backward()  # gradients reach the input through the fused weights
+    assert inputs.grad.abs().sum() > 0
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
     with torch.no_grad():
-        layer.temporal_dense.weight.mul_(-2)  # in place: the fused weights must follow
-        fused = model(pixel_values).logits
-    torch.testing.assert_close(fused, model(pixel_values).logits, atol=ATOL, rtol=0)
-    assert not torch.allclose(fused, expected, atol=1e-3)
+        torch.testing.assert_close(compiled(pixel_values).logits, expected, atol=ATOL, rtol=0)
 
-    model.load_state_dict(tiny_model("divided_space_time").state_dict(), assign=True)  # new parameter objects
-    with torch.inference_mode():
-        fused = model(pixel_values).logits
-    torch.testing.assert_close(fused, model(pixel_values).logits, atol=ATOL, rtol=0)
-
-    model.to(torch.float64)
+    model.train()  # training drops the fusion: the two layers learn
+    assert layer.fused_temporal_weight is None and layer.fused_temporal_bias is None
+    with pytest.raises(RuntimeError, match="eval"):
+        model.fuse_temporal_projections()
+    model.eval().to(torch.float64).fuse_temporal_projections()
     with torch.no_grad():
         fused = model(pixel_values.double()).logits
     assert fused.dtype == torch.float64
-    torch.testing.assert_close(fused, model(pixel_values.double()).logits, atol=1e-10, rtol=0)
+    model.train().eval()
+    with torch.no_grad():
+        torch.testing.assert_close(fused, model(pixel_values.double()).logits, atol=1e-10, rtol=0)

@@ -58,13 +58,16 @@ def test_input_formats_agree():
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
-def test_float_frames_of_any_precision(dtype):
-    video = torch.rand(3, 3, 32, 32)
+def test_float_frames_of_any_precision(dtype, torch_threads):
+    torch_threads(2)  # two chunks of frames, one on a helper thread
+    video = torch.rand(6, 3, 32, 32)
     processor = TimeSformerImageProcessor(do_resize=False, crop_size=32, do_rescale=False)
     pixel_values = processor(video.to(dtype), return_tensors="pt")["pixel_values"]
     assert pixel_values.dtype == torch.float32
     expected = (video.to(dtype).float() - 0.45) / 0.225
     torch.testing.assert_close(pixel_values[0], expected, rtol=0, atol=1e-5)
+    unchanged = processor(video.to(dtype), do_normalize=False, return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(unchanged[0], video.to(dtype).float(), rtol=0, atol=0)
 
 
 def test_normalization_values():

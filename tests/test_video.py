@@ -234,5 +234,10 @@ def test_stack_frames_places_the_copy_half_a_page_from_the_source():
         np.testing.assert_array_equal(stacked, np.stack(frames))
         assert stacked.dtype == frames[0].dtype and stacked.flags.c_contiguous
         assert abs((stacked.ctypes.data - frames[0].ctypes.data) % 4096 - 2048) < 64
+    mixed = [base[0], base[1].astype(np.uint16) * 300, base[2].astype(np.float64)]
+    np.testing.assert_array_equal(stack_frames(mixed), np.stack(mixed))  # promoted as np.stack does
+    assert stack_frames(mixed).dtype == np.float64
     with pytest.raises(ValueError, match="same shape"):
         stack_frames([base[0], base[1, :20]])
+    with pytest.raises(ValueError, match="empty"):
+        stack_frames([])

@@ -135,7 +135,7 @@ def _video_paths(sources: Sequence[str]) -> list[Path]:
 def _load(
     model_class: type, repo: str, args: argparse.Namespace
 ) -> tuple[torch.nn.Module, TimeSformerVideoProcessor]:
-    model = model_class.from_pretrained(repo, revision=args.revision).eval()
+    model = model_class.from_pretrained(repo, revision=args.revision).eval().fuse_temporal_projections()
     processor = TimeSformerVideoProcessor.from_pretrained(repo, revision=args.revision)
     if args.frame_sampling:
         processor.frame_sampling = args.frame_sampling

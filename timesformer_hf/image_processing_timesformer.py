@@ -269,13 +269,15 @@ def _write_affine(out: np.ndarray, frames: torch.Tensor, scale: np.ndarray, shif
 
     NumPy runs it on the calling thread alone (torch would start an OpenMP team from every helper thread).
     """
-    array = frames.detach().cpu()
-    array = (array if array.dtype == torch.uint8 else array.float()).numpy()
+    frames = frames.detach().cpu()
+    array = (frames.float() if frames.dtype == torch.bfloat16 else frames).numpy()  # NumPy has no bfloat16
     if array.dtype == np.uint8:
         array = np.ascontiguousarray(array)  # transposing uint8, then converting, beats doing both at once
     np.copyto(out, array, casting="unsafe")
-    np.multiply(out, scale, out=out)
-    np.add(out, shift, out=out)
+    if (scale != 1).any():
+        np.multiply(out, scale, out=out)
+    if shift.any():
+        np.add(out, shift, out=out)
 
 
 def preprocess_videos(
@@ -300,8 +302,8 @@ def preprocess_videos(
     `(frames, 3, height, width)` arrays. With `num_spatial_crops=3` (which needs `do_center_crop`) each video gives
     3 consecutive views, in crop order.
 
-    Every view is written once, by the copy that converts it to float32, and normalized in place. The output comes
-    from NumPy, which asks for huge pages (PyTorch's CPU allocator maps 4 KiB pages for every large tensor, which
+    Every view is written by the copy that converts it to float32, then rescaled and normalized in place. The output
+    comes from NumPy, which asks for huge pages (PyTorch's CPU allocator maps 4 KiB pages for every large tensor, which
     makes writing it several times slower). Chunks of frames are processed on up to `torch.get_num_threads()`
     threads, each chunk by one thread.
     """

@@ -45,12 +45,15 @@ def stack_frames(frames: Sequence[np.ndarray]) -> np.ndarray:
     (4K aliasing: loads wait on stores that look like they overlap), and two arrays of the same size allocated
     one after the other often sit just so: it made stacking 8 frames of 320x240 10x slower (1 ms instead of 0.1).
     """
-    first = np.asarray(frames[0])
-    shape = (len(frames), *first.shape)
-    nbytes = first.nbytes * len(frames)
+    arrays = [np.asarray(frame) for frame in frames]
+    if not arrays:
+        raise ValueError("Cannot stack an empty list of frames.")
+    dtype = np.result_type(*arrays)  # as np.stack: mixed dtypes promote
+    shape = (len(arrays), *arrays[0].shape)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
     buffer = np.empty(nbytes + 4096, dtype=np.uint8)
-    shift = (first.ctypes.data + 2048 - buffer.ctypes.data) % 4096 // 64 * 64
-    return np.stack(frames, out=buffer[shift : shift + nbytes].view(first.dtype).reshape(shape))
+    shift = (arrays[0].ctypes.data + 2048 - buffer.ctypes.data) % 4096 // 64 * 64
+    return np.stack(arrays, out=buffer[shift : shift + nbytes].view(dtype).reshape(shape))
 
 
 class VideoDecodeError(ValueError):
