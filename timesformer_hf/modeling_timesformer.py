@@ -503,7 +503,8 @@ class TimeSformerPreTrainedModel(PreTrainedModel):
 
         One (D x D) GEMM per patch token and layer less (5.6% of the FLOPs at 8x224, 5.2% at HR 16x448), logits equal
         up to float rounding. The fused weights are a snapshot: fuse after loading weights or merging adapters (LoRA),
-        and again after changing them; `train()` drops the fusion. They are not saved. Returns the model.
+        and again after changing them; `train()` drops the fusion. They are not saved. While fused, the two layers
+        (and hooks on them or on `temporal_attention`) do not run. Returns the model.
 
         Example:
 
