@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from .data import VIDEO_EXTENSIONS
+from .files import write_atomically
 from .image_processing_timesformer import average_view_scores
 from .modeling_timesformer import TimeSformerForVideoClassification, TimeSformerModel
 from .video import VideoDecodeError, probe_video
@@ -194,27 +194,15 @@ def _features(args: argparse.Namespace) -> None:
     if output.suffix == ".safetensors":
         from safetensors.numpy import save_file
 
-        _write_atomically(
+        write_atomically(
             output, lambda path: save_file({"features": array}, path, metadata={"videos": json.dumps(names)})
         )
     else:
-        _write_atomically(output, lambda path: np.save(path, array))
-        _write_atomically(
+        write_atomically(output, lambda path: np.save(path, array))
+        write_atomically(
             output.with_suffix(".json"), lambda path: path.write_text(json.dumps(names, indent=2))
         )
     print(f"Wrote {array.shape[0]} features of size {array.shape[1]} to {output}")
-
-
-def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """`write(temporary)` into a temporary file beside `path`, then rename it to `path` (no half-written file)."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _train(argv: Sequence[str]) -> None:

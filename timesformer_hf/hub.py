@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from huggingface_hub.repocard_data import EvalResult
 from transformers.utils import logging
 
 from .configuration_timesformer import TimeSformerConfig, to_pair
+from .files import make_staging_dir
 
 logger = logging.get_logger(__name__)
 
@@ -286,7 +286,7 @@ def _replace_dir(source: Path, target: Path) -> None:
     if not target.exists():
         os.replace(source, target)
         return
-    backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    backup = make_staging_dir(target, "old")
     backup.rmdir()
     os.replace(target, backup)
     try:
@@ -340,7 +340,7 @@ def save_repo(
         )
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     processors = list(processors)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+    staging = make_staging_dir(output_dir)
     try:
         with contextlib.nullcontext() if remote_code else without_remote_code(model, *processors):
             model.save_pretrained(staging)

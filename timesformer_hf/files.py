@@ -1,0 +1,49 @@
+"""Atomic writes: a file or a folder appears whole under its final name, or not at all.
+
+`tempfile.mkstemp` and `mkdtemp` create private (`0600` / `0700`) entries; what is renamed into place here gets the
+permissions a plain `open(path, "w")` or `os.makedirs` would give instead (`0666` / `0777` less the umask).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["make_staging_dir", "write_atomically"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
+    """`write(temporary)` into a temporary file beside `path`, then rename it to `path` (no half-written file).
+
+    Example:
+
+    ```python
+    >>> write_atomically("results.json", lambda path: path.write_text("{}"))  # doctest: +SKIP
+    ```
+    """
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def make_staging_dir(target: str | os.PathLike, tag: str = "tmp") -> Path:
+    """A new empty folder beside `target` (hidden, named after it), to be filled and then renamed to `target`."""
+    target = Path(target)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{tag}-", dir=target.parent))
+    os.chmod(staging, 0o777 & ~_umask())
+    return staging
