@@ -26,6 +26,7 @@ import torch
 __all__ = [
     "VideoDecodeError",
     "VideoMetadata",
+    "VideoReader",
     "probe_video",
     "read_video",
     "sample_kinetics_indices",
@@ -174,6 +175,99 @@ def _rewind(container: Any) -> None:
     container.seek(0, backward=True, any_frame=False)
 
 
+class VideoReader:
+    """An open video: probed once, then read clip after clip without demuxing the file again.
+
+    Opening reads the container's packets (not their pictures) to index every frame, and decodes one frame for the
+    rotation; [`read`](#VideoReader.read) then seeks to each clip. Reading many clips of a long video this way costs
+    one index, not one per clip, and holds only the clip being decoded.
+
+    Args:
+        source: A path or a binary file object.
+
+    Raises:
+        VideoDecodeError: If the file is missing, empty, truncated or not a video.
+
+    Example:
+
+    ```python
+    >>> with VideoReader("video.mp4") as reader:  # doctest: +SKIP
+    ...     first = reader.read([0, 1, 2])
+    ...     last = reader.read([reader.metadata.total_num_frames - 1])
+    >>> reader.timestamps[:3]  # seconds from the first frame  # doctest: +SKIP
+    [0.0, 0.04, 0.08]
+    ```
+    """
+
+    def __init__(self, source: VideoSource) -> None:
+        import av
+
+        self.source = source
+        self._container = _open(source)
+        try:
+            self._stream = self._container.streams.video[0]
+            self._stream.thread_type = "AUTO"
+            self._index = _build_frame_index(self._container, self._stream)
+            _rewind(self._container)
+            frames = self._container.decode(self._stream)
+            first = next(frames, None)
+            if first is None:
+                raise VideoDecodeError(f"Cannot read video {_describe(source)!r}: no frame could be decoded.")
+            if self._index is not None:
+                num_frames = len(self._index.timestamps)
+            else:
+                num_frames = 1 + sum(1 for _ in frames)
+        except av.FFmpegError as error:
+            self.close()
+            raise _decode_error(source, error) from error
+        except BaseException:
+            self.close()
+            raise
+        timestamps = self._index.timestamps if self._index is not None else None
+        self.metadata = _metadata(self._stream, num_frames, timestamps, _rotation_of(first))
+
+    @property
+    def timestamps(self) -> list[float]:
+        """Presentation time of every frame in seconds from the first one (`index / fps` without timestamps)."""
+        if self._index is None or not self._stream.time_base:
+            fps = self.metadata.fps or 1.0
+            return [i / fps for i in range(self.metadata.total_num_frames)]
+        time_base, first = float(self._stream.time_base), self._index.timestamps[0]
+        return [(pts - first) * time_base for pts in self._index.timestamps]
+
+    def read(self, indices: Sequence[int] | np.ndarray | torch.Tensor | None = None) -> np.ndarray:
+        """The frames at `indices` (all when `None`) as a `(frames, height, width, 3)` uint8 RGB array, upright."""
+        import av
+
+        try:
+            if self._index is not None and self._index.timestamps:
+                decoded, num_frames = _decode_by_seeking(
+                    self._container, self._stream, self._index, indices, self.source
+                )
+            else:  # no timestamps to seek to: decode sequentially from the start
+                _rewind(self._container)
+                decoded, num_frames = _decode_sequentially(
+                    self._container, self._stream, indices, self.source
+                )
+        except av.FFmpegError as error:
+            raise _decode_error(self.source, error) from error
+        indices = _check_indices(indices, num_frames, self.source)
+        frames = stack_frames([decoded[i][0] for i in indices.tolist()])
+        rotation = self.metadata.rotation
+        if rotation:
+            frames = np.ascontiguousarray(np.rot90(frames, k=rotation // 90, axes=(1, 2)))
+        return frames
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 def probe_video(source: VideoSource) -> VideoMetadata:
     """Return the frame count, frame rate, duration, display size and rotation of a video.
 
@@ -194,24 +288,8 @@ def probe_video(source: VideoSource) -> VideoMetadata:
 
     ```
     """
-    import av
-
-    container = _open(source)
-    try:
-        stream = container.streams.video[0]
-        try:
-            index = _build_frame_index(container, stream)
-            _rewind(container)
-            frames = container.decode(stream)
-            first = next(frames, None)
-            if first is None:
-                raise VideoDecodeError(f"Cannot read video {_describe(source)!r}: no frame could be decoded.")
-            num_frames = len(index.timestamps) if index is not None else 1 + sum(1 for _ in frames)
-        except av.FFmpegError as error:
-            raise _decode_error(source, error) from error
-        return _metadata(stream, num_frames, index.timestamps if index else None, _rotation_of(first))
-    finally:
-        container.close()
+    with VideoReader(source) as reader:
+        return reader.metadata
 
 
 def read_video(
@@ -225,7 +303,8 @@ def read_video(
     Only what is needed is decoded: for each wanted frame the decoder seeks to the closest key frame before it
     (unless the frames already being decoded lead there), so a clip at the end of a long video costs about as much
     as one at its start. Indices may repeat and come in any order; the output follows `indices`. Variable frame
-    rates are handled (indices count frames, not time) and the stream's display rotation is applied.
+    rates are handled (indices count frames, not time) and the stream's display rotation is applied. To read
+    several clips of one video, open a [`VideoReader`] once instead.
 
     Args:
         source: A path or a binary file object.
@@ -245,30 +324,9 @@ def read_video(
 
     ```
     """
-    import av
-
-    container = _open(source)
-    try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        try:
-            index = _build_frame_index(container, stream)
-            if index is not None and index.timestamps:
-                decoded, num_frames = _decode_by_seeking(container, stream, index, indices, source)
-            else:  # no timestamps to seek to: decode sequentially from the start
-                _rewind(container)
-                decoded, num_frames = _decode_sequentially(container, stream, indices, source)
-        except av.FFmpegError as error:
-            raise _decode_error(source, error) from error
-        indices = _check_indices(indices, num_frames, source)
-        rotation = next(iter(decoded.values()))[1]
-        metadata = _metadata(stream, num_frames, index.timestamps if index else None, rotation)
-    finally:
-        container.close()
-    frames = stack_frames([decoded[i][0] for i in indices.tolist()])
-    if rotation:
-        frames = np.ascontiguousarray(np.rot90(frames, k=rotation // 90, axes=(1, 2)))
-    return (frames, metadata) if return_metadata else frames
+    with VideoReader(source) as reader:
+        frames = reader.read(indices)
+        return (frames, reader.metadata) if return_metadata else frames
 
 
 def _check_indices(indices: Any, num_frames: int, source: VideoSource) -> np.ndarray:
