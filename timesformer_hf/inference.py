@@ -1,0 +1,480 @@
+"""The inference engine: videos in, one averaged output per video (and per time window) out.
+
+Every command (`classify`, `features`, `evaluate`) and notebook runs videos through [`InferenceEngine`]. A
+`torch.utils.data.DataLoader` decodes, samples and preprocesses the views of the next videos in `num_workers`
+processes while the model runs; views of several videos share a forward pass (`batch_size` views each), and each
+video's outputs are averaged over its views as the original multi-view test does.
+
+Two ways to cover a video:
+- *clips* (the default): `num_clips` Kinetics-style temporal clips (by default enough to cover the video, at most
+  10; one for the whole-video samplers) times `num_crops` spatial crops, all averaged;
+- *windows*: with `window` and `stride` (seconds), one clip per time window over the whole video, each decoded on
+  its own by seeking, so memory does not grow with the video's length; results per window and averaged over them.
+
+Example:
+
+```python
+>>> from timesformer_hf.inference import InferenceEngine, load_model
+>>> model, processor = load_model("demo-output/model", device="auto", dtype="fp32")  # doctest: +SKIP
+>>> engine = InferenceEngine(model, processor, batch_size=8, num_workers=2)  # doctest: +SKIP
+>>> for result in engine.run(["a.mp4", "b.mp4"]):  # doctest: +SKIP
+...     print(result.video, engine.top_k(result.value, k=2))
+a.mp4 [{'label': 'right_1', 'score': 0.97}, {'label': 'left_2', 'score': 0.01}]
+```
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from .video import VideoDecodeError, VideoReader, sample_ssv2_indices, sample_uniform_indices
+
+__all__ = [
+    "DTYPES",
+    "InferenceEngine",
+    "TimeWindow",
+    "VideoOutput",
+    "WindowOutput",
+    "default_num_clips",
+    "load_model",
+    "plan_windows",
+    "resolve_device",
+    "resolve_dtype",
+]
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+MAX_AUTO_CLIPS = 10
+Output = Literal["probabilities", "cls", "mean"]
+VideoInput = str | os.PathLike | bytes | dict
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """`"auto"` is CUDA, then MPS, then the CPU; an explicit device must exist (`ValueError` saying so otherwise)."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"Unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps.") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"Device {device!r} asked for, but CUDA is not available here: use the cpu (or auto)."
+        )
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"Device {device!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist."
+        )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"Device {device!r} asked for, but MPS is not available here: use the cpu (or auto)."
+        )
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """`"fp32"`, `"bf16"` or `"fp16"` as a torch dtype; fp16 on the CPU is refused (use bf16 there)."""
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"Unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}.")
+        dtype = DTYPES[dtype]
+    if dtype == torch.float16 and device.type == "cpu":
+        raise ValueError(
+            "fp16 is not supported on the CPU (slow or missing kernels): use bf16 or fp32 there."
+        )
+    return dtype
+
+
+def load_model(
+    repo: str | os.PathLike,
+    *,
+    task: Literal["classify", "features"] = "classify",
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "fp32",
+    attn_implementation: str | None = None,
+    compile: bool = False,
+    revision: str | None = None,
+) -> tuple[torch.nn.Module, Any]:
+    """A model ready for inference and its video processor.
+
+    The model is the classifier (`task="classify"`) or the backbone (`"features"`), in eval mode with its temporal
+    projections fused (computed in fp32 before casting), on `device` in `dtype`, optionally `torch.compile`d.
+    """
+    from .modeling_timesformer import TimeSformerForVideoClassification, TimeSformerModel
+    from .video_processing_timesformer import TimeSformerVideoProcessor
+
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
+    model_class = TimeSformerForVideoClassification if task == "classify" else TimeSformerModel
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model = model_class.from_pretrained(repo, revision=revision, **extra)
+    model = model.eval().fuse_temporal_projections().to(device=device, dtype=dtype)
+    processor = TimeSformerVideoProcessor.from_pretrained(repo, revision=revision)
+    return (torch.compile(model) if compile else model), processor
+
+
+def default_num_clips(processor: Any, total_num_frames: int, fps: float) -> int:
+    """Enough Kinetics-style clips to cover the video (at most 10); 1 for the whole-video samplers."""
+    if processor.frame_sampling != "kinetics":
+        return 1
+    clip_span = (
+        processor.num_frames * processor.sampling_rate / processor.target_fps * (fps or processor.target_fps)
+    )
+    return max(1, min(MAX_AUTO_CLIPS, math.ceil(total_num_frames / clip_span)))
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """A span of a video in seconds from its first frame."""
+
+    start: float
+    end: float
+
+
+def plan_windows(duration: float, window: float, stride: float) -> list[TimeWindow]:
+    """Windows of `window` seconds every `stride` seconds from 0 until one reaches `duration`.
+
+    The last window ends at `duration`: cut short, or stretched by less than 1% of `stride` rather than leaving a
+    sliver (e.g. the last 4 ms of a 29.97 fps video) to a window of its own.
+
+    Example:
+
+    ```python
+    >>> [(w.start, w.end) for w in plan_windows(5.0, window=2.0, stride=2.0)]
+    [(0.0, 2.0), (2.0, 4.0), (4.0, 5.0)]
+
+    ```
+    """
+    if window <= 0 or stride <= 0:
+        raise ValueError(f"The window ({window} s) and the stride ({stride} s) must be positive.")
+    count = max(1, math.ceil((duration - window) / stride - 0.01) + 1)
+    windows = [TimeWindow(k * stride, min(k * stride + window, duration)) for k in range(count)]
+    windows[-1] = TimeWindow(windows[-1].start, duration)
+    return windows
+
+
+def window_indices(
+    timestamps: np.ndarray, window: TimeWindow, num_frames: int, frame_sampling: str
+) -> np.ndarray:
+    """`num_frames` frame indices inside `window`: segment middles for SSv2 models, evenly spaced otherwise."""
+    first = min(int(np.searchsorted(timestamps, window.start - 1e-6)), len(timestamps) - 1)
+    last = max(int(np.searchsorted(timestamps, window.end - 1e-6)) - 1, first)
+    count = last - first + 1
+    if frame_sampling == "ssv2":
+        return first + sample_ssv2_indices(count, num_frames)
+    return first + sample_uniform_indices(count, num_frames)
+
+
+@dataclass
+class WindowOutput:
+    """The output of one time window: averaged over its views (probabilities or features)."""
+
+    start: float
+    end: float
+    value: np.ndarray
+
+
+@dataclass
+class VideoOutput:
+    """The output of one video: `value` averaged over all its views (or windows); `error` set when it failed."""
+
+    index: int
+    video: str
+    value: np.ndarray | None = None
+    duration: float = 0.0
+    windows: list[WindowOutput] | None = None
+    error: str | None = None
+
+
+def video_name(video: VideoInput, index: int) -> str:
+    """How a video is called in outputs: its path, else its position."""
+    if isinstance(video, dict):
+        video = video.get("path") or f"#{index}"
+    return os.fspath(video) if isinstance(video, str | os.PathLike) else f"#{index}"
+
+
+def _open_source(video: VideoInput) -> Any:
+    if isinstance(video, dict):
+        video = video["bytes"] if video.get("bytes") is not None else video["path"]
+    return io.BytesIO(video) if isinstance(video, bytes) else video
+
+
+@dataclass
+class _Chunk:
+    """The views of one clip group (a whole video, or one window) of a video, as workers hand them over."""
+
+    index: int
+    video: str
+    start: float = 0.0
+    end: float = 0.0
+    pixel_values: torch.Tensor | None = None  # (views, frames, 3, height, width)
+    last: bool = True  # the video's last chunk
+    error: str | None = None
+    outputs: list[torch.Tensor] = field(default_factory=list)
+    sent: int = 0
+
+
+class _ViewDataset(IterableDataset):
+    """Decodes and preprocesses the views of `items` (`(index, video)` pairs), split across DataLoader workers."""
+
+    def __init__(self, engine: InferenceEngine, items: list[tuple[int, VideoInput]]) -> None:
+        self.engine = engine
+        self.items = items
+
+    def __iter__(self) -> Iterator[_Chunk]:
+        info = get_worker_info()
+        items = self.items if info is None else self.items[info.id :: info.num_workers]
+        for index, video in items:
+            name = video_name(video, index)
+            try:
+                with VideoReader(_open_source(video)) as reader:
+                    yield from self.engine._chunks(reader, index, name)
+            except (VideoDecodeError, IndexError) as error:
+                yield _Chunk(index, name, error=str(error))
+
+
+def _identity(chunk: _Chunk) -> _Chunk:
+    return chunk
+
+
+class InferenceEngine:
+    """Runs a model over many videos, batching views across videos while workers decode the next ones.
+
+    Args:
+        model: A `TimeSformerForVideoClassification` (`output="probabilities"`) or `TimeSformerModel` (`"cls"`: the
+            final CLS token, its `pooler_output`; `"mean"`: the mean of the final patch tokens), on its device and
+            in its dtype (see [`load_model`]).
+        processor: The model's `TimeSformerVideoProcessor` (sampling, resize, crop, normalisation).
+        output: What each view gives, averaged over the views of a window and over the windows of a video.
+        batch_size: Views per forward pass.
+        num_workers: DataLoader worker processes decoding and preprocessing (0: in this process).
+        num_clips: Temporal clips per video (default: enough to cover it, at most 10; Kinetics sampling only).
+        num_crops: Spatial crops per clip, 1 (centre) or 3 (along the long side).
+        window: Window length in seconds: score one clip per window instead of `num_clips` clips.
+        stride: Seconds between window starts (default: `window`).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        processor: Any,
+        *,
+        output: Output = "probabilities",
+        batch_size: int = 8,
+        num_workers: int = 0,
+        num_clips: int | None = None,
+        num_crops: int = 1,
+        window: float | None = None,
+        stride: float | None = None,
+    ) -> None:
+        if output not in ("probabilities", "cls", "mean"):
+            raise ValueError(f"`output` must be 'probabilities', 'cls' or 'mean', got {output!r}.")
+        if batch_size < 1 or num_workers < 0:
+            raise ValueError(
+                f"batch_size must be >= 1 and num_workers >= 0, got {batch_size} and {num_workers}."
+            )
+        if num_crops not in (1, 3):
+            raise ValueError(
+                f"num_crops must be 1 (centre crop) or 3 (along the long side), got {num_crops}."
+            )
+        if num_clips is not None and num_clips < 1:
+            raise ValueError(f"num_clips must be at least 1, got {num_clips}.")
+        if num_clips not in (None, 1) and processor.frame_sampling != "kinetics":
+            raise ValueError(
+                f"--num-clips {num_clips} needs Kinetics-style sampling, but this model samples "
+                f"'{processor.frame_sampling}' (one clip over the whole video): drop --num-clips or pass "
+                "--frame-sampling kinetics."
+            )
+        if window is not None and num_clips is not None:
+            raise ValueError("--num-clips and --window exclude each other: a window holds one clip.")
+        if stride is not None and window is None:
+            raise ValueError("--stride needs --window.")
+        if window is not None:
+            plan_windows(1.0, window, stride or window)  # checks both are positive
+        self.model = model
+        self.processor = processor
+        self.output = output
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.num_clips = num_clips
+        self.num_crops = num_crops
+        self.window = window
+        self.stride = stride or window
+        parameter = next(model.parameters())
+        self.device, self.dtype = parameter.device, parameter.dtype
+        self.num_forwards = 0
+
+    # -- producer side (DataLoader workers) --------------------------------------------------------------------------
+
+    def _views(self, frames: np.ndarray) -> torch.Tensor:
+        return self.processor(
+            frames,
+            do_sample_frames=False,
+            num_temporal_clips=1,
+            num_spatial_crops=self.num_crops,
+            return_tensors="pt",
+        )["pixel_values"]
+
+    def _chunks(self, reader: VideoReader, index: int, name: str) -> Iterator[_Chunk]:
+        metadata = reader.metadata
+        if self.window is None:
+            total, fps = metadata.total_num_frames, metadata.fps
+            num_clips = self.num_clips or default_num_clips(self.processor, total, fps)
+            views = [
+                self._views(
+                    reader.read(
+                        self.processor.sample_indices(total, fps or None, clip_index=k, num_clips=num_clips)
+                    )
+                )
+                for k in range(num_clips)
+            ]
+            yield _Chunk(index, name, 0.0, metadata.duration, torch.cat(views))
+            return
+        timestamps = np.asarray(reader.timestamps)
+        windows = plan_windows(metadata.duration, self.window, self.stride)
+        for k, window in enumerate(windows):
+            indices = window_indices(
+                timestamps, window, self.processor.num_frames, self.processor.frame_sampling
+            )
+            yield _Chunk(
+                index,
+                name,
+                window.start,
+                window.end,
+                self._views(reader.read(indices)),
+                k == len(windows) - 1,
+            )
+
+    # -- consumer side (this process) --------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """One forward pass over `(views, frames, 3, height, width)`: `(views, dim)` float32 outputs on the CPU."""
+        pixel_values = pixel_values.to(self.device, self.dtype, non_blocking=True)
+        outputs = self.model(pixel_values=pixel_values)
+        self.num_forwards += 1
+        if self.output == "probabilities":
+            values = outputs.logits.float().softmax(-1)
+        elif self.output == "cls":
+            values = outputs.pooler_output
+        else:
+            values = outputs.last_hidden_state[:, 1:].mean(1)
+        return values.float().cpu()
+
+    def _batch(self, queue: list[_Chunk], size: int) -> list[_Chunk]:
+        """Run the first `size` queued views; return the chunks whose views are all done."""
+        parts, taken = [], []
+        for chunk in queue:
+            count = min(len(chunk.pixel_values) - chunk.sent, size - sum(len(part) for part in parts))
+            if count <= 0:
+                break
+            parts.append(chunk.pixel_values[chunk.sent : chunk.sent + count])
+            taken.append((chunk, count))
+            chunk.sent += count
+        pixel_values = torch.cat(parts)
+        if self.device.type == "cuda":
+            pixel_values = pixel_values.pin_memory()
+        values = self.forward(pixel_values).split([count for _, count in taken])
+        for (chunk, _), value in zip(taken, values, strict=True):
+            chunk.outputs.append(value)
+        done = [chunk for chunk in queue if chunk.sent == len(chunk.pixel_values)]
+        del queue[: len(done)]
+        return done
+
+    def run(
+        self,
+        videos: Sequence[VideoInput] | Any,
+        *,
+        indices: Iterable[int] | None = None,
+        progress: bool = False,
+    ) -> Iterator[VideoOutput]:
+        """Yield a [`VideoOutput`] per video, as videos complete (roughly in input order; `index` says which).
+
+        Args:
+            videos: Paths, bytes, `{"path", "bytes"}` dicts, or a `datasets.Dataset` with a `video` column.
+            indices: Only these positions of `videos` (e.g. one process's share, or those not done yet).
+            progress: Show a progress bar.
+        """
+        videos = _video_list(videos)
+        positions = range(len(videos)) if indices is None else list(indices)
+        items = [(i, videos[i]) for i in positions]
+        loader = DataLoader(
+            _ViewDataset(self, items),
+            batch_size=None,
+            num_workers=self.num_workers,
+            collate_fn=_identity,
+            in_order=False,
+        )
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(items), unit="video", disable=not progress, desc="Videos")
+        windows: dict[int, list[WindowOutput]] = {}
+        queue: list[_Chunk] = []
+        queued = 0
+        for chunk in loader:
+            if chunk.error is not None:
+                windows.pop(chunk.index, None)
+                queue = [queued_chunk for queued_chunk in queue if queued_chunk.index != chunk.index]
+                queued = sum(len(c.pixel_values) - c.sent for c in queue)
+                bar.update()
+                yield VideoOutput(chunk.index, chunk.video, error=chunk.error)
+                continue
+            queue.append(chunk)
+            queued += len(chunk.pixel_values)
+            while queued >= self.batch_size:
+                queued -= self.batch_size
+                yield from self._finish(self._batch(queue, self.batch_size), windows, bar)
+        while queue:
+            yield from self._finish(self._batch(queue, self.batch_size), windows, bar)
+        bar.close()
+
+    def _finish(
+        self, chunks: list[_Chunk], windows: dict[int, list[WindowOutput]], bar: Any
+    ) -> Iterator[VideoOutput]:
+        for chunk in chunks:
+            value = torch.cat(chunk.outputs).mean(0).numpy()
+            windows.setdefault(chunk.index, []).append(WindowOutput(chunk.start, chunk.end, value))
+            if chunk.last:
+                parts = windows.pop(chunk.index)
+                bar.update()
+                yield VideoOutput(
+                    chunk.index,
+                    chunk.video,
+                    value=np.mean([part.value for part in parts], axis=0),
+                    duration=parts[-1].end,
+                    windows=parts if self.window is not None else None,
+                )
+
+    def top_k(self, probabilities: np.ndarray, k: int = 5) -> list[dict[str, Any]]:
+        """`[{"label", "score"}, ...]` for the `k` most probable classes, best first."""
+        order = np.argsort(-probabilities, kind="stable")[:k]
+        id2label = self.model.config.id2label
+        return [{"label": id2label[int(i)], "score": float(probabilities[i])} for i in order]
+
+
+def _video_list(videos: Sequence[VideoInput] | Any) -> Sequence[VideoInput]:
+    """The video column of a `datasets.Dataset` (as undecoded paths/bytes), or the sequence as it is."""
+    if not hasattr(videos, "column_names"):
+        return videos
+    if "video" not in videos.column_names:
+        raise ValueError(f"The data set has no 'video' column (it has {videos.column_names}).")
+    feature = videos.features["video"]
+    if type(feature).__name__ == "Video":
+        from datasets import Video
+
+        videos = videos.cast_column("video", Video(decode=False))
+    return videos["video"]
