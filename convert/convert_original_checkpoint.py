@@ -12,7 +12,7 @@ Every `.pyth` file of a folder (into `--output-dir/<file name>`, with a summary 
 
 import sys
 
-from timesformer_hf.cli import convert_main
+from timesformer_hf.commands.convert import main as convert_main
 
 if __name__ == "__main__":
     sys.exit(convert_main())

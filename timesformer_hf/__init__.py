@@ -7,46 +7,36 @@ Importing the package registers its config, models and processors with the `tran
 >>> from transformers import AutoModelForVideoClassification
 >>> model = AutoModelForVideoClassification.from_pretrained("path/to/converted-repo")
 ```
+
+The public names load lazily. Only the `timesformer-hf` console script, which must answer `--help` at once, skips
+the registration at import: its commands register when they load a model.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
+from __future__ import annotations
 
-# Some top-level processor Auto classes are placeholders when torchvision is missing; these are the real ones.
-from transformers.models.auto.image_processing_auto import AutoImageProcessor
-from transformers.models.auto.video_processing_auto import AutoVideoProcessor
-
-from .configuration_timesformer import TimeSformerConfig
-from .image_processing_timesformer import TimeSformerImageProcessor, average_view_scores
-from .modeling_timesformer import (
-    TimeSformerForVideoClassification,
-    TimeSformerModel,
-    TimeSformerModelOutput,
-    TimeSformerPreTrainedModel,
-    TimeSformerVideoClassifierOutput,
-)
-from .video import VideoDecodeError, VideoMetadata, probe_video, read_video
-from .video_processing_timesformer import TimeSformerVideoProcessor
+import importlib
+import os
+import sys
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-AutoConfig.register(TimeSformerConfig.model_type, TimeSformerConfig, exist_ok=True)
-AutoModel.register(TimeSformerConfig, TimeSformerModel, exist_ok=True)
-AutoModelForVideoClassification.register(TimeSformerConfig, TimeSformerForVideoClassification, exist_ok=True)
-# one torch implementation serves whichever backend `AutoImageProcessor` asks for
-AutoImageProcessor.register(
-    TimeSformerConfig,
-    image_processor_classes={"torchvision": TimeSformerImageProcessor, "pil": TimeSformerImageProcessor},
-    exist_ok=True,
-)
-AutoVideoProcessor.register(TimeSformerConfig, TimeSformerVideoProcessor, exist_ok=True)
-
-# Saved repos carry `auto_map` and these modules, so they load with `trust_remote_code=True` anywhere.
-TimeSformerConfig.register_for_auto_class()
-TimeSformerModel.register_for_auto_class("AutoModel")
-TimeSformerForVideoClassification.register_for_auto_class("AutoModelForVideoClassification")
-TimeSformerImageProcessor.register_for_auto_class("AutoImageProcessor")
-TimeSformerVideoProcessor.register_for_auto_class("AutoVideoProcessor")
-
+_EXPORTS = {
+    "TimeSformerConfig": "configuration_timesformer",
+    "TimeSformerForVideoClassification": "modeling_timesformer",
+    "TimeSformerImageProcessor": "image_processing_timesformer",
+    "TimeSformerModel": "modeling_timesformer",
+    "TimeSformerModelOutput": "modeling_timesformer",
+    "TimeSformerPreTrainedModel": "modeling_timesformer",
+    "TimeSformerVideoClassifierOutput": "modeling_timesformer",
+    "TimeSformerVideoProcessor": "video_processing_timesformer",
+    "VideoDecodeError": "video",
+    "VideoMetadata": "video",
+    "VideoReader": "video",
+    "average_view_scores": "image_processing_timesformer",
+    "probe_video": "video",
+    "read_video": "video",
+}
 __all__ = [
     "TimeSformerConfig",
     "TimeSformerForVideoClassification",
@@ -58,7 +48,39 @@ __all__ = [
     "TimeSformerVideoProcessor",
     "VideoDecodeError",
     "VideoMetadata",
+    "VideoReader",
     "average_view_scores",
     "probe_video",
     "read_video",
 ]
+
+if TYPE_CHECKING:
+    from .configuration_timesformer import TimeSformerConfig
+    from .image_processing_timesformer import TimeSformerImageProcessor, average_view_scores
+    from .modeling_timesformer import (
+        TimeSformerForVideoClassification,
+        TimeSformerModel,
+        TimeSformerModelOutput,
+        TimeSformerPreTrainedModel,
+        TimeSformerVideoClassifierOutput,
+    )
+    from .video import VideoDecodeError, VideoMetadata, VideoReader, probe_video, read_video
+    from .video_processing_timesformer import TimeSformerVideoProcessor
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if not os.path.basename(sys.argv[0]).startswith("timesformer-hf"):
+    from .registration import register_auto_classes
+
+    register_auto_classes()

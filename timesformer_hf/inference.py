@@ -49,6 +49,7 @@ __all__ = [
     "plan_windows",
     "resolve_device",
     "resolve_dtype",
+    "top_predictions",
 ]
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -460,10 +461,14 @@ class InferenceEngine:
                 )
 
     def top_k(self, probabilities: np.ndarray, k: int = 5) -> list[dict[str, Any]]:
-        """`[{"label", "score"}, ...]` for the `k` most probable classes, best first."""
-        order = np.argsort(-probabilities, kind="stable")[:k]
-        id2label = self.model.config.id2label
-        return [{"label": id2label[int(i)], "score": float(probabilities[i])} for i in order]
+        """[`top_predictions`] with this model's labels."""
+        return top_predictions(probabilities, self.model.config.id2label, k)
+
+
+def top_predictions(probabilities: np.ndarray, id2label: dict[int, str], k: int = 5) -> list[dict[str, Any]]:
+    """`[{"label", "score"}, ...]` for the `k` most probable classes, best first."""
+    order = np.argsort(-probabilities, kind="stable")[:k]
+    return [{"label": id2label[int(i)], "score": float(probabilities[i])} for i in order]
 
 
 def _video_list(videos: Sequence[VideoInput] | Any) -> Sequence[VideoInput]:

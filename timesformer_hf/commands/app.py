@@ -1,0 +1,51 @@
+"""The `timesformer-hf` command: a thin dispatcher over one module per command.
+
+```bash
+timesformer-hf classify REPO video.mp4 --top-k 5
+timesformer-hf classify REPO long.mp4 --window 2 --stride 2 --json
+timesformer-hf features REPO videos/ --output features.parquet --device cuda --dtype bf16 --num-workers 8
+timesformer-hf evaluate REPO data/val --num-clips 3 --num-crops 3 --predictions predictions.csv
+timesformer-hf train --train-dir data/train --validation-dir data/val --output-dir runs/mine
+timesformer-hf convert --checkpoint TimeSformer_divST_8x32_224_K400.pyth --output-dir timesformer-base-k400
+accelerate launch --num_processes 8 -m timesformer_hf.cli features REPO videos/ --output features.parquet
+```
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from . import classify, convert, evaluate, features, train
+from .errors import report_errors
+from .options import ArgumentParser
+
+COMMANDS = (classify, features, evaluate, train, convert)
+
+
+def build_parser() -> ArgumentParser:
+    from .. import __version__
+
+    parser = ArgumentParser(
+        prog="timesformer-hf", description="TimeSformer video models for the Hugging Face ecosystem."
+    )
+    parser.add_argument("--version", action="version", version=f"timesformer-hf {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `timesformer-hf` console script (also `python -m timesformer_hf.cli`); returns the exit
+    status. A known error prints one line (`TIMESFORMER_HF_DEBUG=1` shows the traceback)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv[:1] == ["train"]:  # Trainer's own parser reads the rest, both spellings
+        args = parser.parse_args(["train"])
+        args.argv = argv[1:]
+    else:
+        args = parser.parse_args(argv)
+    if args.command == "convert":
+        convert.check(args, parser)
+    return report_errors(args.run, args)

@@ -1,0 +1,100 @@
+"""`timesformer-hf classify MODEL VIDEOS...`: top-k labels per video (and per time window with `--window`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import CLIError
+from .options import add_inference_options, add_model_options, add_video_arguments
+
+HELP = "Classify videos: the top-k labels of each (softmax scores averaged over its views or windows)."
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("classify", help=HELP, description=HELP)
+    add_model_options(parser)
+    add_video_arguments(parser)
+    parser.add_argument("--top-k", type=int, default=5, help="Labels per video and window (5).")
+    parser.add_argument("--json", action="store_true", help="Print JSON lines (one object per video).")
+    parser.add_argument(
+        "--output",
+        help="Also write the results (resumably) as .jsonl, .csv or .parquet; needed with several processes.",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="Replace an existing --output and start over."
+    )
+    add_inference_options(parser)
+    parser.set_defaults(run=run)
+
+
+def _print(record: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(record), flush=True)
+        return
+    print(record["video"])
+    for prediction in record["predictions"]:
+        print(f"  {prediction['score']:7.2%}  {prediction['label']}")
+    for window in record.get("windows", []):
+        best = window["predictions"][0]
+        print(f"    {window['start']:8.2f}-{window['end']:8.2f} s  {best['score']:7.2%}  {best['label']}")
+    sys.stdout.flush()
+
+
+def run(args: argparse.Namespace) -> None:
+    from ..inference import top_predictions
+    from ..results import PREDICTION_SUFFIXES, prediction_records, write_predictions
+    from .jobs import Processes, load_engine, print_failures, run_stored, settings, video_paths
+
+    if args.top_k < 1:
+        raise CLIError(f"--top-k must be at least 1, got {args.top_k}.")
+    paths = video_paths(args.videos)
+    if args.output is None:
+        processes = Processes()
+        if processes.count > 1:
+            raise CLIError(
+                "With several processes, give --output: each writes its part and the main one merges them."
+            )
+        engine = load_engine(args, processes, task="classify", output="probabilities")
+        results = []
+        for result in engine.run(paths):
+            results.append(result)
+            if result.error is None:
+                _print(
+                    prediction_records([result], lambda value: engine.top_k(value, args.top_k))[0], args.json
+                )
+        print_failures(results)
+        return
+    output = Path(args.output)
+    if output.suffix not in PREDICTION_SUFFIXES:
+        raise CLIError(f"--output must end in {', '.join(PREDICTION_SUFFIXES)}, got {output}.")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    from transformers import AutoConfig
+
+    from .. import registration
+
+    registration.register_auto_classes()
+    id2label = AutoConfig.from_pretrained(args.model, revision=args.revision).id2label
+
+    def top_k(value: Any) -> list[dict[str, Any]]:
+        return top_predictions(value, id2label, args.top_k)
+
+    def write(path: Path, results: list) -> None:
+        write_predictions(path, prediction_records(results, top_k), output.suffix)
+
+    results = run_stored(
+        args,
+        output,
+        paths,
+        paths,
+        task="classify",
+        engine_output="probabilities",
+        write=write,
+        job_settings=settings(args),
+    )
+    for result in results or []:
+        if result.error is None:
+            _print(prediction_records([result], top_k)[0], args.json)

@@ -1,0 +1,55 @@
+"""`timesformer-hf features MODEL VIDEOS... --output FILE`: one feature per video (or per window), resumable."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .errors import CLIError
+from .options import add_inference_options, add_model_options, add_video_arguments
+
+HELP = "Extract video features (final CLS token or mean patch token), resumably, into Parquet, .npy or .safetensors."
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("features", help=HELP, description=HELP)
+    add_model_options(parser)
+    add_video_arguments(parser)
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="features.parquet (video, start, end, feature), .npy (+ .json) or .safetensors.",
+    )
+    parser.add_argument(
+        "--pool", choices=("cls", "mean"), default="cls", help="Final CLS token or mean patch token."
+    )
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing output and start over.")
+    add_inference_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from ..files import write_atomically
+    from ..results import FEATURE_SUFFIXES, feature_index, write_features
+    from .jobs import run_stored, settings, video_paths
+
+    output = Path(args.output)
+    if output.suffix not in FEATURE_SUFFIXES:
+        raise CLIError(f"--output must end in {', '.join(FEATURE_SUFFIXES)}, got {output}.")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    paths = video_paths(args.videos)
+
+    def write(path: Path, results: list) -> None:
+        write_features(path, results, output.suffix)
+        if output.suffix == ".npy":
+            index = json.dumps(feature_index(results), indent=1)
+            write_atomically(output.with_suffix(".json"), lambda json_path: json_path.write_text(index))
+
+    job = settings(args, pool=args.pool)
+    results = run_stored(
+        args, output, paths, paths, task="features", engine_output=args.pool, write=write, job_settings=job
+    )
+    if results is not None:
+        done = sum(result.error is None for result in results)
+        print(f"Wrote the features of {done} of {len(paths)} videos to {output}")

@@ -1,0 +1,150 @@
+"""What `classify`, `features` and `evaluate` share: the video list, the processes, the engine, the result store."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import CLIError
+
+
+def video_paths(sources: Sequence[str]) -> list[str]:
+    """Files as given, folders searched recursively for videos (sorted)."""
+    from ..data import VIDEO_EXTENSIONS
+
+    paths = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            found = sorted(
+                p for p in source.rglob("*") if p.is_file() and p.name.lower().endswith(VIDEO_EXTENSIONS)
+            )
+            paths += map(str, found)
+        else:
+            paths.append(str(source))
+    if not paths:
+        raise CLIError(f"No videos ({', '.join(VIDEO_EXTENSIONS)}) found in {', '.join(sources)}.")
+    return paths
+
+
+class Processes:
+    """This process's rank among those `accelerate launch` / `torchrun` started (one process otherwise)."""
+
+    def __init__(self) -> None:
+        self.state = None
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            import torch
+            from accelerate import PartialState
+
+            if not torch.cuda.is_available():
+                os.environ.setdefault("ACCELERATE_USE_CPU", "true")  # processes on CPUs: gloo
+            self.state = PartialState()
+        self.rank = self.state.process_index if self.state else 0
+        self.count = self.state.num_processes if self.state else 1
+        self.is_main = self.rank == 0
+
+    def device(self, requested: str) -> Any:
+        """Under several processes, `auto` is each process's own device."""
+        return self.state.device if self.state is not None and requested == "auto" else requested
+
+    def wait(self) -> None:
+        if self.state is not None:
+            self.state.wait_for_everyone()
+
+    def share(self, count: int) -> range:
+        return range(self.rank, count, self.count)
+
+
+def load_engine(args: argparse.Namespace, processes: Processes, *, task: str, output: str) -> Any:
+    """The model of `args.model` on this process's device, in an engine set up from the command's options."""
+    from .. import registration
+    from ..inference import InferenceEngine, load_model
+
+    registration.register_auto_classes()
+    model, processor = load_model(
+        args.model,
+        task=task,
+        device=processes.device(args.device),
+        dtype=args.dtype,
+        attn_implementation=args.attn_implementation,
+        compile=args.compile,
+        revision=args.revision,
+    )
+    if args.frame_sampling:
+        processor.frame_sampling = args.frame_sampling
+    return InferenceEngine(
+        model,
+        processor,
+        output=output,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        num_clips=args.num_clips,
+        num_crops=args.num_crops,
+        window=getattr(args, "window", None),
+        stride=getattr(args, "stride", None),
+    )
+
+
+def settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
+    """What determines a job's results: a resumed job must have the same."""
+    names = ("model", "revision", "dtype", "num_clips", "num_crops", "frame_sampling", "window", "stride")
+    return {**{name: getattr(args, name, None) for name in names}, **extra}
+
+
+def run_stored(
+    args: argparse.Namespace,
+    output: Path,
+    videos: Sequence[Any],
+    names: Sequence[str],
+    *,
+    task: str,
+    engine_output: str,
+    write: Callable[[Path, list], object],
+    job_settings: dict[str, Any],
+) -> list | None:
+    """Run the videos not done yet into `output`'s parts, then (main process) merge them with `write`.
+
+    Returns all results (failed ones included) on the main process, `None` elsewhere or when `output` was already
+    complete (nothing run).
+    """
+    from ..results import ResultStore
+
+    processes = Processes()
+    store = ResultStore(output, job_settings, rank=processes.rank, overwrite=args.overwrite)
+    if store.is_complete(names):
+        if processes.is_main:
+            print(
+                f"{output} is already complete for these videos and settings: nothing to do (--overwrite redoes it)."
+            )
+        return None
+    store.check()
+    processes.wait()
+    if processes.is_main:
+        store.prepare()
+    processes.wait()
+    engine = load_engine(args, processes, task=task, output=engine_output)
+    for result in engine.run(
+        videos, indices=store.pending(processes.share(len(videos))), progress=processes.is_main
+    ):
+        store.add(result)
+    store.close()
+    processes.wait()
+    if not processes.is_main:
+        return None
+    results = store.finish(names, write)
+    print_failures(results, store.report)
+    return results
+
+
+def print_failures(results: Sequence[Any], report: Path | None = None) -> None:
+    import sys
+
+    failed = [result for result in results if result.error is not None]
+    if not failed:
+        return
+    where = f" (also in {report})" if report else ""
+    print(f"Skipped {len(failed)} of {len(results)} videos that could not be read{where}:", file=sys.stderr)
+    for result in failed:
+        print(f"  {result.video}: {result.error}", file=sys.stderr)

@@ -1,0 +1,91 @@
+"""Options shared by the commands, and the one spelling rule: dashes (`--batch-size`), underscores accepted."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Sequence
+
+__all__ = [
+    "ArgumentParser",
+    "SPELLING_NOTE",
+    "add_inference_options",
+    "add_model_options",
+    "add_video_arguments",
+    "dashed",
+]
+
+SPELLING_NOTE = "Options are spelled with dashes (--batch-size); underscores (--batch_size) are accepted too."
+_UNDERSCORED = re.compile(r"^(--[a-z0-9]+(?:_[a-z0-9]+)+)(=.*)?$")
+
+
+def dashed(argv: Sequence[str]) -> list[str]:
+    """`--batch_size 4` -> `--batch-size 4` (option names only, never values; `--` ends the options)."""
+    result, options_ended = [], False
+    for token in argv:
+        match = None if options_ended else _UNDERSCORED.match(token)
+        options_ended |= token == "--"
+        result.append(match[1].replace("_", "-") + (match[2] or "") if match else token)
+    return result
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """`argparse.ArgumentParser` that reads `--some_option` as `--some-option` and says so in `--help`."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("epilog", SPELLING_NOTE)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 (argparse's signature)
+        import sys
+
+        return super().parse_known_args(dashed(sys.argv[1:] if args is None else args), namespace)
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="Repo folder or Hub id of a TimeSformer model.")
+    parser.add_argument("--revision", help="Branch, tag or commit of a Hub repo.")
+
+
+def add_inference_options(parser: argparse.ArgumentParser, *, windows: bool = True) -> None:
+    """Device, dtype, batching and the views of each video."""
+    group = parser.add_argument_group("where and how the model runs")
+    group.add_argument(
+        "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."
+    )
+    group.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="fp16 needs a GPU.")
+    group.add_argument(
+        "--attn-implementation",
+        choices=("sdpa", "eager", "flash_attention_2", "flex_attention"),
+        help="Attention kernel (default: sdpa).",
+    )
+    group.add_argument("--batch-size", type=int, default=8, help="Views per forward pass, across videos (8).")
+    group.add_argument(
+        "--num-workers",
+        type=int,
+        default=2,
+        help="Processes decoding and preprocessing ahead of the model (2).",
+    )
+    group.add_argument("--compile", action="store_true", help="torch.compile the model.")
+    views = parser.add_argument_group("views of each video")
+    views.add_argument(
+        "--num-clips", type=int, help="Temporal clips per video (default: enough to cover it, at most 10)."
+    )
+    views.add_argument("--num-crops", type=int, default=1, choices=(1, 3), help="Spatial crops per clip (1).")
+    views.add_argument(
+        "--frame-sampling", choices=("kinetics", "ssv2", "uniform"), help="Override the processor's sampling."
+    )
+    if windows:
+        views.add_argument(
+            "--window",
+            type=float,
+            metavar="SECONDS",
+            help="Score one clip per time window over the whole video.",
+        )
+        views.add_argument(
+            "--stride", type=float, metavar="SECONDS", help="Seconds between windows (default: --window)."
+        )
+
+
+def add_video_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("videos", nargs="+", help="Video files or folders (searched recursively).")

@@ -1,0 +1,48 @@
+"""`timesformer-hf train`: fine-tune with `transformers.Trainer` (its own `HfArgumentParser` options)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+HELP = "Fine-tune with Trainer on a video folder or list (`timesformer-hf train --help` for the options)."
+EXAMPLE = (
+    "timesformer-hf train --model-name-or-path REPO --train-dir data/train --validation-dir data/val "
+    "--output-dir runs/mine --num-train-epochs 5"
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help=HELP, add_help=False)
+    parser.add_argument("argv", nargs=argparse.REMAINDER)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from transformers import HfArgumentParser, TrainingArguments
+
+    from .. import registration
+    from ..training import DataTrainingArguments, ModelArguments, run_training
+    from .errors import CLIError
+
+    registration.register_auto_classes()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch
+
+        if not torch.cuda.is_available():
+            # several processes without GPUs (`accelerate launch --multi_gpu` or `torchrun` on CPUs): DDP over gloo
+            os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+    if not args.argv:
+        raise CLIError(
+            f"train needs at least --train-dir (or --train-file) and --output-dir, e.g.: {EXAMPLE}"
+        )
+    parser = HfArgumentParser(
+        (ModelArguments, DataTrainingArguments, TrainingArguments),
+        prog="timesformer-hf train",
+        description=f"Fine-tune TimeSformer on a video folder or list with transformers.Trainer. Example: {EXAMPLE}",
+    )
+    if len(args.argv) == 1 and args.argv[0].endswith(".json"):
+        model_args, data_args, training_args = parser.parse_json_file(json_file=args.argv[0])
+    else:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=list(args.argv))
+    run_training(model_args, data_args, training_args)
