@@ -1,14 +1,17 @@
-"""The `timesformer-hf` command: train, classify and features on a tiny model."""
+"""The `timesformer-hf` command layer: dispatch, spelling, errors, train; the inference commands are in
+test_inference.py."""
 
 import json
+import subprocess
+import sys
 
-import numpy as np
 import pytest
 from conftest import TINY
-from safetensors.numpy import load_file
 
-from timesformer_hf.cli import default_num_clips, main
-from timesformer_hf.synthetic import motion_video, write_motion_dataset, write_video
+from timesformer_hf.commands.app import main
+from timesformer_hf.commands.options import dashed
+from timesformer_hf.inference import default_num_clips
+from timesformer_hf.synthetic import write_motion_dataset
 from timesformer_hf.video_processing_timesformer import TimeSformerVideoProcessor
 
 
@@ -17,12 +20,13 @@ def trained_repo(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     write_motion_dataset(root / "data", num_train_per_class=1, num_eval_per_class=1, num_frames=4, size=32)
     overrides = ",".join(f"{name}={value}" for name, value in TINY.items() if name != "num_labels")
-    main([
-        "train", "--train_dir", str(root / "data" / "train"), "--validation_dir", str(root / "data" / "validation"),
-        "--config_overrides", overrides, "--frame_sampling", "uniform", "--horizontal_flip", "False",
-        "--output_dir", str(root / "run"), "--max_steps", "1", "--per_device_train_batch_size", "2",
-        "--report_to", "none", "--disable_tqdm", "True", "--dataloader_pin_memory", "False",
+    status = main([
+        "train", "--train-dir", str(root / "data" / "train"), "--validation_dir", str(root / "data" / "validation"),
+        "--config-overrides", overrides, "--frame-sampling", "uniform", "--horizontal-flip", "False",
+        "--output-dir", str(root / "run"), "--max-steps", "1", "--per-device-train-batch-size", "2",
+        "--report-to", "none", "--disable-tqdm", "True", "--dataloader-pin-memory", "False",
     ])  # fmt: skip
+    assert status == 0
     return root
 
 
@@ -30,38 +34,47 @@ def test_train_writes_a_hub_ready_repo(trained_repo):
     repo = trained_repo / "run" / "model"
     names = {path.name for path in repo.iterdir()}
     assert {"config.json", "model.safetensors", "video_preprocessor_config.json", "README.md"} <= names
-    card = (repo / "README.md").read_text()
-    assert "top1_accuracy" in card and "Top-5 accuracy" in card
     assert json.loads((repo / "config.json").read_text())["id2label"]["3"] == "right_2"
     assert TimeSformerVideoProcessor.from_pretrained(repo).frame_sampling == "uniform"
 
 
-def test_classify_prints_top_k_for_long_videos(trained_repo, tmp_path, capsys):
-    long_video = tmp_path / "long.mp4"
-    write_video(long_video, np.concatenate([motion_video("right_1", num_frames=4, rng=i) for i in range(10)]))
-    main(["classify", str(trained_repo / "run" / "model"), str(long_video), "--top_k", "2", "--json", "--num_clips", "3",
-          "--frame_sampling", "kinetics"])  # fmt: skip
-    result = json.loads(capsys.readouterr().out)[str(long_video)]
-    assert len(result) == 2 and result[0]["score"] >= result[1]["score"]
-    assert sum(item["score"] for item in result) <= 1 + 1e-6
+def test_train_without_arguments_says_what_is_needed(capsys):
+    assert main(["train"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--train-dir" in error and "timesformer-hf train" in error
 
 
-def test_features_to_safetensors_and_npy(trained_repo, tmp_path, capsys):
-    videos = trained_repo / "data" / "validation"
-    main(
-        [
-            "features",
-            str(trained_repo / "run" / "model"),
-            str(videos),
-            "--output",
-            str(tmp_path / "f.safetensors"),
-        ]
+def test_dashed_spelling():
+    assert dashed(["--batch_size", "4", "--top_k=2", "--json", "-x", "my_file.mp4", "--", "--not_an_option"]) == [
+        "--batch-size", "4", "--top-k=2", "--json", "-x", "my_file.mp4", "--", "--not_an_option",
+    ]  # fmt: skip
+
+
+def test_version_and_usage_errors(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("timesformer-hf 0.1.0")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["classify"])
+    assert exit_info.value.code == 2 and "required" in capsys.readouterr().err
+
+
+def test_known_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "timesformer_hf.cli",
+        "classify",
+        str(tmp_path / "no-repo"),
+        str(tmp_path),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.startswith("timesformer-hf: error: No videos") and result.stderr.count("\n") == 1
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env={"TIMESFORMER_HF_DEBUG": "1", "PATH": ""}
     )
-    features = load_file(tmp_path / "f.safetensors")["features"]
-    assert features.shape == (4, TINY["hidden_size"]) and np.isfinite(features).all()
-    main(["features", str(trained_repo / "run" / "model"), str(videos), "--output", str(tmp_path / "f.npy")])
-    np.testing.assert_allclose(np.load(tmp_path / "f.npy"), features, atol=1e-6)
-    assert len(json.loads((tmp_path / "f.json").read_text())) == 4
+    assert result.returncode == 1 and "Traceback" in result.stderr
 
 
 def test_default_clips_cover_long_videos():
@@ -71,20 +84,3 @@ def test_default_clips_cover_long_videos():
     assert default_num_clips(processor, 10_000, fps=30) == 10
     processor.frame_sampling = "uniform"
     assert default_num_clips(processor, 10_000, fps=30) == 1
-
-
-def test_features_output_is_checked_and_written_atomically(trained_repo, tmp_path, capsys):
-    repo, videos = str(trained_repo / "run" / "model"), str(trained_repo / "data" / "validation")
-    with pytest.raises(SystemExit, match=r"\.npy or \.safetensors"):
-        main(["features", repo, videos, "--output", str(tmp_path / "features.pt")])
-    output = tmp_path / "features.npy"
-    output.write_bytes(b"earlier results")
-    with pytest.raises(SystemExit, match="--overwrite"):
-        main(["features", repo, videos, "--output", str(output)])
-    assert output.read_bytes() == b"earlier results"
-    main(["features", repo, videos, "--output", str(output), "--overwrite"])
-    assert np.load(output).shape == (4, TINY["hidden_size"])
-    assert sorted(path.name for path in tmp_path.iterdir()) == [
-        "features.json",
-        "features.npy",
-    ]  # no temp files

@@ -22,7 +22,7 @@ from transformers import AutoModelForVideoClassification
 
 import timesformer_hf
 from timesformer_hf import conversion
-from timesformer_hf.cli import convert_main
+from timesformer_hf.commands.convert import main as convert_main
 from timesformer_hf.conversion import (
     CheckpointError,
     UnsafeCheckpointError,

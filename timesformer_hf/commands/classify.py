@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CLIError
-from .options import add_inference_options, add_model_options, add_video_arguments
+from .options import add_inference_options, add_model_options, add_output_options, add_video_arguments
 
 HELP = "Classify videos: the top-k labels of each (softmax scores averaged over its views or windows)."
 
@@ -24,9 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output",
         help="Also write the results (resumably) as .jsonl, .csv or .parquet; needed with several processes.",
     )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="Replace an existing --output and start over."
-    )
+    add_output_options(parser)
     add_inference_options(parser)
     parser.set_defaults(run=run)
 

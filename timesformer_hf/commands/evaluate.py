@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from .errors import CLIError
-from .options import add_inference_options, add_model_options
+from .options import add_inference_options, add_model_options, add_output_options
 
 HELP = "Evaluate a model on labelled videos (a class-folder tree or a CSV/JSON list), views' softmax scores averaged."
 
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--predictions", help="Also write per-video predictions (.jsonl, .csv or .parquet).")
     parser.add_argument("--top-k", type=int, default=5, help="Predictions per video in --predictions (5).")
-    parser.add_argument("--overwrite", action="store_true", help="Replace earlier results in --output-dir.")
+    add_output_options(parser)
     add_inference_options(parser, windows=False)
     parser.set_defaults(run=run)
 
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> None:
         suffix = Path(args.predictions).suffix
         write_atomically(args.predictions, lambda path: write_predictions(path, records, suffix))
     accuracies = "  ".join(
-        f"{name}: {value:.2%}" for name, value in report.items() if name.endswith("_accuracy")
+        f"{name}: {value:.2%}" for name, value in report.items() if name.startswith("top")
     )
     print(f"{len(done)} videos  {accuracies}")
     print(f"Wrote {output_dir / 'evaluation.json'}{plotted}")

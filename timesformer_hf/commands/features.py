@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from .errors import CLIError
-from .options import add_inference_options, add_model_options, add_video_arguments
+from .options import add_inference_options, add_model_options, add_output_options, add_video_arguments
 
 HELP = "Extract video features (final CLS token or mean patch token), resumably, into Parquet, .npy or .safetensors."
 
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--pool", choices=("cls", "mean"), default="cls", help="Final CLS token or mean patch token."
     )
-    parser.add_argument("--overwrite", action="store_true", help="Replace an existing output and start over.")
+    add_output_options(parser)
     add_inference_options(parser)
     parser.set_defaults(run=run)
 

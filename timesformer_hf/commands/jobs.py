@@ -38,9 +38,7 @@ class Processes:
             import torch
             from accelerate import PartialState
 
-            if not torch.cuda.is_available():
-                os.environ.setdefault("ACCELERATE_USE_CPU", "true")  # processes on CPUs: gloo
-            self.state = PartialState()
+            self.state = PartialState(cpu=not torch.cuda.is_available())  # processes on CPUs: gloo
         self.rank = self.state.process_index if self.state else 0
         self.count = self.state.num_processes if self.state else 1
         self.is_main = self.rank == 0
@@ -112,7 +110,11 @@ def run_stored(
     from ..results import ResultStore
 
     processes = Processes()
-    store = ResultStore(output, job_settings, rank=processes.rank, overwrite=args.overwrite)
+    if args.save_every < 1:
+        raise CLIError(f"--save-every must be at least 1, got {args.save_every}.")
+    store = ResultStore(
+        output, job_settings, rank=processes.rank, overwrite=args.overwrite, flush_every=args.save_every
+    )
     if store.is_complete(names):
         if processes.is_main:
             print(

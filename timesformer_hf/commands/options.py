@@ -87,5 +87,17 @@ def add_inference_options(parser: argparse.ArgumentParser, *, windows: bool = Tr
         )
 
 
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    """Options of commands whose results are written resumably (see `timesformer_hf.results`)."""
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing output and start over.")
+    parser.add_argument(
+        "--save-every",
+        type=int,
+        default=64,
+        metavar="N",
+        help="Save progress every N videos (64) or 30 seconds.",
+    )
+
+
 def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("videos", nargs="+", help="Video files or folders (searched recursively).")

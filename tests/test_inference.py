@@ -1,0 +1,370 @@
+"""The inference engine and the `classify`, `features` and `evaluate` commands on a tiny model and real mp4 files."""
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import randomize_, sample_video_path, tiny_config
+
+from timesformer_hf import TimeSformerForVideoClassification, TimeSformerModel, TimeSformerVideoProcessor
+from timesformer_hf.commands.app import main
+from timesformer_hf.hub import save_repo
+from timesformer_hf.inference import InferenceEngine, plan_windows, resolve_device, resolve_dtype
+from timesformer_hf.synthetic import motion_labels, motion_video, write_video
+
+REAL_VIDEOS = ("bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4")
+
+
+def tiny_processor(**overrides):
+    settings = dict(num_frames=4, size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return TimeSformerVideoProcessor(**{**settings, "frame_sampling": "uniform", **overrides})
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    labels = motion_labels(4)
+    config = tiny_config(
+        num_labels=4, id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}
+    )
+    model = randomize_(TimeSformerForVideoClassification(config))
+    return save_repo(model, [tiny_processor()], tmp_path_factory.mktemp("repo") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """Three real mp4 files (4-10 s) and a generated 3-minute one."""
+    folder = tmp_path_factory.mktemp("videos")
+    for name in REAL_VIDEOS:
+        (folder / name).symlink_to(sample_video_path(name))
+    frames = np.concatenate([motion_video("right_1", num_frames=8, size=32, rng=i) for i in range(225)])
+    write_video(folder / "three_minutes.mp4", frames, fps=10)  # 1800 frames
+    return folder
+
+
+def run_cli(*argv):
+    return main([str(arg) for arg in argv])
+
+
+def test_flags_take_dashes_and_underscores(repo, videos, capsys):
+    assert (
+        run_cli("classify", repo, videos / "bikes.mp4", "--top_k", "2", "--num-workers", "0", "--json") == 0
+    )
+    underscored = capsys.readouterr().out
+    assert (
+        run_cli("classify", repo, videos / "bikes.mp4", "--top-k", "2", "--num_workers", "0", "--json") == 0
+    )
+    assert capsys.readouterr().out == underscored
+
+
+def test_help_is_fast_and_does_not_import_torch():
+    code = "import sys; sys.argv[0] = 'timesformer-hf'; from timesformer_hf.commands.app import main\n"
+    code += (
+        "try:\n    main(['classify', '--help'])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "--batch-size" in result.stdout and "underscores" in result.stdout
+    assert result.stdout.strip().endswith("False")
+
+
+def test_classify_json_schema(repo, videos, capsys):
+    assert (
+        run_cli(
+            "classify", repo, videos / "bikes.mp4", videos / "carphone_pristine.mp4", "--top-k", "3", "--json"
+        )
+        == 0
+    )
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(record["video"] for record in records) == sorted(
+        str(videos / name) for name in ("bikes.mp4", "carphone_pristine.mp4")
+    )
+    for record in records:
+        assert set(record) == {"video", "predictions"}
+        scores = [p["score"] for p in record["predictions"]]
+        assert len(scores) == 3 and scores == sorted(scores, reverse=True) and sum(scores) <= 1 + 1e-6
+        assert all(p["label"] in motion_labels(4) for p in record["predictions"])
+
+
+def test_windows_cover_the_whole_video_in_order(repo, videos, capsys, tmp_path):
+    video = videos / "three_minutes.mp4"
+    assert run_cli("classify", repo, video, "--window", "2", "--stride", "2", "--json", "--top-k", "1") == 0
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    windows = record["windows"]
+    assert len(windows) == 90
+    assert windows[0]["start"] == 0 and windows[-1]["end"] == pytest.approx(180, abs=0.11)
+    for previous, window in itertools.pairwise(windows):
+        assert window["start"] == pytest.approx(previous["end"])  # no gap, no overlap, in order
+    assert run_cli("classify", repo, video, "--window", "2", "--output", tmp_path / "w.parquet") == 0
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "w.parquet").to_pylist()[0]["windows"][5]["start"] == 10
+    # the whole-video scores are the mean of the windows' scores
+    model = TimeSformerForVideoClassification.from_pretrained(repo).eval()
+    engine = InferenceEngine(model, TimeSformerVideoProcessor.from_pretrained(repo), window=30, stride=30)
+    (result,) = engine.run([str(video)])
+    assert len(result.windows) == 6
+    np.testing.assert_allclose(result.value, np.mean([w.value for w in result.windows], axis=0), atol=1e-7)
+
+
+def test_plan_windows_with_overlap_and_tail():
+    assert [(w.start, w.end) for w in plan_windows(7.0, window=4.0, stride=2.0)] == [(0, 4), (2, 6), (4, 7.0)]
+    assert [(w.start, w.end) for w in plan_windows(1.0, window=4.0, stride=2.0)] == [(0, 1.0)]
+    with pytest.raises(ValueError, match="positive"):
+        plan_windows(1.0, window=0, stride=1)
+
+
+def test_features_equal_pooler_output(repo, videos):
+    model = TimeSformerModel.from_pretrained(repo).eval()
+    processor = TimeSformerVideoProcessor.from_pretrained(repo)
+    paths = [str(videos / name) for name in REAL_VIDEOS]
+    for pool in ("cls", "mean"):
+        engine = InferenceEngine(model, processor, output=pool, batch_size=2, num_workers=0)
+        results = sorted(engine.run(paths), key=lambda result: result.index)
+        for path, result in zip(paths, results, strict=True):
+            pixel_values = processor(path, do_sample_frames=True, return_tensors="pt")["pixel_values"]
+            with torch.no_grad():
+                output = model(pixel_values)
+            expected = output.pooler_output if pool == "cls" else output.last_hidden_state[:, 1:].mean(1)
+            np.testing.assert_allclose(result.value, expected[0].numpy(), atol=1e-5)
+
+
+def test_views_of_several_videos_share_forwards(repo, videos):
+    model = TimeSformerForVideoClassification.from_pretrained(repo).eval()
+    paths = [str(videos / name) for name in REAL_VIDEOS] * 2
+    one_by_one = InferenceEngine(model, tiny_processor(), batch_size=1, num_workers=0)
+    batched = InferenceEngine(model, tiny_processor(), batch_size=4, num_workers=2)
+    expected = {r.index: r.value for r in one_by_one.run(paths)}
+    got = {r.index: r.value for r in batched.run(paths)}
+    assert (one_by_one.num_forwards, batched.num_forwards) == (6, 2)  # one view per video here
+    for index in expected:
+        np.testing.assert_allclose(got[index], expected[index], atol=1e-5)
+
+
+def test_device_and_dtype_errors(repo, videos, capsys):
+    with pytest.raises(ValueError, match="fp16 is not supported on the CPU"):
+        resolve_dtype("fp16", torch.device("cpu"))
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda:1")
+        assert run_cli("classify", repo, videos / "bikes.mp4", "--device", "cuda") == 1
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and "CUDA is not available" in error and "Traceback" not in error
+    assert run_cli("classify", repo, videos / "bikes.mp4", "--dtype", "fp16", "--device", "cpu") == 1
+    assert "use bf16 or fp32" in capsys.readouterr().err
+    assert run_cli("classify", repo, videos / "bikes.mp4", "--num-clips", "3") == 1
+    assert "--frame-sampling kinetics" in capsys.readouterr().err
+
+
+def test_bf16_on_cpu_runs(repo, videos, capsys):
+    assert (
+        run_cli("classify", repo, videos / "bikes.mp4", "--dtype", "bf16", "--json", "--num-workers", "0")
+        == 0
+    )
+    assert len(json.loads(capsys.readouterr().out)["predictions"]) == 4
+
+
+def test_features_parquet_readable_by_datasets_and_broken_files_reported(repo, videos, tmp_path, capsys):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    output = tmp_path / "out" / "features.parquet"
+    assert run_cli("features", repo, videos, broken, "--output", output) == 0
+    captured = capsys.readouterr()
+    assert "Skipped 1 of 5 videos" in captured.err and str(broken) in captured.err
+    from datasets import load_dataset
+
+    table = load_dataset("parquet", data_files=str(output), split="train")
+    assert table.column_names == ["video", "start", "end", "feature"]
+    assert len(table) == 4 and len(table[0]["feature"]) == 32
+    report = json.loads(output.with_suffix(".report.json").read_text())
+    assert report["completed"] == 4 and report["failed"][0]["video"] == str(broken)
+    assert "not a video" in report["failed"][0]["error"] or "Cannot" in report["failed"][0]["error"]
+    assert sorted(p.name for p in output.parent.iterdir()) == ["features.parquet", "features.report.json"]
+
+
+def test_windowed_features_one_row_per_window(repo, videos, tmp_path):
+    output = tmp_path / "f.npy"
+    assert run_cli("features", repo, videos / "bikes.mp4", "--window", "5", "--output", output) == 0
+    rows = json.loads(output.with_suffix(".json").read_text())
+    assert [(row["start"], row["end"]) for row in rows] == [(0, 5), (5, 10)]
+    assert np.load(output).shape == (2, 32)
+
+
+def count_forwards(monkeypatch):
+    calls = []
+    original = InferenceEngine.forward
+
+    def forward(self, pixel_values):
+        calls.append(len(pixel_values))
+        return original(self, pixel_values)
+
+    monkeypatch.setattr(InferenceEngine, "forward", forward)
+    return calls
+
+
+def test_finished_rerun_does_no_model_work(repo, videos, tmp_path, monkeypatch, capsys):
+    output = tmp_path / "features.safetensors"
+    calls = count_forwards(monkeypatch)
+    assert run_cli("features", repo, videos, "--output", output) == 0
+    assert len(calls) > 0
+    written = output.read_bytes()
+    calls.clear()
+    assert run_cli("features", repo, videos, "--output", output) == 0
+    assert calls == [] and "nothing to do" in capsys.readouterr().out
+    assert output.read_bytes() == written
+    assert run_cli("features", repo, videos, "--output", output, "--pool", "mean") == 1  # other settings
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def read_rows(path):
+    import pyarrow.parquet as pq
+
+    return sorted(pq.read_table(path).to_pylist(), key=lambda row: (row["video"], row["start"]))
+
+
+def assert_same_rows(first, second):
+    assert [(r["video"], r["start"], r["end"]) for r in first] == [
+        (r["video"], r["start"], r["end"]) for r in second
+    ]
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_allclose(a["feature"], b["feature"], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def many_videos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("many")
+    for i in range(16):
+        frames = np.concatenate([motion_video(motion_labels(4)[i % 4], num_frames=8, size=32, rng=i)] * 3)
+        write_video(folder / f"v{i:02d}.mp4", frames, fps=8)
+    return folder
+
+
+def features_command(repo, folder, output, *extra):
+    return [
+        sys.executable, "-m", "timesformer_hf.cli", "features", str(repo), str(folder), "--output", str(output),
+        "--window", "0.5", "--batch-size", "1", "--num-workers", "0", *extra,
+    ]  # fmt: skip
+
+
+def test_resume_after_sigkill(repo, many_videos, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    reference = tmp_path / "reference.parquet"
+    subprocess.run(
+        features_command(repo, many_videos, reference), check=True, env=env, capture_output=True, timeout=300
+    )
+    output = tmp_path / "killed.parquet"
+    parts = tmp_path / ".killed.parquet.parts"
+    process = subprocess.Popen(
+        features_command(repo, many_videos, output, "--save-every", "1"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    while (
+        len(list(parts.glob("part-*.parquet"))) < 2 and process.poll() is None and time.monotonic() < deadline
+    ):
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not output.exists()  # no partial output
+    done_before = len(list(parts.glob("part-*.parquet")))
+    assert 2 <= done_before < 16
+    result = subprocess.run(
+        features_command(repo, many_videos, output), env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_rows(read_rows(output), read_rows(reference))
+    assert not parts.exists()
+
+
+def test_two_processes_equal_one(repo, many_videos, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    single = tmp_path / "single.parquet"
+    subprocess.run(
+        features_command(repo, many_videos, single), check=True, env=env, capture_output=True, timeout=300
+    )
+    launch = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+    ]  # fmt: skip
+    double = tmp_path / "double.parquet"
+    result = subprocess.run(
+        launch + features_command(repo, many_videos, double)[1:],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert_same_rows(read_rows(double), read_rows(single))
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_evaluate_matches_a_hand_computation(repo, tmp_path, capsys):
+    labels = motion_labels(4)
+    data = tmp_path / "data"
+    for i in range(8):
+        folder = data / labels[i % 4]
+        folder.mkdir(parents=True, exist_ok=True)
+        write_video(folder / f"{i}.mp4", motion_video(labels[i % 4], num_frames=8, size=32, rng=i), fps=8)
+    output_dir = tmp_path / "evaluation"
+    predictions = tmp_path / "predictions.jsonl"
+    assert (
+        run_cli(
+            "evaluate",
+            repo,
+            data,
+            "--output-dir",
+            output_dir,
+            "--predictions",
+            predictions,
+            "--num-crops",
+            "3",
+        )
+        == 0
+    )
+    report = json.loads((output_dir / "evaluation.json").read_text())
+
+    model = TimeSformerForVideoClassification.from_pretrained(repo).eval()
+    processor = TimeSformerVideoProcessor.from_pretrained(repo)
+    paths = sorted(str(p) for p in data.rglob("*.mp4"))
+    truth = np.array([labels.index(os.path.basename(os.path.dirname(p))) for p in paths])
+    probabilities = []
+    for path in paths:
+        views = processor(path, do_sample_frames=True, num_spatial_crops=3, return_tensors="pt")[
+            "pixel_values"
+        ]
+        with torch.no_grad():
+            probabilities.append(model(views).logits.softmax(-1).mean(0).numpy())
+    ranking = np.argsort(-np.stack(probabilities), axis=1)
+    assert report["num_videos"] == 8
+    assert report["top1_accuracy"] == pytest.approx((ranking[:, 0] == truth).mean())
+    assert "top5_accuracy" not in report  # 4 classes: top-5 says nothing
+    for c, name in enumerate(labels):
+        assert report["per_class_accuracy"][name] == pytest.approx((ranking[truth == c, 0] == c).mean())
+    matrix = np.zeros((4, 4), int)
+    np.add.at(matrix, (truth, ranking[:, 0]), 1)
+    assert report["confusion_matrix"] == matrix.tolist()
+    assert (output_dir / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    rows = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert [row["label"] for row in rows] == [labels[t] for t in truth]
+    assert "top1_accuracy" in capsys.readouterr().out
+
+
+def test_evaluate_names_unknown_labels(repo, tmp_path, capsys):
+    (tmp_path / "data" / "juggling").mkdir(parents=True)
+    write_video(
+        tmp_path / "data" / "juggling" / "0.mp4", motion_video("left_1", num_frames=8, size=32), fps=8
+    )
+    assert run_cli("evaluate", repo, tmp_path / "data", "--output-dir", tmp_path / "e") == 1
+    error = capsys.readouterr().err
+    assert "juggling" in error and error.count("\n") == 1
