@@ -8,9 +8,11 @@ import PIL.Image
 import pytest
 import torch
 from transformers.models.videomae.image_processing_pil_videomae import VideoMAEImageProcessorPil
+from transformers.video_utils import VideoMetadata
 
 from timesformer_hf import TimeSformerImageProcessor, TimeSformerVideoProcessor, average_view_scores
 from timesformer_hf.image_processing_timesformer import _map_on_threads, resize_video, spatial_crop_offsets
+from timesformer_hf.synthetic import write_video
 
 
 def smooth_video(num_frames: int, height: int, width: int) -> np.ndarray:
@@ -197,3 +199,30 @@ def test_sample_indices_follows_the_processor_settings():
     assert kinetics.sample_indices(100, 30.0, clip_index=1, num_clips=2).tolist() == [46, 48, 50, 53]
     training = kinetics.sample_indices(100, 30.0, training=True, generator=0)
     assert len(training) == 4 and np.all(np.diff(training) > 0) and training.max() <= 99
+
+
+def test_fps_samples_that_many_frames_per_second_of_video(tmp_path):
+    processor = TimeSformerVideoProcessor(size={"shortest_edge": 32}, crop_size=32)
+    metadata = VideoMetadata(total_num_frames=8, fps=4.0)  # 2 seconds
+    assert processor.sample_frames(metadata, fps=3).tolist() == [0, 1, 2, 4, 5, 6]
+    video = smooth_video(8, 40, 40)
+    inputs = processor(video, do_sample_frames=True, fps=3, video_metadata=metadata, return_tensors="pt")
+    expected = processor(video[[0, 1, 2, 4, 5, 6]], return_tensors="pt")
+    torch.testing.assert_close(inputs["pixel_values"], expected["pixel_values"])
+    path = tmp_path / "video.mp4"
+    write_video(path, video, fps=4)
+    from_path = processor(str(path), do_sample_frames=True, fps=3, return_tensors="pt")["pixel_values"]
+    assert from_path.shape[1] == 6
+
+
+def test_fps_without_the_video_frame_rate_is_an_error():
+    processor = TimeSformerVideoProcessor()
+    metadata = VideoMetadata(total_num_frames=8)
+    with pytest.raises(ValueError, match="frame rate is unknown.*`num_frames` instead of `fps`"):
+        processor.sample_frames(metadata, fps=3)
+    with pytest.raises(ValueError, match="frame rate is unknown"):
+        processor(smooth_video(8, 40, 40), do_sample_frames=True, fps=3, video_metadata=metadata)
+    with pytest.raises(ValueError, match="pass an fps of at most 4"):
+        processor.sample_frames(VideoMetadata(total_num_frames=8, fps=4.0), fps=5)
+    with pytest.raises(ValueError, match="`fps` samples one clip"):
+        processor.sample_frames(VideoMetadata(total_num_frames=8, fps=4.0), fps=3, num_temporal_clips=2)

@@ -126,12 +126,21 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
     ) -> np.ndarray:
         """Indices of the frames to keep: `num_temporal_clips` clips of `num_frames`, concatenated.
 
-        `fps` keeps the `transformers` meaning (sample that many frames per second, uniformly) and overrides
-        `frame_sampling`.
+        `fps` keeps the `transformers` meaning (that many frames per second of video, evenly spread) and overrides
+        `num_frames` and `frame_sampling`.
+
+        Example:
+
+        ```python
+        >>> metadata = TransformersVideoMetadata(total_num_frames=8, fps=4.0)
+        >>> TimeSformerVideoProcessor().sample_frames(metadata, fps=3).tolist()  # 2 s of video, 3 frames a second
+        [0, 1, 2, 4, 5, 6]
+
+        ```
         """
-        if fps is not None:
-            return super().sample_frames(metadata, num_frames=None, fps=fps)
         num_clips = num_temporal_clips or self.num_temporal_clips
+        if fps is not None:
+            return self._sample_at_fps(metadata, fps, num_clips)
         clips = [
             self.sample_indices(
                 metadata.total_num_frames,
@@ -146,6 +155,25 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
             for clip_index in range(num_clips)
         ]
         return np.concatenate(clips)
+
+    @staticmethod
+    def _sample_at_fps(metadata: TransformersVideoMetadata, fps: float, num_clips: int) -> np.ndarray:
+        if metadata.fps is None:
+            raise ValueError(
+                f"Cannot sample fps={fps} frames per second: the video's frame rate is unknown. Pass "
+                "`video_metadata` with its `fps`, or sample a fixed count with `num_frames` instead of `fps`."
+            )
+        if num_clips != 1:
+            raise ValueError(f"`fps` samples one clip: leave `num_temporal_clips` at 1 (got {num_clips}).")
+        total = metadata.total_num_frames
+        num_frames = max(int(total / metadata.fps * fps), 1)
+        if num_frames > total:
+            raise ValueError(
+                f"fps={fps} asks for {num_frames} frames of a {metadata.fps:g} fps video of {total} frames: pass an "
+                f"fps of at most {metadata.fps:g}."
+            )
+        # evenly spread, as `default_sample_indices_fn` of transformers 5.24 (5.11 gives the first `num_frames`)
+        return np.arange(num_frames) * total // num_frames
 
     def sample_indices(
         self,
