@@ -55,8 +55,20 @@ def test_input_formats_agree():
     batch = processor([video, video[::-1]], return_tensors="np")["pixel_values"]
     assert isinstance(batch, np.ndarray) and batch.shape == (2, 3, 3, 32, 32)
     np.testing.assert_allclose(batch[1], expected[0].numpy()[::-1], atol=1e-6)
-    with pytest.raises(ValueError, match="single image"):
-        processor(video[0])
+
+
+def test_a_single_image_is_a_one_frame_video():
+    frame = smooth_video(1, 60, 80)[0]
+    processor = TimeSformerImageProcessor(size={"shortest_edge": 32}, crop_size=32)
+    expected = processor([frame], return_tensors="pt")["pixel_values"]
+    assert expected.shape == (1, 1, 3, 32, 32)
+    images = {
+        "PIL": PIL.Image.fromarray(frame),
+        "numpy HWC": frame,
+        "torch CHW": torch.from_numpy(frame).permute(2, 0, 1),
+    }
+    for name, image in images.items():
+        torch.testing.assert_close(processor(image, return_tensors="pt")["pixel_values"], expected, msg=name)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])

@@ -128,7 +128,10 @@ def _is_video(item: Any) -> bool:
 
 
 def make_batched_videos(videos: Any) -> list[Any]:
-    """Turn one video (list of frames, 4-D array) or a batch (list of videos, 5-D array) into a list of videos."""
+    """Turn one video (list of frames, 4-D array) or a batch (list of videos, 5-D array) into a list of videos.
+
+    A single image (PIL, HWC array, CHW or HWC tensor) is a one-frame video, as for `VideoMAEImageProcessor`.
+    """
     if isinstance(videos, np.ndarray | torch.Tensor) and videos.ndim == 5:
         return list(videos)
     if _is_video(videos):
@@ -136,10 +139,7 @@ def make_batched_videos(videos: Any) -> list[Any]:
     if isinstance(videos, list | tuple) and len(videos) > 0 and all(_is_video(video) for video in videos):
         return list(videos)
     if _is_frame(videos):
-        raise ValueError(
-            "Got a single image; TimeSformer processors expect a video: a list of frames or a "
-            "(frames, height, width, channels) array. Wrap a single frame in a list to process it as a 1-frame video."
-        )
+        return [[videos]]
     raise ValueError(
         "Invalid video input: expected a list of frames (PIL images, HWC numpy arrays or CHW/HWC torch tensors), a "
         f"4-D array/tensor, or a list of those for a batch; got {type(videos).__name__}."
@@ -449,7 +449,8 @@ class TimeSformerImageProcessor(TimeSformerProcessingDefaults, BaseImageProcesso
 
         `pixel_values` is `(batch * num_spatial_crops, frames, 3, height, width)` with `return_tensors="pt"`/`"np"`,
         a list of `(frames, 3, height, width)` arrays otherwise. Frames can be PIL images, HWC numpy arrays or CHW/HWC
-        torch tensors with values in [0, 255] (pass `do_rescale=False` for [0, 1] floats).
+        torch tensors with values in [0, 255] (pass `do_rescale=False` for [0, 1] floats); a single frame is a
+        one-frame video.
         """
         return super().preprocess(videos, **kwargs)
 
