@@ -71,6 +71,20 @@ def test_a_single_image_is_a_one_frame_video():
         torch.testing.assert_close(processor(image, return_tensors="pt")["pixel_values"], expected, msg=name)
 
 
+@pytest.mark.parametrize("processor_class", [TimeSformerImageProcessor, TimeSformerVideoProcessor])
+def test_mean_and_std_are_per_rgb_channel(processor_class):
+    rgba = np.concatenate([smooth_video(2, 40, 40), np.full((2, 40, 40, 1), 255, np.uint8)], axis=-1)
+    processor = processor_class(size={"shortest_edge": 32}, crop_size=32)
+    expected = processor(rgba[..., :3], image_mean=[0.1, 0.2, 0.3], return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(
+        processor(rgba, image_mean=[0.1, 0.2, 0.3], return_tensors="pt")["pixel_values"], expected
+    )
+    with pytest.raises(ValueError, match="`image_mean` must be one value or three.*alpha channel is dropped"):
+        processor(rgba, image_mean=[0.5] * 4, image_std=[0.5] * 4)
+    with pytest.raises(ValueError, match="`image_std` must be one value or three"):
+        processor_class(image_std=[0.5, 0.5])(rgba)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
 def test_float_frames_of_any_precision(dtype, torch_threads):
     torch_threads(2)  # two chunks of frames, one on a helper thread

@@ -248,6 +248,17 @@ def _crop_views(video: torch.Tensor, crop_size: SizeDict, num_spatial_crops: int
     return views
 
 
+def _rgb_values(name: str, value: float | Sequence[float]) -> np.ndarray:
+    """`value` (one number, or one per channel) as 3 float64 values: R, G, B."""
+    values = np.asarray(value, dtype=np.float64).reshape(-1)
+    if len(values) not in (1, 3):
+        raise ValueError(
+            f"`{name}` must be one value or three (R, G, B), got {len(values)}: frames are processed as RGB (an "
+            "alpha channel is dropped, grayscale is repeated), so give the mean and std of the R, G and B channels."
+        )
+    return np.broadcast_to(values, 3)
+
+
 def _affine_parameters(
     do_rescale: bool,
     rescale_factor: float,
@@ -259,7 +270,7 @@ def _affine_parameters(
     scale = np.full(3, rescale_factor if do_rescale else 1.0)
     shift = np.zeros(3)
     if do_normalize:
-        mean, std = np.broadcast_to(image_mean, 3), np.broadcast_to(image_std, 3)
+        mean, std = _rgb_values("image_mean", image_mean), _rgb_values("image_std", image_std)
         scale, shift = scale / std, -mean / std
     return scale.astype(np.float32).reshape(3, 1, 1), shift.astype(np.float32).reshape(3, 1, 1)
 
