@@ -48,15 +48,34 @@ def test_config_has_every_field_of_transformers_config():
     "kwargs, message",
     [
         (dict(attention_type="divided"), "Unknown attention_type"),
-        (dict(hidden_size=100, num_attention_heads=12), "multiple of num_attention_heads"),
-        (dict(image_size=30, patch_size=16), "not a multiple of patch_size"),
         (dict(num_frames=0), "num_frames"),
+        (dict(num_attention_heads=0), "num_attention_heads must be at least 1"),
         (dict(chunk_size_feed_forward=-1), "chunk_size_feed_forward"),
     ],
 )
 def test_config_rejects_invalid_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TimeSformerConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            dict(hidden_size=32),
+            r"num_attention_heads \(12\).*pass num_attention_heads.*num_attention_heads=8",
+        ),
+        (dict(image_size=30, patch_size=16), r"not a multiple of patch_size.*image_size=\(32, 32\)"),
+    ],
+)
+def test_fields_that_must_agree_are_checked_when_the_model_is_built(tmp_path, kwargs, message):
+    config = TimeSformerConfig(**kwargs)
+    assert TimeSformerConfig.from_dict(config.to_dict()).to_dict() == config.to_dict()
+    config.save_pretrained(tmp_path)
+    assert TimeSformerConfig.from_pretrained(tmp_path).to_dict() == config.to_dict()
+    for model_class in (TimeSformerModel, TimeSformerForVideoClassification):
+        with pytest.raises(ValueError, match=message):
+            model_class(config)
 
 
 # --- faithfulness ---------------------------------------------------------------------------------------------

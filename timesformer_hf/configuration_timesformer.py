@@ -25,8 +25,9 @@ class TimeSformerConfig(PreTrainedConfig):
 
     Args:
         image_size (`int` or `(height, width)`, defaults to 224):
-            Frame size the position embeddings were trained for. Other sizes work at run time (the embeddings are
-            resized with nearest interpolation, as the original).
+            Frame size the position embeddings were trained for, a multiple of `patch_size` (checked when the model
+            is built). Other sizes work at run time (the embeddings are resized with nearest interpolation, as the
+            original).
         patch_size (`int` or `(height, width)`, defaults to 16):
             Size of the square (or rectangular) patches.
         num_channels (`int`, defaults to 3):
@@ -38,7 +39,7 @@ class TimeSformerConfig(PreTrainedConfig):
         num_hidden_layers (`int`, defaults to 12):
             Depth.
         num_attention_heads (`int`, defaults to 12):
-            Heads of every attention layer; must divide `hidden_size`.
+            Heads of every attention layer; must divide `hidden_size` (checked when the model is built).
         intermediate_size (`int`, defaults to 3072):
             Hidden width of the MLPs.
         hidden_act (`str`, defaults to `"gelu"`):
@@ -100,15 +101,14 @@ class TimeSformerConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
 
     def _check_architecture(self) -> None:
-        """Raise a `ValueError` naming the field when the architecture is inconsistent."""
+        """Raise a `ValueError` naming the field when a value is invalid on its own.
+
+        Constraints between fields (`hidden_size` and `num_attention_heads`, `image_size` and `patch_size`) are
+        checked when the model is built, as `transformers` does, so that a config can be written field by field.
+        """
         if self.attention_type not in ATTENTION_TYPES:
             raise ValueError(
                 f"Unknown attention_type {self.attention_type!r}: use one of {', '.join(ATTENTION_TYPES)}."
-            )
-        if self.hidden_size % self.num_attention_heads != 0:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
-                f"({self.num_attention_heads}): change one of them."
             )
         if self.chunk_size_feed_forward < 0:
             raise ValueError(
@@ -121,15 +121,9 @@ class TimeSformerConfig(PreTrainedConfig):
                 raise ValueError(f"{name} must be an int or a (height, width) pair, got {value!r}.")
             if min(to_pair(value)) <= 0:
                 raise ValueError(f"{name} must be positive, got {value!r}.")
-        patch_height, patch_width = to_pair(self.patch_size)
-        height, width = to_pair(self.image_size)
-        if height % patch_height or width % patch_width:
-            raise ValueError(
-                f"image_size {(height, width)} is not a multiple of patch_size {(patch_height, patch_width)}: "
-                "choose an image size divisible by the patch size."
-            )
-        if self.num_frames < 1:
-            raise ValueError(f"num_frames must be at least 1, got {self.num_frames}.")
+        for name in ("num_frames", "num_attention_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
 
     @property
     def patch_grid(self) -> tuple[int, int]:

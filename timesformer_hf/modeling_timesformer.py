@@ -196,6 +196,16 @@ class TimeSformerEmbeddings(nn.Module):
 
     def __init__(self, config: TimeSformerConfig) -> None:
         super().__init__()
+        (height, width), (patch_height, patch_width) = to_pair(config.image_size), to_pair(config.patch_size)
+        if height % patch_height or width % patch_width:
+            fitting = (
+                max(round(height / patch_height), 1) * patch_height,
+                max(round(width / patch_width), 1) * patch_width,
+            )
+            raise ValueError(
+                f"image_size {(height, width)} is not a multiple of patch_size {(patch_height, patch_width)}: pass an "
+                f"image_size divisible by the patch size to TimeSformerConfig, e.g. image_size={fitting}."
+            )
         self.attention_type = config.attention_type
         self.grid = config.patch_grid
         self.patch_embeddings = TimeSformerPatchEmbeddings(config)
@@ -272,6 +282,13 @@ class TimeSformerSelfAttention(nn.Module):
 
     def __init__(self, config: TimeSformerConfig) -> None:
         super().__init__()
+        if config.hidden_size % config.num_attention_heads:
+            divisor = max(n for n in range(1, config.num_attention_heads + 1) if config.hidden_size % n == 0)
+            raise ValueError(
+                f"hidden_size ({config.hidden_size}) is not a multiple of num_attention_heads "
+                f"({config.num_attention_heads}): pass num_attention_heads to TimeSformerConfig, e.g. "
+                f"num_attention_heads={divisor}."
+            )
         self.config = config
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
