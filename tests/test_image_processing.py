@@ -203,6 +203,37 @@ def test_video_processor_shares_the_transforms(tmp_path):
     assert (tmp_path / "video_preprocessor_config.json").exists() and loaded.frame_sampling == "kinetics"
 
 
+def test_a_saved_processor_samples_num_frames_from_a_path_by_default(tmp_path):
+    path = tmp_path / "video.mp4"
+    write_video(path, smooth_video(40, 40, 40), fps=30)
+    TimeSformerVideoProcessor(num_frames=4, sampling_rate=2).save_pretrained(tmp_path / "repo")
+    processor = TimeSformerVideoProcessor.from_pretrained(tmp_path / "repo")
+    assert processor(str(path), return_tensors="pt")["pixel_values"].shape[:2] == (1, 4)
+    assert processor([str(path)] * 2, num_temporal_clips=2, return_tensors="pt")["pixel_values"].shape[
+        :2
+    ] == (4, 4)
+    every_frame = processor(str(path), do_sample_frames=False, return_tensors="pt")["pixel_values"]
+    assert every_frame.shape[:2] == (1, 40)
+
+
+def test_given_frames_are_sampled_only_when_asked_or_with_metadata():
+    video = smooth_video(16, 40, 40)
+    processor = TimeSformerVideoProcessor(
+        num_frames=4, frame_sampling="uniform", size={"shortest_edge": 32}, crop_size=32
+    )
+    as_given = processor(video, return_tensors="pt")["pixel_values"]
+    assert as_given.shape[:2] == (1, 16)
+    torch.testing.assert_close(processor(list(video), return_tensors="pt")["pixel_values"], as_given)
+    expected = as_given[:, [0, 5, 10, 15]]
+    torch.testing.assert_close(
+        processor(video, do_sample_frames=True, return_tensors="pt")["pixel_values"], expected
+    )
+    metadata = VideoMetadata(total_num_frames=16, fps=30.0)
+    torch.testing.assert_close(
+        processor(video, video_metadata=metadata, return_tensors="pt")["pixel_values"], expected
+    )
+
+
 def test_temporal_clips_need_frame_sampling():
     processor = TimeSformerVideoProcessor(num_frames=4, frame_sampling="kinetics", sampling_rate=2)
     video = smooth_video(16, 64, 80)

@@ -4,6 +4,7 @@ torch transforms, as a `transformers` `BaseVideoProcessor` (works without torchv
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,6 +37,12 @@ FRAME_SAMPLINGS = ("kinetics", "ssv2", "uniform")
 URL_TIMEOUT_SECONDS = 60
 
 
+def _is_encoded(videos: Any) -> bool:
+    """Whether `videos` (one video or a list of them) are paths, URLs or file objects, i.e. not decoded frames."""
+    first = videos[0] if isinstance(videos, list | tuple) and len(videos) > 0 else videos
+    return isinstance(first, str | os.PathLike | io.IOBase)
+
+
 class TimeSformerVideoProcessorKwargs(VideosKwargs, total=False):
     """
     frame_sampling (`str`, *optional*, defaults to `"kinetics"`):
@@ -65,8 +72,10 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
     as the original release, and resizes/crops/normalizes with the same torch code as
     [`TimeSformerImageProcessor`].
 
-    Frames are sampled only with `do_sample_frames=True` (the video-classification pipeline sets it); arrays and
-    lists of frames are otherwise used as given, and a path without sampling decodes every frame.
+    A video the processor decodes (a path or URL) gives `num_frames` sampled frames, as the model was trained;
+    `do_sample_frames=False` decodes every frame. Frames given directly (arrays, lists of frames) are the clip and
+    are used as given, unless `do_sample_frames=True` is passed with them or `video_metadata` comes with them, in
+    which case they are sampled too, as in `transformers`.
 
     `pixel_values` is `(batch * num_temporal_clips * num_spatial_crops, num_frames, 3, height, width)`: the views of
     a video are consecutive, temporal clip-major. Combine the model's logits with
@@ -76,11 +85,11 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
 
     ```python
     >>> processor = TimeSformerVideoProcessor()
-    >>> inputs = processor("video.mp4", do_sample_frames=True, num_frames=8, return_tensors="pt")  # doctest: +SKIP
+    >>> inputs = processor("video.mp4", return_tensors="pt")  # doctest: +SKIP
     >>> inputs["pixel_values"].shape  # doctest: +SKIP
     torch.Size([1, 8, 3, 224, 224])
     >>> views = processor(
-    ...     "video.mp4", do_sample_frames=True, num_frames=8, num_temporal_clips=2, num_spatial_crops=3
+    ...     "video.mp4", num_temporal_clips=2, num_spatial_crops=3
     ... )  # 6 views  # doctest: +SKIP
     ```
     """
@@ -88,7 +97,7 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
     model_input_names = ["pixel_values"]
     valid_kwargs = TimeSformerVideoProcessorKwargs
 
-    do_sample_frames = False
+    do_sample_frames = True
     num_frames = 8
     frame_sampling = "kinetics"
     sampling_rate = 32
@@ -104,7 +113,13 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
             )
 
     def preprocess(self, videos: Any, **kwargs: Unpack[TimeSformerVideoProcessorKwargs]) -> BatchFeature:
-        """Sample (with `do_sample_frames=True`), resize, crop and normalize videos into `pixel_values`."""
+        """Decode and sample (see the class docstring), resize, crop and normalize videos into `pixel_values`."""
+        if (
+            "do_sample_frames" not in kwargs
+            and kwargs.get("video_metadata") is None
+            and not _is_encoded(videos)
+        ):
+            kwargs["do_sample_frames"] = False  # given frames are the clip
         num_clips = kwargs.get("num_temporal_clips") or self.num_temporal_clips
         if num_clips > 1 and not kwargs.get("do_sample_frames", self.do_sample_frames):
             raise ValueError(
