@@ -1,5 +1,6 @@
 """The model: faithfulness to `transformers`' TimeSformer and to the original's resizing, options and errors."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -8,6 +9,8 @@ import pytest
 import torch
 import transformers
 from conftest import TINY, randomize_, tiny_config
+from transformers.testing_utils import CaptureLogger, LoggingLevel
+from transformers.utils import logging as hf_logging
 
 from timesformer_hf import TimeSformerConfig, TimeSformerForVideoClassification, TimeSformerModel
 
@@ -282,7 +285,9 @@ def test_loads_a_repo_saved_by_transformers_timesformer(tmp_path):
         transformers.TimesformerForVideoClassification(transformers.TimesformerConfig(**TINY)), seed=3
     )
     reference.save_pretrained(tmp_path)
-    model, info = TimeSformerForVideoClassification.from_pretrained(tmp_path, output_loading_info=True)
+    with LoggingLevel(logging.INFO), CaptureLogger(hf_logging.get_logger("transformers")) as log:
+        model, info = TimeSformerForVideoClassification.from_pretrained(tmp_path, output_loading_info=True)
+    assert "model of type `timesformer`" not in log.out
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     pixel_values = clip()
     with torch.no_grad():

@@ -1,9 +1,14 @@
 """TimeSformer configuration."""
 
+import os
+from typing import Any
+
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
+# Configs that load as this one with the same weights: `transformers.TimesformerConfig` has the same fields.
+COMPATIBLE_MODEL_TYPES = ("timesformer",)
 
 
 def to_pair(value: int | list[int] | tuple[int, int]) -> tuple[int, int]:
@@ -124,6 +129,19 @@ class TimeSformerConfig(PreTrainedConfig):
         for name in ("num_frames", "num_attention_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+
+    @classmethod
+    def get_config_dict(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """As `PreTrainedConfig.get_config_dict`, with a `transformers` TimeSformer config read as this one.
+
+        `from_pretrained` then loads a `model_type="timesformer"` repo without warning about the model type.
+        """
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        if config_dict.get("model_type") in COMPATIBLE_MODEL_TYPES:
+            config_dict = {**config_dict, "model_type": cls.model_type}
+        return config_dict, kwargs
 
     @property
     def patch_grid(self) -> tuple[int, int]:
