@@ -1,9 +1,11 @@
 """The model: faithfulness to `transformers`' TimeSformer and to the original's resizing, options and errors."""
 
+import contextlib
 import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -23,6 +25,17 @@ def tiny_model(seed: int = 0, **overrides) -> TimeSformerForVideoClassification:
 
 def clip(batch=2, frames=4, height=32, width=32, seed=1) -> torch.Tensor:
     return torch.randn(batch, frames, 3, height, width, generator=torch.Generator().manual_seed(seed))
+
+
+@contextlib.contextmanager
+def transformers_log() -> Iterator[CaptureLogger]:
+    """What `transformers` logs at info level and above, in `.out` on exit (its logger does not reach caplog)."""
+    with LoggingLevel(logging.INFO), CaptureLogger(hf_logging.get_logger("transformers")) as log:
+        yield log
+
+
+def package_log(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name.startswith("timesformer_hf")]
 
 
 def nearest_indices(size_in: int, size_out: int) -> torch.Tensor:
@@ -285,7 +298,7 @@ def test_loads_a_repo_saved_by_transformers_timesformer(tmp_path):
         transformers.TimesformerForVideoClassification(transformers.TimesformerConfig(**TINY)), seed=3
     )
     reference.save_pretrained(tmp_path)
-    with LoggingLevel(logging.INFO), CaptureLogger(hf_logging.get_logger("transformers")) as log:
+    with transformers_log() as log:
         model, info = TimeSformerForVideoClassification.from_pretrained(tmp_path, output_loading_info=True)
     assert "model of type `timesformer`" not in log.out
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
@@ -308,6 +321,25 @@ def test_transformers_timesformer_loads_a_repo_saved_by_this_package(tmp_path):
         torch.testing.assert_close(
             reference(pixel_values).logits, model(pixel_values).logits, atol=ATOL, rtol=0
         )
+
+
+@pytest.mark.parametrize("saved_by", ["timesformer_hf", "transformers"])
+def test_bare_model_from_a_classification_repo_says_so_in_one_line(tmp_path, saved_by, caplog):
+    if saved_by == "transformers":
+        classifier = transformers.TimesformerForVideoClassification(transformers.TimesformerConfig(**TINY))
+        classifier = randomize_(classifier, seed=8)
+    else:
+        classifier = tiny_model(seed=8)
+    classifier.save_pretrained(tmp_path)
+    with caplog.at_level(logging.INFO, logger="timesformer_hf"), transformers_log() as log:
+        model = TimeSformerModel.from_pretrained(tmp_path)
+    assert "LOAD REPORT" not in log.out and "UNEXPECTED" not in log.out
+    assert package_log(caplog) == [
+        f"Loaded the backbone of {tmp_path}; its classifier (5 labels) is not used."
+    ]
+    with torch.no_grad():
+        expected = classifier.timesformer(clip()).last_hidden_state
+        torch.testing.assert_close(model(clip()).last_hidden_state, expected, atol=ATOL, rtol=0)
 
 
 def test_auto_classes_and_device_map(tmp_path):
@@ -380,8 +412,8 @@ def test_full_size_compiles_with_inductor():
 # --- initialisation from an image ViT ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("layout", ["model", "directory", "classifier"])
-def test_from_vit_on_repeated_image_returns_the_vit_cls_features(tmp_path, layout):
+@pytest.mark.parametrize("layout", ["model", "directory", "classifier", "classifier directory"])
+def test_from_vit_on_repeated_image_returns_the_vit_cls_features(tmp_path, layout, caplog):
     vit_config = transformers.ViTConfig(
         image_size=32,
         patch_size=8,
@@ -390,15 +422,20 @@ def test_from_vit_on_repeated_image_returns_the_vit_cls_features(tmp_path, layou
         num_attention_heads=4,
         intermediate_size=64,
     )
-    vit = randomize_(transformers.ViTModel(vit_config, add_pooling_layer=False), seed=7)
+    vit = randomize_(transformers.ViTModel(vit_config), seed=7)
     source = vit
-    if layout == "directory":
-        vit.save_pretrained(tmp_path)
-        source = tmp_path
-    elif layout == "classifier":
-        source = transformers.ViTForImageClassification(vit_config)
+    if layout.startswith("classifier"):
+        source = transformers.ViTForImageClassification(vit_config)  # 2 labels
         source.vit.load_state_dict(vit.state_dict(), strict=False)
-    model = TimeSformerForVideoClassification.from_vit(source, num_frames=3, num_labels=7).eval()
+    if layout.endswith("directory"):
+        source.save_pretrained(tmp_path)
+        source = tmp_path
+    with caplog.at_level(logging.INFO, logger="timesformer_hf"), transformers_log() as log:
+        model = TimeSformerForVideoClassification.from_vit(source, num_frames=3, num_labels=7).eval()
+    assert "LOAD REPORT" not in log.out and "UNEXPECTED" not in log.out and "MISSING" not in log.out
+    (line,) = package_log(caplog)
+    assert line.startswith("Initialised TimeSformerForVideoClassification from the ViT")
+    assert ("its classifier (2 labels) is not used" in line) == layout.startswith("classifier")
     assert model.config.layer_norm_eps == vit_config.layer_norm_eps and model.config.num_labels == 7
     image = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
