@@ -16,20 +16,16 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from enum import IntEnum
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
-from transformers.image_utils import (
-    ChannelDimension,
-    PILImageResampling,
-    SizeDict,
-    infer_channel_dimension_format,
-)
+from transformers.image_utils import ChannelDimension, SizeDict, infer_channel_dimension_format
 from transformers.processing_utils import ImagesKwargs, Unpack
-from transformers.utils import TensorType
+from transformers.utils import TensorType, is_vision_available
 
 from .video import stack_frames
 
@@ -42,6 +38,21 @@ __all__ = [
     "preprocess_videos",
     "resize_video",
 ]
+
+if is_vision_available():
+    from transformers.image_utils import PILImageResampling
+else:
+
+    class PILImageResampling(IntEnum):
+        """`PIL.Image.Resampling` without Pillow (which `transformers` needs for its own): the same values."""
+
+        NEAREST = 0
+        LANCZOS = 1
+        BILINEAR = 2
+        BICUBIC = 3
+        BOX = 4
+        HAMMING = 5
+
 
 TIMESFORMER_MEAN = [0.45, 0.45, 0.45]
 TIMESFORMER_STD = [0.225, 0.225, 0.225]

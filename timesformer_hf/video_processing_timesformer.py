@@ -11,13 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 from transformers.image_processing_utils import BatchFeature
-from transformers.image_utils import ChannelDimension, PILImageResampling, SizeDict
+from transformers.image_utils import ChannelDimension, SizeDict
 from transformers.processing_utils import Unpack, VideosKwargs
 from transformers.utils import TensorType
 from transformers.video_processing_utils import BaseVideoProcessor
 from transformers.video_utils import VideoMetadata as TransformersVideoMetadata
 
 from .image_processing_timesformer import (
+    PILImageResampling,
     TimeSformerProcessingDefaults,
     preprocess_videos,
     to_video_tensor,
