@@ -1,5 +1,6 @@
 """TimeSformerImageProcessor: parity with transformers' PIL VideoMAE processor, inputs, multi-view, save/load."""
 
+import io
 import threading
 import time
 
@@ -214,6 +215,21 @@ def test_a_saved_processor_samples_num_frames_from_a_path_by_default(tmp_path):
     ] == (4, 4)
     every_frame = processor(str(path), do_sample_frames=False, return_tensors="pt")["pixel_values"]
     assert every_frame.shape[:2] == (1, 40)
+
+
+def test_paths_and_file_objects_are_decoded(tmp_path):
+    path = tmp_path / "video.mp4"
+    write_video(path, smooth_video(12, 40, 40), fps=30)
+    processor = TimeSformerVideoProcessor(
+        num_frames=4, frame_sampling="uniform", size={"shortest_edge": 32}, crop_size=32
+    )
+    expected = processor(str(path), return_tensors="pt")["pixel_values"]
+    assert expected.shape[:2] == (1, 4)
+    torch.testing.assert_close(processor(path, return_tensors="pt")["pixel_values"], expected)
+    with path.open("rb") as file:
+        torch.testing.assert_close(processor(file, return_tensors="pt")["pixel_values"], expected)
+    batch = processor([path, io.BytesIO(path.read_bytes())], return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(batch, torch.cat([expected, expected]))
 
 
 def test_given_frames_are_sampled_only_when_asked_or_with_metadata():

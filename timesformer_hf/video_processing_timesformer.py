@@ -73,7 +73,7 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
     as the original release, and resizes/crops/normalizes with the same torch code as
     [`TimeSformerImageProcessor`].
 
-    A video the processor decodes (a path or URL) gives `num_frames` sampled frames, as the model was trained;
+    A video the processor decodes (a path, URL or file object) gives `num_frames` sampled frames, as the model was trained;
     `do_sample_frames=False` decodes every frame. Frames given directly (arrays, lists of frames) are the clip and
     are used as given, unless `do_sample_frames=True` is passed with them or `video_metadata` comes with them, in
     which case they are sampled too, as in `transformers`.
@@ -89,9 +89,7 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
     >>> inputs = processor("video.mp4", return_tensors="pt")  # doctest: +SKIP
     >>> inputs["pixel_values"].shape  # doctest: +SKIP
     torch.Size([1, 8, 3, 224, 224])
-    >>> views = processor(
-    ...     "video.mp4", num_temporal_clips=2, num_spatial_crops=3
-    ... )  # 6 views  # doctest: +SKIP
+    >>> views = processor("video.mp4", num_temporal_clips=2, num_spatial_crops=3)  # 6 views  # doctest: +SKIP
     ```
     """
 
@@ -239,6 +237,19 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
         if frame_sampling == "uniform":
             return sample_uniform_indices(total_num_frames, num_frames)
         raise ValueError(f"`frame_sampling` must be one of {FRAME_SAMPLINGS}, got {frame_sampling!r}.")
+
+    def _decode_and_sample_videos(
+        self,
+        videos: Any,
+        video_metadata: Any,
+        do_sample_frames: bool | None = None,
+        sample_indices_fn: Callable[..., np.ndarray] | None = None,
+    ) -> tuple[list[Any], list[TransformersVideoMetadata]]:
+        """Decode paths (`str` or `os.PathLike`), URLs and file objects here; given frames as the base class does."""
+        if _is_encoded(videos):
+            sources = list(videos) if isinstance(videos, list | tuple) else [videos]
+            return self.fetch_videos(sources, sample_indices_fn)
+        return super()._decode_and_sample_videos(videos, video_metadata, do_sample_frames, sample_indices_fn)
 
     def fetch_videos(
         self, video_url_or_urls: Any, sample_indices_fn: Callable[..., np.ndarray] | None = None
