@@ -449,6 +449,8 @@ def test_remote_code_repo_has_code_and_auto_map(tmp_path, tiny_checkpoint):
     }
     auto_map = json.loads((tmp_path / "repo" / "config.json").read_text())["auto_map"]
     assert auto_map["AutoModelForVideoClassification"].endswith("TimeSformerForVideoClassification")
+    processor = timesformer_hf.TimeSformerVideoProcessor.from_pretrained(tmp_path / "repo")
+    assert processor.do_sample_frames and processor.num_frames == 4  # a path gives the model's frame count
 
 
 def test_load_original_checkpoint_reads_the_cfg(tmp_path):

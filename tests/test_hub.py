@@ -1,17 +1,29 @@
 """Model cards, atomic repo folders and uploads (`timesformer_hf.hub`); the Hub itself is mocked."""
 
+import importlib.metadata
 import json
+import os
+import subprocess
+import venv
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import pytest
 import torch
 from conftest import randomize_, tiny_config
 from huggingface_hub import ModelCard, ModelCardData
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from transformers import AutoModelForVideoClassification
 
-from timesformer_hf import TimeSformerForVideoClassification, TimeSformerVideoProcessor
+from timesformer_hf import (
+    TimeSformerForVideoClassification,
+    TimeSformerImageProcessor,
+    TimeSformerVideoProcessor,
+)
 from timesformer_hf.hub import build_model_card, push_repo, save_repo, without_remote_code
+from timesformer_hf.synthetic import write_video
 
 CODE_FILES = {"configuration_timesformer.py", "modeling_timesformer.py"}
 
@@ -146,3 +158,73 @@ def test_push_repo_refuses_a_folder_that_is_not_a_repo(tmp_path):
     ):
         push_repo(tmp_path, "me/tiny")
     api_class.assert_not_called()
+
+
+def venv_with_only(path: Path, roots: list[str], exclude: set[str]) -> Path:
+    """A venv (no pip, no system site-packages) that links in the distributions `roots` need from this environment.
+
+    The requirements of `roots` are followed recursively (extras left out), except the names in `exclude`. Returns the
+    venv's Python.
+    """
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(path)
+    site_packages = next(path.glob("lib/python*/site-packages"))
+    pending, seen = list(roots), set(exclude)
+    while pending:
+        name = canonicalize_name(pending.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:  # a requirement of another platform
+            continue
+        requirements = [Requirement(line) for line in dist.requires or []]
+        pending += [
+            req.name for req in requirements if req.marker is None or req.marker.evaluate({"extra": ""})
+        ]
+        source = Path(dist.locate_file(""))
+        for top in {Path(file).parts[0] for file in dist.files or [] if not str(file).startswith("..")}:
+            if not (site_packages / top).exists():
+                (site_packages / top).symlink_to(source / top)
+    return path / "bin" / "python"
+
+
+def test_remote_code_repo_runs_without_pillow_or_this_package(tmp_path, model):
+    processing = {"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}}
+    processors = [
+        TimeSformerImageProcessor(**processing),
+        TimeSformerVideoProcessor(**processing, num_frames=4, sampling_rate=2),
+    ]
+    repo = save_repo(model, processors, tmp_path / "repo")
+    write_video(tmp_path / "video.mp4", np.random.default_rng(0).integers(0, 256, (12, 40, 48, 3), np.uint8))
+    with torch.no_grad():
+        expected = model(**processors[1](str(tmp_path / "video.mp4"), return_tensors="pt")).logits
+    torch.save(expected, tmp_path / "expected.pt")
+    python = venv_with_only(
+        tmp_path / "venv", ["torch", "transformers", "av"], exclude={"pillow", "timesformer-hf"}
+    )
+    script = f"""
+import importlib.util, sys
+import numpy as np, torch
+assert importlib.util.find_spec("PIL") is None and importlib.util.find_spec("timesformer_hf") is None
+from transformers import AutoModelForVideoClassification
+from transformers.models.auto.image_processing_auto import AutoImageProcessor
+from transformers.models.auto.video_processing_auto import AutoVideoProcessor
+repo = {str(repo)!r}
+video_processor = AutoVideoProcessor.from_pretrained(repo, trust_remote_code=True)
+image_processor = AutoImageProcessor.from_pretrained(repo, trust_remote_code=True)
+model = AutoModelForVideoClassification.from_pretrained(repo, trust_remote_code=True).eval()
+with torch.no_grad():
+    logits = model(**video_processor("video.mp4", return_tensors="pt")).logits
+torch.testing.assert_close(logits, torch.load("expected.pt"))
+frames = np.zeros((4, 40, 48, 3), np.uint8)
+assert image_processor(frames, return_tensors="pt")["pixel_values"].shape == (1, 4, 3, 32, 32)
+print(sorted(name for name in ("PIL", "timesformer_hf") if name in sys.modules), type(model).__module__)
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    result = subprocess.run(
+        [python, "-I", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    imported, model_module = result.stdout.split()
+    assert imported == "[]" and model_module.startswith("transformers_modules."), result.stdout

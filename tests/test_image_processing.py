@@ -1,5 +1,6 @@
 """TimeSformerImageProcessor: parity with transformers' PIL VideoMAE processor, inputs, multi-view, save/load."""
 
+import io
 import threading
 import time
 
@@ -8,9 +9,11 @@ import PIL.Image
 import pytest
 import torch
 from transformers.models.videomae.image_processing_pil_videomae import VideoMAEImageProcessorPil
+from transformers.video_utils import VideoMetadata
 
 from timesformer_hf import TimeSformerImageProcessor, TimeSformerVideoProcessor, average_view_scores
 from timesformer_hf.image_processing_timesformer import _map_on_threads, resize_video, spatial_crop_offsets
+from timesformer_hf.synthetic import write_video
 
 
 def smooth_video(num_frames: int, height: int, width: int) -> np.ndarray:
@@ -53,8 +56,34 @@ def test_input_formats_agree():
     batch = processor([video, video[::-1]], return_tensors="np")["pixel_values"]
     assert isinstance(batch, np.ndarray) and batch.shape == (2, 3, 3, 32, 32)
     np.testing.assert_allclose(batch[1], expected[0].numpy()[::-1], atol=1e-6)
-    with pytest.raises(ValueError, match="single image"):
-        processor(video[0])
+
+
+def test_a_single_image_is_a_one_frame_video():
+    frame = smooth_video(1, 60, 80)[0]
+    processor = TimeSformerImageProcessor(size={"shortest_edge": 32}, crop_size=32)
+    expected = processor([frame], return_tensors="pt")["pixel_values"]
+    assert expected.shape == (1, 1, 3, 32, 32)
+    images = {
+        "PIL": PIL.Image.fromarray(frame),
+        "numpy HWC": frame,
+        "torch CHW": torch.from_numpy(frame).permute(2, 0, 1),
+    }
+    for name, image in images.items():
+        torch.testing.assert_close(processor(image, return_tensors="pt")["pixel_values"], expected, msg=name)
+
+
+@pytest.mark.parametrize("processor_class", [TimeSformerImageProcessor, TimeSformerVideoProcessor])
+def test_mean_and_std_are_per_rgb_channel(processor_class):
+    rgba = np.concatenate([smooth_video(2, 40, 40), np.full((2, 40, 40, 1), 255, np.uint8)], axis=-1)
+    processor = processor_class(size={"shortest_edge": 32}, crop_size=32)
+    expected = processor(rgba[..., :3], image_mean=[0.1, 0.2, 0.3], return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(
+        processor(rgba, image_mean=[0.1, 0.2, 0.3], return_tensors="pt")["pixel_values"], expected
+    )
+    with pytest.raises(ValueError, match="`image_mean` must be one value or three.*alpha channel is dropped"):
+        processor(rgba, image_mean=[0.5] * 4, image_std=[0.5] * 4)
+    with pytest.raises(ValueError, match="`image_std` must be one value or three"):
+        processor_class(image_std=[0.5, 0.5])(rgba)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
@@ -175,6 +204,52 @@ def test_video_processor_shares_the_transforms(tmp_path):
     assert (tmp_path / "video_preprocessor_config.json").exists() and loaded.frame_sampling == "kinetics"
 
 
+def test_a_saved_processor_samples_num_frames_from_a_path_by_default(tmp_path):
+    path = tmp_path / "video.mp4"
+    write_video(path, smooth_video(40, 40, 40), fps=30)
+    TimeSformerVideoProcessor(num_frames=4, sampling_rate=2).save_pretrained(tmp_path / "repo")
+    processor = TimeSformerVideoProcessor.from_pretrained(tmp_path / "repo")
+    assert processor(str(path), return_tensors="pt")["pixel_values"].shape[:2] == (1, 4)
+    assert processor([str(path)] * 2, num_temporal_clips=2, return_tensors="pt")["pixel_values"].shape[
+        :2
+    ] == (4, 4)
+    every_frame = processor(str(path), do_sample_frames=False, return_tensors="pt")["pixel_values"]
+    assert every_frame.shape[:2] == (1, 40)
+
+
+def test_paths_and_file_objects_are_decoded(tmp_path):
+    path = tmp_path / "video.mp4"
+    write_video(path, smooth_video(12, 40, 40), fps=30)
+    processor = TimeSformerVideoProcessor(
+        num_frames=4, frame_sampling="uniform", size={"shortest_edge": 32}, crop_size=32
+    )
+    expected = processor(str(path), return_tensors="pt")["pixel_values"]
+    assert expected.shape[:2] == (1, 4)
+    torch.testing.assert_close(processor(path, return_tensors="pt")["pixel_values"], expected)
+    with path.open("rb") as file:
+        torch.testing.assert_close(processor(file, return_tensors="pt")["pixel_values"], expected)
+    batch = processor([path, io.BytesIO(path.read_bytes())], return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(batch, torch.cat([expected, expected]))
+
+
+def test_given_frames_are_sampled_only_when_asked_or_with_metadata():
+    video = smooth_video(16, 40, 40)
+    processor = TimeSformerVideoProcessor(
+        num_frames=4, frame_sampling="uniform", size={"shortest_edge": 32}, crop_size=32
+    )
+    as_given = processor(video, return_tensors="pt")["pixel_values"]
+    assert as_given.shape[:2] == (1, 16)
+    torch.testing.assert_close(processor(list(video), return_tensors="pt")["pixel_values"], as_given)
+    expected = as_given[:, [0, 5, 10, 15]]
+    torch.testing.assert_close(
+        processor(video, do_sample_frames=True, return_tensors="pt")["pixel_values"], expected
+    )
+    metadata = VideoMetadata(total_num_frames=16, fps=30.0)
+    torch.testing.assert_close(
+        processor(video, video_metadata=metadata, return_tensors="pt")["pixel_values"], expected
+    )
+
+
 def test_temporal_clips_need_frame_sampling():
     processor = TimeSformerVideoProcessor(num_frames=4, frame_sampling="kinetics", sampling_rate=2)
     video = smooth_video(16, 64, 80)
@@ -197,3 +272,30 @@ def test_sample_indices_follows_the_processor_settings():
     assert kinetics.sample_indices(100, 30.0, clip_index=1, num_clips=2).tolist() == [46, 48, 50, 53]
     training = kinetics.sample_indices(100, 30.0, training=True, generator=0)
     assert len(training) == 4 and np.all(np.diff(training) > 0) and training.max() <= 99
+
+
+def test_fps_samples_that_many_frames_per_second_of_video(tmp_path):
+    processor = TimeSformerVideoProcessor(size={"shortest_edge": 32}, crop_size=32)
+    metadata = VideoMetadata(total_num_frames=8, fps=4.0)  # 2 seconds
+    assert processor.sample_frames(metadata, fps=3).tolist() == [0, 1, 2, 4, 5, 6]
+    video = smooth_video(8, 40, 40)
+    inputs = processor(video, do_sample_frames=True, fps=3, video_metadata=metadata, return_tensors="pt")
+    expected = processor(video[[0, 1, 2, 4, 5, 6]], return_tensors="pt")
+    torch.testing.assert_close(inputs["pixel_values"], expected["pixel_values"])
+    path = tmp_path / "video.mp4"
+    write_video(path, video, fps=4)
+    from_path = processor(str(path), do_sample_frames=True, fps=3, return_tensors="pt")["pixel_values"]
+    assert from_path.shape[1] == 6
+
+
+def test_fps_without_the_video_frame_rate_is_an_error():
+    processor = TimeSformerVideoProcessor()
+    metadata = VideoMetadata(total_num_frames=8)
+    with pytest.raises(ValueError, match="frame rate is unknown.*`num_frames` instead of `fps`"):
+        processor.sample_frames(metadata, fps=3)
+    with pytest.raises(ValueError, match="frame rate is unknown"):
+        processor(smooth_video(8, 40, 40), do_sample_frames=True, fps=3, video_metadata=metadata)
+    with pytest.raises(ValueError, match="pass an fps of at most 4"):
+        processor.sample_frames(VideoMetadata(total_num_frames=8, fps=4.0), fps=5)
+    with pytest.raises(ValueError, match="`fps` samples one clip"):
+        processor.sample_frames(VideoMetadata(total_num_frames=8, fps=4.0), fps=3, num_temporal_clips=2)

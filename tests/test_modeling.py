@@ -1,13 +1,18 @@
 """The model: faithfulness to `transformers`' TimeSformer and to the original's resizing, options and errors."""
 
+import contextlib
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 import torch
 import transformers
 from conftest import TINY, randomize_, tiny_config
+from transformers.testing_utils import CaptureLogger, LoggingLevel
+from transformers.utils import logging as hf_logging
 
 from timesformer_hf import TimeSformerConfig, TimeSformerForVideoClassification, TimeSformerModel
 
@@ -20,6 +25,17 @@ def tiny_model(seed: int = 0, **overrides) -> TimeSformerForVideoClassification:
 
 def clip(batch=2, frames=4, height=32, width=32, seed=1) -> torch.Tensor:
     return torch.randn(batch, frames, 3, height, width, generator=torch.Generator().manual_seed(seed))
+
+
+@contextlib.contextmanager
+def transformers_log() -> Iterator[CaptureLogger]:
+    """What `transformers` logs at info level and above, in `.out` on exit (its logger does not reach caplog)."""
+    with LoggingLevel(logging.INFO), CaptureLogger(hf_logging.get_logger("transformers")) as log:
+        yield log
+
+
+def package_log(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name.startswith("timesformer_hf")]
 
 
 def nearest_indices(size_in: int, size_out: int) -> torch.Tensor:
@@ -48,15 +64,34 @@ def test_config_has_every_field_of_transformers_config():
     "kwargs, message",
     [
         (dict(attention_type="divided"), "Unknown attention_type"),
-        (dict(hidden_size=100, num_attention_heads=12), "multiple of num_attention_heads"),
-        (dict(image_size=30, patch_size=16), "not a multiple of patch_size"),
         (dict(num_frames=0), "num_frames"),
+        (dict(num_attention_heads=0), "num_attention_heads must be at least 1"),
         (dict(chunk_size_feed_forward=-1), "chunk_size_feed_forward"),
     ],
 )
 def test_config_rejects_invalid_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TimeSformerConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            dict(hidden_size=32),
+            r"num_attention_heads \(12\).*pass num_attention_heads.*num_attention_heads=8",
+        ),
+        (dict(image_size=30, patch_size=16), r"not a multiple of patch_size.*image_size=\(32, 32\)"),
+    ],
+)
+def test_fields_that_must_agree_are_checked_when_the_model_is_built(tmp_path, kwargs, message):
+    config = TimeSformerConfig(**kwargs)
+    assert TimeSformerConfig.from_dict(config.to_dict()).to_dict() == config.to_dict()
+    config.save_pretrained(tmp_path)
+    assert TimeSformerConfig.from_pretrained(tmp_path).to_dict() == config.to_dict()
+    for model_class in (TimeSformerModel, TimeSformerForVideoClassification):
+        with pytest.raises(ValueError, match=message):
+            model_class(config)
 
 
 # --- faithfulness ---------------------------------------------------------------------------------------------
@@ -263,7 +298,9 @@ def test_loads_a_repo_saved_by_transformers_timesformer(tmp_path):
         transformers.TimesformerForVideoClassification(transformers.TimesformerConfig(**TINY)), seed=3
     )
     reference.save_pretrained(tmp_path)
-    model, info = TimeSformerForVideoClassification.from_pretrained(tmp_path, output_loading_info=True)
+    with transformers_log() as log:
+        model, info = TimeSformerForVideoClassification.from_pretrained(tmp_path, output_loading_info=True)
+    assert "model of type `timesformer`" not in log.out
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     pixel_values = clip()
     with torch.no_grad():
@@ -284,6 +321,25 @@ def test_transformers_timesformer_loads_a_repo_saved_by_this_package(tmp_path):
         torch.testing.assert_close(
             reference(pixel_values).logits, model(pixel_values).logits, atol=ATOL, rtol=0
         )
+
+
+@pytest.mark.parametrize("saved_by", ["timesformer_hf", "transformers"])
+def test_bare_model_from_a_classification_repo_says_so_in_one_line(tmp_path, saved_by, caplog):
+    if saved_by == "transformers":
+        classifier = transformers.TimesformerForVideoClassification(transformers.TimesformerConfig(**TINY))
+        classifier = randomize_(classifier, seed=8)
+    else:
+        classifier = tiny_model(seed=8)
+    classifier.save_pretrained(tmp_path)
+    with caplog.at_level(logging.INFO, logger="timesformer_hf"), transformers_log() as log:
+        model = TimeSformerModel.from_pretrained(tmp_path)
+    assert "LOAD REPORT" not in log.out and "UNEXPECTED" not in log.out
+    assert package_log(caplog) == [
+        f"Loaded the backbone of {tmp_path}; its classifier (5 labels) is not used."
+    ]
+    with torch.no_grad():
+        expected = classifier.timesformer(clip()).last_hidden_state
+        torch.testing.assert_close(model(clip()).last_hidden_state, expected, atol=ATOL, rtol=0)
 
 
 def test_auto_classes_and_device_map(tmp_path):
@@ -356,8 +412,8 @@ def test_full_size_compiles_with_inductor():
 # --- initialisation from an image ViT ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("layout", ["model", "directory", "classifier"])
-def test_from_vit_on_repeated_image_returns_the_vit_cls_features(tmp_path, layout):
+@pytest.mark.parametrize("layout", ["model", "directory", "classifier", "classifier directory"])
+def test_from_vit_on_repeated_image_returns_the_vit_cls_features(tmp_path, layout, caplog):
     vit_config = transformers.ViTConfig(
         image_size=32,
         patch_size=8,
@@ -366,15 +422,20 @@ def test_from_vit_on_repeated_image_returns_the_vit_cls_features(tmp_path, layou
         num_attention_heads=4,
         intermediate_size=64,
     )
-    vit = randomize_(transformers.ViTModel(vit_config, add_pooling_layer=False), seed=7)
+    vit = randomize_(transformers.ViTModel(vit_config), seed=7)
     source = vit
-    if layout == "directory":
-        vit.save_pretrained(tmp_path)
-        source = tmp_path
-    elif layout == "classifier":
-        source = transformers.ViTForImageClassification(vit_config)
+    if layout.startswith("classifier"):
+        source = transformers.ViTForImageClassification(vit_config)  # 2 labels
         source.vit.load_state_dict(vit.state_dict(), strict=False)
-    model = TimeSformerForVideoClassification.from_vit(source, num_frames=3, num_labels=7).eval()
+    if layout.endswith("directory"):
+        source.save_pretrained(tmp_path)
+        source = tmp_path
+    with caplog.at_level(logging.INFO, logger="timesformer_hf"), transformers_log() as log:
+        model = TimeSformerForVideoClassification.from_vit(source, num_frames=3, num_labels=7).eval()
+    assert "LOAD REPORT" not in log.out and "UNEXPECTED" not in log.out and "MISSING" not in log.out
+    (line,) = package_log(caplog)
+    assert line.startswith("Initialised TimeSformerForVideoClassification from the ViT")
+    assert ("its classifier (2 labels) is not used" in line) == layout.startswith("classifier")
     assert model.config.layer_norm_eps == vit_config.layer_norm_eps and model.config.num_labels == 7
     image = torch.randn(2, 3, 32, 32)
     with torch.no_grad():

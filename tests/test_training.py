@@ -10,7 +10,7 @@ import torch
 from conftest import TINY, randomize_, tiny_config
 from transformers import HfArgumentParser, TrainerCallback, TrainingArguments, ViTConfig, ViTModel
 
-from timesformer_hf import TimeSformerForVideoClassification
+from timesformer_hf import TimeSformerForVideoClassification, TimeSformerVideoProcessor
 from timesformer_hf.synthetic import write_motion_dataset
 from timesformer_hf.training import (
     DataTrainingArguments,
@@ -118,6 +118,8 @@ def test_interrupted_run_resumes_from_its_checkpoint(motion_dir, tmp_path):
     assert state["global_step"] == 4 and state["max_steps"] == 4
     assert (counter.first, counter.steps) == (3, 2)  # started after the checkpoint, ran the rest
     assert (tmp_path / "model" / "config.json").is_file()
+    processor = TimeSformerVideoProcessor.from_pretrained(tmp_path / "model")
+    assert processor.do_sample_frames and processor.num_frames == 4  # a path gives the model's frame count
 
 
 # `--multi_gpu` on a CPU-only machine starts 2 processes through torchrun (DDP over gloo). `--cpu --num_processes 2`

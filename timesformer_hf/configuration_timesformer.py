@@ -1,9 +1,14 @@
 """TimeSformer configuration."""
 
+import os
+from typing import Any
+
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
+# Configs that load as this one with the same weights: `transformers.TimesformerConfig` has the same fields.
+COMPATIBLE_MODEL_TYPES = ("timesformer",)
 
 
 def to_pair(value: int | list[int] | tuple[int, int]) -> tuple[int, int]:
@@ -25,8 +30,9 @@ class TimeSformerConfig(PreTrainedConfig):
 
     Args:
         image_size (`int` or `(height, width)`, defaults to 224):
-            Frame size the position embeddings were trained for. Other sizes work at run time (the embeddings are
-            resized with nearest interpolation, as the original).
+            Frame size the position embeddings were trained for, a multiple of `patch_size` (checked when the model
+            is built). Other sizes work at run time (the embeddings are resized with nearest interpolation, as the
+            original).
         patch_size (`int` or `(height, width)`, defaults to 16):
             Size of the square (or rectangular) patches.
         num_channels (`int`, defaults to 3):
@@ -38,7 +44,7 @@ class TimeSformerConfig(PreTrainedConfig):
         num_hidden_layers (`int`, defaults to 12):
             Depth.
         num_attention_heads (`int`, defaults to 12):
-            Heads of every attention layer; must divide `hidden_size`.
+            Heads of every attention layer; must divide `hidden_size` (checked when the model is built).
         intermediate_size (`int`, defaults to 3072):
             Hidden width of the MLPs.
         hidden_act (`str`, defaults to `"gelu"`):
@@ -100,15 +106,14 @@ class TimeSformerConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
 
     def _check_architecture(self) -> None:
-        """Raise a `ValueError` naming the field when the architecture is inconsistent."""
+        """Raise a `ValueError` naming the field when a value is invalid on its own.
+
+        Constraints between fields (`hidden_size` and `num_attention_heads`, `image_size` and `patch_size`) are
+        checked when the model is built, as `transformers` does, so that a config can be written field by field.
+        """
         if self.attention_type not in ATTENTION_TYPES:
             raise ValueError(
                 f"Unknown attention_type {self.attention_type!r}: use one of {', '.join(ATTENTION_TYPES)}."
-            )
-        if self.hidden_size % self.num_attention_heads != 0:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
-                f"({self.num_attention_heads}): change one of them."
             )
         if self.chunk_size_feed_forward < 0:
             raise ValueError(
@@ -121,15 +126,22 @@ class TimeSformerConfig(PreTrainedConfig):
                 raise ValueError(f"{name} must be an int or a (height, width) pair, got {value!r}.")
             if min(to_pair(value)) <= 0:
                 raise ValueError(f"{name} must be positive, got {value!r}.")
-        patch_height, patch_width = to_pair(self.patch_size)
-        height, width = to_pair(self.image_size)
-        if height % patch_height or width % patch_width:
-            raise ValueError(
-                f"image_size {(height, width)} is not a multiple of patch_size {(patch_height, patch_width)}: "
-                "choose an image size divisible by the patch size."
-            )
-        if self.num_frames < 1:
-            raise ValueError(f"num_frames must be at least 1, got {self.num_frames}.")
+        for name in ("num_frames", "num_attention_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+
+    @classmethod
+    def get_config_dict(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """As `PreTrainedConfig.get_config_dict`, with a `transformers` TimeSformer config read as this one.
+
+        `from_pretrained` then loads a `model_type="timesformer"` repo without warning about the model type.
+        """
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        if config_dict.get("model_type") in COMPATIBLE_MODEL_TYPES:
+            config_dict = {**config_dict, "model_type": cls.model_type}
+        return config_dict, kwargs
 
     @property
     def patch_grid(self) -> tuple[int, int]:

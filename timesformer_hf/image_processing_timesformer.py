@@ -16,20 +16,16 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from enum import IntEnum
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
-from transformers.image_utils import (
-    ChannelDimension,
-    PILImageResampling,
-    SizeDict,
-    infer_channel_dimension_format,
-)
+from transformers.image_utils import ChannelDimension, SizeDict, infer_channel_dimension_format
 from transformers.processing_utils import ImagesKwargs, Unpack
-from transformers.utils import TensorType
+from transformers.utils import TensorType, is_vision_available
 
 from .video import stack_frames
 
@@ -42,6 +38,21 @@ __all__ = [
     "preprocess_videos",
     "resize_video",
 ]
+
+if is_vision_available():
+    from transformers.image_utils import PILImageResampling
+else:
+
+    class PILImageResampling(IntEnum):
+        """`PIL.Image.Resampling` without Pillow (which `transformers` needs for its own): the same values."""
+
+        NEAREST = 0
+        LANCZOS = 1
+        BILINEAR = 2
+        BICUBIC = 3
+        BOX = 4
+        HAMMING = 5
+
 
 TIMESFORMER_MEAN = [0.45, 0.45, 0.45]
 TIMESFORMER_STD = [0.225, 0.225, 0.225]
@@ -128,7 +139,10 @@ def _is_video(item: Any) -> bool:
 
 
 def make_batched_videos(videos: Any) -> list[Any]:
-    """Turn one video (list of frames, 4-D array) or a batch (list of videos, 5-D array) into a list of videos."""
+    """Turn one video (list of frames, 4-D array) or a batch (list of videos, 5-D array) into a list of videos.
+
+    A single image (PIL, HWC array, CHW or HWC tensor) is a one-frame video, as for `VideoMAEImageProcessor`.
+    """
     if isinstance(videos, np.ndarray | torch.Tensor) and videos.ndim == 5:
         return list(videos)
     if _is_video(videos):
@@ -136,10 +150,7 @@ def make_batched_videos(videos: Any) -> list[Any]:
     if isinstance(videos, list | tuple) and len(videos) > 0 and all(_is_video(video) for video in videos):
         return list(videos)
     if _is_frame(videos):
-        raise ValueError(
-            "Got a single image; TimeSformer processors expect a video: a list of frames or a "
-            "(frames, height, width, channels) array. Wrap a single frame in a list to process it as a 1-frame video."
-        )
+        return [[videos]]
     raise ValueError(
         "Invalid video input: expected a list of frames (PIL images, HWC numpy arrays or CHW/HWC torch tensors), a "
         f"4-D array/tensor, or a list of those for a batch; got {type(videos).__name__}."
@@ -248,6 +259,17 @@ def _crop_views(video: torch.Tensor, crop_size: SizeDict, num_spatial_crops: int
     return views
 
 
+def _rgb_values(name: str, value: float | Sequence[float]) -> np.ndarray:
+    """`value` (one number, or one per channel) as 3 float64 values: R, G, B."""
+    values = np.asarray(value, dtype=np.float64).reshape(-1)
+    if len(values) not in (1, 3):
+        raise ValueError(
+            f"`{name}` must be one value or three (R, G, B), got {len(values)}: frames are processed as RGB (an "
+            "alpha channel is dropped, grayscale is repeated), so give the mean and std of the R, G and B channels."
+        )
+    return np.broadcast_to(values, 3)
+
+
 def _affine_parameters(
     do_rescale: bool,
     rescale_factor: float,
@@ -259,7 +281,7 @@ def _affine_parameters(
     scale = np.full(3, rescale_factor if do_rescale else 1.0)
     shift = np.zeros(3)
     if do_normalize:
-        mean, std = np.broadcast_to(image_mean, 3), np.broadcast_to(image_std, 3)
+        mean, std = _rgb_values("image_mean", image_mean), _rgb_values("image_std", image_std)
         scale, shift = scale / std, -mean / std
     return scale.astype(np.float32).reshape(3, 1, 1), shift.astype(np.float32).reshape(3, 1, 1)
 
@@ -449,7 +471,8 @@ class TimeSformerImageProcessor(TimeSformerProcessingDefaults, BaseImageProcesso
 
         `pixel_values` is `(batch * num_spatial_crops, frames, 3, height, width)` with `return_tensors="pt"`/`"np"`,
         a list of `(frames, 3, height, width)` arrays otherwise. Frames can be PIL images, HWC numpy arrays or CHW/HWC
-        torch tensors with values in [0, 255] (pass `do_rescale=False` for [0, 1] floats).
+        torch tensors with values in [0, 255] (pass `do_rescale=False` for [0, 1] floats); a single frame is a
+        one-frame video.
         """
         return super().preprocess(videos, **kwargs)
 

@@ -20,14 +20,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-from transformers import PreTrainedModel
+from transformers import PreTrainedConfig, PreTrainedModel, ViTConfig, ViTForImageClassification, ViTModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import logging
 
 from .configuration_timesformer import TimeSformerConfig, to_pair
+
+logger = logging.get_logger(__name__)
 
 
 @dataclass
@@ -132,6 +135,22 @@ def vit_to_timesformer_state_dict(
     return state
 
 
+def _load_vit(path: str | os.PathLike) -> PreTrainedModel:
+    """The `transformers` ViT saved in `path`, in the class its config names, so that every weight fits.
+
+    A `ViTModel` is built with its pooler (the default, as on the Hub): the pooler is loaded, then left unused.
+    """
+    config = ViTConfig.from_pretrained(path)
+    vit_class = ViTForImageClassification if _classifier_labels(config) is not None else ViTModel
+    return vit_class.from_pretrained(path, config=config)
+
+
+def _classifier_labels(config: PreTrainedConfig) -> int | None:
+    """The label count of a repo saved by a classification model (its `architectures`), else `None`."""
+    is_classifier = any(name.endswith("Classification") for name in config.architectures or ())
+    return config.num_labels if is_classifier else None
+
+
 def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
     """Stochastic depth: zero whole samples (rows of dim 0) with probability `drop_prob`, rescale the rest."""
     if drop_prob == 0.0 or not training:
@@ -196,6 +215,16 @@ class TimeSformerEmbeddings(nn.Module):
 
     def __init__(self, config: TimeSformerConfig) -> None:
         super().__init__()
+        (height, width), (patch_height, patch_width) = to_pair(config.image_size), to_pair(config.patch_size)
+        if height % patch_height or width % patch_width:
+            fitting = (
+                max(round(height / patch_height), 1) * patch_height,
+                max(round(width / patch_width), 1) * patch_width,
+            )
+            raise ValueError(
+                f"image_size {(height, width)} is not a multiple of patch_size {(patch_height, patch_width)}: pass an "
+                f"image_size divisible by the patch size to TimeSformerConfig, e.g. image_size={fitting}."
+            )
         self.attention_type = config.attention_type
         self.grid = config.patch_grid
         self.patch_embeddings = TimeSformerPatchEmbeddings(config)
@@ -272,6 +301,13 @@ class TimeSformerSelfAttention(nn.Module):
 
     def __init__(self, config: TimeSformerConfig) -> None:
         super().__init__()
+        if config.hidden_size % config.num_attention_heads:
+            divisor = max(n for n in range(1, config.num_attention_heads + 1) if config.hidden_size % n == 0)
+            raise ValueError(
+                f"hidden_size ({config.hidden_size}) is not a multiple of num_attention_heads "
+                f"({config.num_attention_heads}): pass num_attention_heads to TimeSformerConfig, e.g. "
+                f"num_attention_heads={divisor}."
+            )
         self.config = config
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
@@ -581,10 +617,12 @@ class TimeSformerPreTrainedModel(PreTrainedModel):
         >>> model = TimeSformerForVideoClassification.from_vit("google/vit-base-patch16-224-in21k", num_labels=10)
         ```
         """
+        source = vit if isinstance(vit, (str, os.PathLike)) else type(vit).__name__
         if isinstance(vit, (str, os.PathLike)):
-            from transformers import ViTModel
-
-            vit = ViTModel.from_pretrained(vit, add_pooling_layer=False)
+            vit = _load_vit(vit)
+        unused = ""
+        if isinstance(getattr(vit, "classifier", None), nn.Linear):
+            unused = f"; its classifier ({vit.config.num_labels} labels) is not used"
         vit = getattr(vit, "vit", vit)  # the encoder of a ViTForImageClassification
         vit_config = vit.config
         config = TimeSformerConfig(
@@ -623,6 +661,10 @@ class TimeSformerPreTrainedModel(PreTrainedModel):
         with torch.no_grad():
             for key in missing:
                 base.get_parameter(key).zero_()
+        logger.info(
+            f"Initialised {cls.__name__} from the ViT {source}: spatial weights copied, temporal attention copied "
+            f"from the spatial one, temporal projections and time embeddings at zero{unused}."
+        )
         return model
 
     @torch.no_grad()
@@ -666,12 +708,34 @@ class TimeSformerModel(TimeSformerPreTrainedModel):
     ```
     """
 
+    # The classifier of a video-classification repo is left out on purpose (see `from_pretrained`)
+    _keys_to_ignore_on_load_unexpected = [r"^classifier\."]
+
     def __init__(self, config: TimeSformerConfig) -> None:
         super().__init__(config)
         self.embeddings = TimeSformerEmbeddings(config)
         self.encoder = TimeSformerEncoder(config)
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):
+        """As `PreTrainedModel.from_pretrained`; a video-classification repo gives its backbone, with one info line.
+
+        Example:
+
+        ```python
+        >>> model = TimeSformerModel.from_pretrained("facebook/timesformer-base-finetuned-k400")  # doctest: +SKIP
+        ```
+        """
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        model = loaded[0] if kwargs.get("output_loading_info") else loaded
+        if (num_labels := _classifier_labels(model.config)) is not None:
+            logger.info(
+                f"Loaded the backbone of {pretrained_model_name_or_path}; its classifier ({num_labels} labels) "
+                "is not used."
+            )
+        return loaded
 
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.patch_embeddings.projection

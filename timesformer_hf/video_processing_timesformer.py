@@ -4,19 +4,21 @@ torch transforms, as a `transformers` `BaseVideoProcessor` (works without torchv
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from transformers.image_processing_utils import BatchFeature
-from transformers.image_utils import ChannelDimension, PILImageResampling, SizeDict
+from transformers.image_utils import ChannelDimension, SizeDict
 from transformers.processing_utils import Unpack, VideosKwargs
 from transformers.utils import TensorType
 from transformers.video_processing_utils import BaseVideoProcessor
 from transformers.video_utils import VideoMetadata as TransformersVideoMetadata
 
 from .image_processing_timesformer import (
+    PILImageResampling,
     TimeSformerProcessingDefaults,
     preprocess_videos,
     to_video_tensor,
@@ -34,6 +36,12 @@ __all__ = ["TimeSformerVideoProcessor"]
 
 FRAME_SAMPLINGS = ("kinetics", "ssv2", "uniform")
 URL_TIMEOUT_SECONDS = 60
+
+
+def _is_encoded(videos: Any) -> bool:
+    """Whether `videos` (one video or a list of them) are paths, URLs or file objects, i.e. not decoded frames."""
+    first = videos[0] if isinstance(videos, list | tuple) and len(videos) > 0 else videos
+    return isinstance(first, str | os.PathLike | io.IOBase)
 
 
 class TimeSformerVideoProcessorKwargs(VideosKwargs, total=False):
@@ -65,8 +73,10 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
     as the original release, and resizes/crops/normalizes with the same torch code as
     [`TimeSformerImageProcessor`].
 
-    Frames are sampled only with `do_sample_frames=True` (the video-classification pipeline sets it); arrays and
-    lists of frames are otherwise used as given, and a path without sampling decodes every frame.
+    A video the processor decodes (a path, URL or file object) gives `num_frames` sampled frames, as the model was trained;
+    `do_sample_frames=False` decodes every frame. Frames given directly (arrays, lists of frames) are the clip and
+    are used as given, unless `do_sample_frames=True` is passed with them or `video_metadata` comes with them, in
+    which case they are sampled too, as in `transformers`.
 
     `pixel_values` is `(batch * num_temporal_clips * num_spatial_crops, num_frames, 3, height, width)`: the views of
     a video are consecutive, temporal clip-major. Combine the model's logits with
@@ -76,19 +86,17 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
 
     ```python
     >>> processor = TimeSformerVideoProcessor()
-    >>> inputs = processor("video.mp4", do_sample_frames=True, num_frames=8, return_tensors="pt")  # doctest: +SKIP
+    >>> inputs = processor("video.mp4", return_tensors="pt")  # doctest: +SKIP
     >>> inputs["pixel_values"].shape  # doctest: +SKIP
     torch.Size([1, 8, 3, 224, 224])
-    >>> views = processor(
-    ...     "video.mp4", do_sample_frames=True, num_frames=8, num_temporal_clips=2, num_spatial_crops=3
-    ... )  # 6 views  # doctest: +SKIP
+    >>> views = processor("video.mp4", num_temporal_clips=2, num_spatial_crops=3)  # 6 views  # doctest: +SKIP
     ```
     """
 
     model_input_names = ["pixel_values"]
     valid_kwargs = TimeSformerVideoProcessorKwargs
 
-    do_sample_frames = False
+    do_sample_frames = True
     num_frames = 8
     frame_sampling = "kinetics"
     sampling_rate = 32
@@ -104,7 +112,13 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
             )
 
     def preprocess(self, videos: Any, **kwargs: Unpack[TimeSformerVideoProcessorKwargs]) -> BatchFeature:
-        """Sample (with `do_sample_frames=True`), resize, crop and normalize videos into `pixel_values`."""
+        """Decode and sample (see the class docstring), resize, crop and normalize videos into `pixel_values`."""
+        if (
+            "do_sample_frames" not in kwargs
+            and kwargs.get("video_metadata") is None
+            and not _is_encoded(videos)
+        ):
+            kwargs["do_sample_frames"] = False  # given frames are the clip
         num_clips = kwargs.get("num_temporal_clips") or self.num_temporal_clips
         if num_clips > 1 and not kwargs.get("do_sample_frames", self.do_sample_frames):
             raise ValueError(
@@ -126,12 +140,21 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
     ) -> np.ndarray:
         """Indices of the frames to keep: `num_temporal_clips` clips of `num_frames`, concatenated.
 
-        `fps` keeps the `transformers` meaning (sample that many frames per second, uniformly) and overrides
-        `frame_sampling`.
+        `fps` keeps the `transformers` meaning (that many frames per second of video, evenly spread) and overrides
+        `num_frames` and `frame_sampling`.
+
+        Example:
+
+        ```python
+        >>> metadata = TransformersVideoMetadata(total_num_frames=8, fps=4.0)
+        >>> TimeSformerVideoProcessor().sample_frames(metadata, fps=3).tolist()  # 2 s of video, 3 frames a second
+        [0, 1, 2, 4, 5, 6]
+
+        ```
         """
-        if fps is not None:
-            return super().sample_frames(metadata, num_frames=None, fps=fps)
         num_clips = num_temporal_clips or self.num_temporal_clips
+        if fps is not None:
+            return self._sample_at_fps(metadata, fps, num_clips)
         clips = [
             self.sample_indices(
                 metadata.total_num_frames,
@@ -146,6 +169,25 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
             for clip_index in range(num_clips)
         ]
         return np.concatenate(clips)
+
+    @staticmethod
+    def _sample_at_fps(metadata: TransformersVideoMetadata, fps: float, num_clips: int) -> np.ndarray:
+        if metadata.fps is None:
+            raise ValueError(
+                f"Cannot sample fps={fps} frames per second: the video's frame rate is unknown. Pass "
+                "`video_metadata` with its `fps`, or sample a fixed count with `num_frames` instead of `fps`."
+            )
+        if num_clips != 1:
+            raise ValueError(f"`fps` samples one clip: leave `num_temporal_clips` at 1 (got {num_clips}).")
+        total = metadata.total_num_frames
+        num_frames = max(int(total / metadata.fps * fps), 1)
+        if num_frames > total:
+            raise ValueError(
+                f"fps={fps} asks for {num_frames} frames of a {metadata.fps:g} fps video of {total} frames: pass an "
+                f"fps of at most {metadata.fps:g}."
+            )
+        # evenly spread, as `default_sample_indices_fn` of transformers 5.24 (5.11 gives the first `num_frames`)
+        return np.arange(num_frames) * total // num_frames
 
     def sample_indices(
         self,
@@ -195,6 +237,19 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
         if frame_sampling == "uniform":
             return sample_uniform_indices(total_num_frames, num_frames)
         raise ValueError(f"`frame_sampling` must be one of {FRAME_SAMPLINGS}, got {frame_sampling!r}.")
+
+    def _decode_and_sample_videos(
+        self,
+        videos: Any,
+        video_metadata: Any,
+        do_sample_frames: bool | None = None,
+        sample_indices_fn: Callable[..., np.ndarray] | None = None,
+    ) -> tuple[list[Any], list[TransformersVideoMetadata]]:
+        """Decode paths (`str` or `os.PathLike`), URLs and file objects here; given frames as the base class does."""
+        if _is_encoded(videos):
+            sources = list(videos) if isinstance(videos, list | tuple) else [videos]
+            return self.fetch_videos(sources, sample_indices_fn)
+        return super()._decode_and_sample_videos(videos, video_metadata, do_sample_frames, sample_indices_fn)
 
     def fetch_videos(
         self, video_url_or_urls: Any, sample_indices_fn: Callable[..., np.ndarray] | None = None
