@@ -8,8 +8,10 @@ compared with an independent re-implementation of the original forward pass (`or
 import json
 import logging
 import os
+import pickle
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
@@ -17,6 +19,7 @@ from unittest import mock
 import pytest
 import torch
 import yaml
+from conftest import sample_video_path
 from original_timesformer import original_forward
 from transformers import AutoModelForVideoClassification
 
@@ -255,13 +258,54 @@ class _SideEffect:
         return (open, (str(self.marker), "w"))
 
 
-def test_checkpoint_with_pickled_code_is_refused(tmp_path):
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy-pickle"])
+def test_checkpoint_with_pickled_code_is_refused(tmp_path, zip_format):
     marker = tmp_path / "pwned"
     weights = original_state_dict(frames=8, crop=32, classes=3)
-    checkpoint = write_checkpoint(tmp_path / "evil.pyth", weights, payload=_SideEffect(marker))
-    with pytest.raises(UnsafeCheckpointError, match="Refusing to load"):
-        convert_checkpoint(checkpoint, tmp_path / "repo", num_attention_heads=TINY_HEADS)
+    state = {"model_state": weights, "payload": _SideEffect(marker)}
+    torch.save(state, tmp_path / "evil.pyth", _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(
+        UnsafeCheckpointError, match=r"Refusing to load .*pickled Python object \(io\.open\)"
+    ) as error:
+        convert_checkpoint(tmp_path / "evil.pyth", tmp_path / "repo", num_attention_heads=TINY_HEADS)
+    assert "weights_only" not in str(error.value) and "safe_globals" not in str(
+        error.value
+    )  # no unsafe advice
     assert not marker.exists()
+    assert not (tmp_path / "repo").exists()
+
+
+def _zip_without_data_pkl(path: Path) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes/readme.txt", "not a checkpoint")
+
+
+@pytest.mark.parametrize(
+    "write, described",
+    [
+        (
+            lambda path: path.write_text("epoch: 15\nlr: 0.005\n"),
+            "not a zip or pickle file): it looks like a text",
+        ),
+        (lambda path: path.write_bytes(sample_video_path().read_bytes()), "it looks like an MP4/MOV video"),
+        (lambda path: path.write_bytes(b""), "the file is empty"),
+        (_zip_without_data_pkl, "a zip archive without the data.pkl"),
+        pytest.param(
+            lambda path: path.write_bytes(pickle.dumps({"epoch": 15}, protocol=4)),
+            "Unsupported operand 149",
+            marks=pytest.mark.filterwarnings("ignore:Detected pickle protocol 4"),
+        ),
+    ],
+    ids=["text", "mp4", "empty", "zip", "plain-pickle"],
+)
+def test_file_that_is_no_checkpoint_is_named_so(tmp_path, write, described):
+    path = tmp_path / "TimeSformer_divST_8x32_224_K400.pyth"
+    write(path)
+    with pytest.raises(CheckpointError, match="not a .*checkpoint") as error:
+        convert_checkpoint(path, tmp_path / "repo")
+    message = str(error.value)
+    assert described in message and not isinstance(error.value, UnsafeCheckpointError)
+    assert "weights_only=False" not in message and "arbitrary code" not in message
     assert not (tmp_path / "repo").exists()
 
 

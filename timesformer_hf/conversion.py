@@ -24,6 +24,7 @@ import math
 import os
 import pickle
 import re
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,8 @@ LABEL_FILES_REPO = "huggingface/label-files"
 MAX_ABS_DIFF = 1e-4
 STATE_DICT_KEYS = ("model_state", "state_dict", "model", "module")
 STRIPPED_PREFIXES = ("module.", "model.")
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = pickle.PROTO[0]  # a pickle of protocol 2 or above starts with it
 HEAD_DIM = 64  # ViT-B/16 and ViT-L/16 use 64-wide heads; the head count is not stored in the weights
 
 
@@ -183,6 +186,68 @@ class OriginalCheckpoint:
         return self.path.name.removesuffix(".pyth").removesuffix(".pth")
 
 
+def _describe_content(head: bytes) -> str:
+    """What the first bytes of a file that is no checkpoint look like, for error messages."""
+    if not head:
+        return "the file is empty"
+    if head[4:8] == b"ftyp":
+        return "it looks like an MP4/MOV video"
+    if all(32 <= byte < 127 or byte in b"\t\n\r" for byte in head):
+        return "it looks like a text file"
+    return f"it starts with {head[:8]!r}"
+
+
+def _check_is_checkpoint(path: Path) -> None:
+    """Raise a [`CheckpointError`] unless `path` is a PyTorch zip archive or a pickle file (`torch.save`'s formats)."""
+    with open(path, "rb") as file:
+        head = file.read(16)
+    if head.startswith(_ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                is_torch_archive = any(name.endswith("/data.pkl") for name in archive.namelist())
+        except zipfile.BadZipFile as error:
+            raise CheckpointError(
+                f"{path} is a damaged zip archive, not a readable PyTorch checkpoint: {error}."
+            ) from None
+        if not is_torch_archive:
+            raise CheckpointError(
+                f"{path} is not a PyTorch checkpoint: a zip archive without the data.pkl of `torch.save`. Give an "
+                "original TimeSformer .pyth file."
+            )
+    elif not (len(head) >= 2 and head[0] == _PICKLE_PROTO and 2 <= head[1] <= pickle.HIGHEST_PROTOCOL):
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (not a zip or pickle file): {_describe_content(head)}. Give an "
+            "original TimeSformer .pyth file."
+        )
+
+
+def _read_checkpoint(path: Path) -> Any:
+    """`torch.load(path, weights_only=True)`, with errors that say whether `path` is a checkpoint at all."""
+    _check_is_checkpoint(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch's message suggests `weights_only=False`: name only what was refused
+        unsafe = re.search(r"GLOBAL ([\w.]+)", str(error))
+        if unsafe:
+            raise UnsafeCheckpointError(
+                f"Refusing to load {path}: besides tensors it holds a pickled Python object ({unsafe.group(1)}), "
+                "and unpickling one can run arbitrary code. The original release holds only tensors, numbers, "
+                "strings and containers; whoever made this file can save the state dict alone, e.g. "
+                "`torch.save({'model_state': model.state_dict()}, path)`."
+            ) from None
+        detail = re.search(r"Unsupported operand \d+", str(error))
+        raise CheckpointError(
+            f"{path} is a pickle file that `torch.load(weights_only=True)` cannot read "
+            f"({detail.group(0) if detail else 'unsupported content'}): not a checkpoint as `torch.save` writes it."
+        ) from None
+    except (RuntimeError, EOFError, KeyError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"{path} could not be read as a PyTorch checkpoint (damaged or truncated?): {first_line}"
+        ) from None
+
+
 def load_original_checkpoint(path: str | os.PathLike) -> OriginalCheckpoint:
     """
     Read a `.pyth` checkpoint safely (`weights_only=True`) and find its state dict and training config.
@@ -199,14 +264,7 @@ def load_original_checkpoint(path: str | os.PathLike) -> OriginalCheckpoint:
     ```
     """
     path = Path(path)
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise UnsafeCheckpointError(
-            f"Refusing to load {path}: it holds pickled objects other than tensors and plain containers, which "
-            f"could run arbitrary code ({str(error).splitlines()[0]}). The original release needs no such objects; "
-            "re-save the state dict from a trusted environment with `torch.save({'model_state': state_dict}, path)`."
-        ) from None
+    content = _read_checkpoint(path)
     if not isinstance(content, dict):
         raise CheckpointError(f"{path} holds a {type(content).__name__}, not a dict with a state dict.")
 
