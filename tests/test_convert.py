@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import subprocess
 import sys
 import zipfile
@@ -21,6 +22,7 @@ import torch
 import yaml
 from conftest import sample_video_path
 from original_timesformer import original_forward
+from safetensors.torch import load_file, save_file
 from transformers import AutoModelForVideoClassification
 
 import timesformer_hf
@@ -307,6 +309,55 @@ def test_file_that_is_no_checkpoint_is_named_so(tmp_path, write, described):
     assert described in message and not isinstance(error.value, UnsafeCheckpointError)
     assert "weights_only=False" not in message and "arbitrary code" not in message
     assert not (tmp_path / "repo").exists()
+
+
+def _transformers_timesformer(folder: Path, with_head: bool = True) -> Path:
+    """A tiny `transformers` TimeSformer repo folder (its own class and key names)."""
+    from transformers import TimesformerConfig, TimesformerForVideoClassification, TimesformerModel
+
+    config = TimesformerConfig(
+        image_size=32, num_frames=4, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, num_labels=3,
+    )  # fmt: skip
+    (TimesformerForVideoClassification if with_head else TimesformerModel)(config).save_pretrained(folder)
+    return folder
+
+
+def test_already_converted_weights_are_recognised(tmp_path, tiny_checkpoint):
+    ours = convert_checkpoint(tiny_checkpoint, tmp_path / "ours", num_attention_heads=TINY_HEADS).output_dir
+    theirs = _transformers_timesformer(tmp_path / "theirs")
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (theirs / "model.safetensors").rename(loose / "model.safetensors")  # weights without their config.json
+    # the base model's keys have no `timesformer.` prefix
+    base = _transformers_timesformer(tmp_path / "base", with_head=False)
+    torch.save(load_file(base / "model.safetensors"), base / "pytorch_model.bin")
+    for source, folder in [
+        (ours, ours),
+        (ours / "model.safetensors", ours),
+        (theirs, theirs),
+        (base / "pytorch_model.bin", base),
+    ]:
+        with pytest.raises(CheckpointError, match="is already converted") as error:
+            convert_checkpoint(source, tmp_path / "repo")
+        assert f'from_pretrained("{folder}")' in str(error.value), source
+    with pytest.raises(CheckpointError, match=re.escape(f"put its config.json beside it in {loose}")):
+        convert_checkpoint(loose / "model.safetensors", tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
+
+
+def test_folder_and_safetensors_given_as_checkpoint(tmp_path):
+    weights = original_state_dict(frames=4, crop=32, classes=3)
+    save_file({f"model.{key}": value for key, value in weights.items()}, tmp_path / "original.safetensors")
+    result = convert_checkpoint(
+        tmp_path / "original.safetensors", tmp_path / "repo", num_attention_heads=TINY_HEADS
+    )
+    assert result.max_abs_diff <= 1e-4  # the original keys in a safetensors file convert like a .pyth file
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    write_checkpoint(folder / "a.pyth", weights)
+    with pytest.raises(CheckpointError, match="pass it as --checkpoint-dir"):
+        convert_checkpoint(folder, tmp_path / "out")
 
 
 def test_missing_block_weights_are_named(tmp_path):

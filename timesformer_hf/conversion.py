@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
 import yaml
 from huggingface_hub import constants as hub_constants
@@ -197,6 +198,11 @@ def _describe_content(head: bytes) -> str:
     return f"it starts with {head[:8]!r}"
 
 
+def _is_safetensors(head: bytes, size: int) -> bool:
+    """A safetensors file starts with the length of its JSON header (8 bytes, little-endian), then the header."""
+    return len(head) > 8 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
+
+
 def _check_is_checkpoint(path: Path) -> None:
     """Raise a [`CheckpointError`] unless `path` is a PyTorch zip archive or a pickle file (`torch.save`'s formats)."""
     with open(path, "rb") as file:
@@ -222,7 +228,11 @@ def _check_is_checkpoint(path: Path) -> None:
 
 
 def _read_checkpoint(path: Path) -> Any:
-    """`torch.load(path, weights_only=True)`, with errors that say whether `path` is a checkpoint at all."""
+    """`torch.load(path, weights_only=True)` (or a safetensors file), with errors that say whether `path` is a
+    checkpoint at all."""
+    with open(path, "rb") as file:
+        if _is_safetensors(file.read(9), path.stat().st_size):
+            return safetensors.torch.load_file(path)
     _check_is_checkpoint(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -248,12 +258,56 @@ def _read_checkpoint(path: Path) -> Any:
         ) from None
 
 
+def _is_converted_layout(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """Whether most keys are those of a converted model: this package's or `transformers`' TimeSformer names (with
+    or without the `timesformer.` prefix of the classification model)."""
+    converted = sum(
+        _rename(key, _TO_ORIGINAL) is not None or _rename(f"timesformer.{key}", _TO_ORIGINAL) is not None
+        for key in state_dict
+    )
+    return converted > len(state_dict) / 2
+
+
+def _already_converted(path: Path) -> CheckpointError:
+    folder = path if path.is_dir() else path.parent
+    if (folder / "config.json").is_file():
+        how = f'load the folder directly: `TimeSformerForVideoClassification.from_pretrained("{folder}")`'
+    else:
+        how = f"put its config.json beside it in {folder} and load that folder with `from_pretrained`"
+    return CheckpointError(
+        f"{path} is already converted (a Hugging Face TimeSformer, with keys like "
+        f"'timesformer.embeddings.cls_token'), so there is nothing to convert: {how}."
+    )
+
+
+def _folder_error(folder: Path) -> CheckpointError:
+    """Why a folder given as a checkpoint cannot be converted, and what to do instead."""
+    config = folder / "config.json"
+    if config.is_file():
+        model_type = json.loads(config.read_text()).get("model_type")
+        if model_type in ("timesformer", TimeSformerConfig.model_type):
+            return _already_converted(folder)
+        return CheckpointError(
+            f"{folder} is a Hugging Face repo of a {model_type!r} model, not an original TimeSformer checkpoint."
+        )
+    if any(folder.glob("*.pyth")):
+        return CheckpointError(
+            f"{folder} is a folder: pass it as --checkpoint-dir to convert each of its .pyth files, or give one file "
+            "to --checkpoint."
+        )
+    return CheckpointError(
+        f"{folder} is a folder with no config.json and no .pyth file: --checkpoint takes an original .pyth file."
+    )
+
+
 def load_original_checkpoint(path: str | os.PathLike) -> OriginalCheckpoint:
     """
     Read a `.pyth` checkpoint safely (`weights_only=True`) and find its state dict and training config.
 
     The state dict may sit under `model_state` (the release), `state_dict`, `model` or `module`, or be the file's
-    top level; `module.` and `model.` prefixes are removed.
+    top level; `module.` and `model.` prefixes are removed. A `.safetensors` file of the original keys is read too.
+    A file that is no checkpoint, or a model already converted (a repo folder, or weights with the Hugging Face
+    TimeSformer keys), raises a [`CheckpointError`] that says so.
 
     Example:
 
@@ -264,6 +318,8 @@ def load_original_checkpoint(path: str | os.PathLike) -> OriginalCheckpoint:
     ```
     """
     path = Path(path)
+    if path.is_dir():
+        raise _folder_error(path)
     content = _read_checkpoint(path)
     if not isinstance(content, dict):
         raise CheckpointError(f"{path} holds a {type(content).__name__}, not a dict with a state dict.")
@@ -285,6 +341,8 @@ def load_original_checkpoint(path: str | os.PathLike) -> OriginalCheckpoint:
             if all(key.startswith(prefix) for key in state_dict):
                 state_dict = {key.removeprefix(prefix): value for key, value in state_dict.items()}
                 stripped = True
+    if _is_converted_layout(state_dict):
+        raise _already_converted(path)
 
     cfg = content.get("cfg") if state_dict is not content else None
     if isinstance(cfg, str):
