@@ -30,8 +30,10 @@ from timesformer_hf import conversion
 from timesformer_hf.cli import convert_main
 from timesformer_hf.conversion import (
     CheckpointError,
+    CheckpointNotFoundError,
     UnsafeCheckpointError,
     convert_checkpoint,
+    convert_directory,
     load_original_checkpoint,
 )
 
@@ -427,6 +429,43 @@ def test_existing_output_is_untouched_without_overwrite(tmp_path, tiny_checkpoin
         tiny_checkpoint, output, num_attention_heads=TINY_HEADS, overwrite=True, model_name="again"
     )
     assert "# again" in (output / "README.md").read_text()
+
+
+def test_missing_checkpoints_are_one_line_errors(tmp_path):
+    with pytest.raises(
+        CheckpointNotFoundError, match=r"nope\.pyth does not exist: --checkpoint takes"
+    ) as error:
+        convert_checkpoint(tmp_path / "nope.pyth", tmp_path / "repo")
+    assert isinstance(error.value, FileNotFoundError) and "\n" not in str(error.value)
+
+    empty = tmp_path / "checkpoints"
+    empty.mkdir()
+    with pytest.raises(CheckpointNotFoundError, match=r"No \.pyth files in .*checkpoints \(it is empty\)"):
+        convert_directory(empty, tmp_path / "out")
+    (empty / "model.pth").write_bytes(b"")
+    with pytest.raises(
+        CheckpointNotFoundError, match=r"\(it holds model\.pth\).*give another file to --checkpoint"
+    ):
+        convert_directory(empty, tmp_path / "out")
+    with pytest.raises(CheckpointNotFoundError, match="is not a folder: --checkpoint-dir"):
+        convert_directory(tmp_path / "nowhere", tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match=r"Label file .*labels\.json does not exist \(--labels\)"):
+        convert_checkpoint(
+            write_checkpoint(tmp_path / "tiny.pyth", original_state_dict(frames=4, crop=32, classes=3)),
+            tmp_path / "repo",
+            labels=tmp_path / "labels.json",
+            num_attention_heads=TINY_HEADS,
+        )
+    assert not (tmp_path / "out").exists() and not (tmp_path / "repo").exists()
+
+
+def test_an_empty_output_folder_is_converted_into(tmp_path, tiny_checkpoint):
+    output = tmp_path / "repo"
+    output.mkdir()
+    convert_checkpoint(tiny_checkpoint, output, num_attention_heads=TINY_HEADS)
+    assert (output / "model.safetensors").is_file()
+    with pytest.raises(FileExistsError, match=r"not empty: pass --overwrite \(overwrite=True in Python\)"):
+        convert_checkpoint(tiny_checkpoint, output, num_attention_heads=TINY_HEADS)
 
 
 def test_labels_from_file_and_download(tmp_path, tiny_checkpoint, monkeypatch, caplog):

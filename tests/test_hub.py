@@ -106,7 +106,7 @@ def test_save_repo_is_atomic(tmp_path, model):
     save_repo(model, [], target)
     before = snapshot(target)
 
-    with pytest.raises(FileExistsError, match="overwrite"):
+    with pytest.raises(FileExistsError, match=r"pass --overwrite \(overwrite=True in Python\)"):
         save_repo(model, [], target)
     with pytest.raises(RuntimeError, match="check failed"):
         save_repo(
@@ -120,6 +120,14 @@ def test_save_repo_is_atomic(tmp_path, model):
     check.assert_called_once()
     assert check.call_args.args[0] != target and not check.call_args.args[0].exists()
     assert not CODE_FILES & {path.name for path in target.iterdir()}
+    assert [path.name for path in tmp_path.iterdir()] == ["repo"]
+
+
+def test_save_repo_fills_an_empty_folder_without_overwrite(tmp_path, model):
+    target = tmp_path / "repo"
+    target.mkdir()
+    save_repo(model, [], target)
+    assert (target / "config.json").is_file()
     assert [path.name for path in tmp_path.iterdir()] == ["repo"]
 
 

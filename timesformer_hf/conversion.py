@@ -39,7 +39,7 @@ from transformers import AutoModelForVideoClassification
 from transformers.utils import logging
 
 from .configuration_timesformer import TimeSformerConfig
-from .hub import build_model_card, push_repo, save_repo
+from .hub import build_model_card, check_output_dir, push_repo, save_repo
 from .image_processing_timesformer import TimeSformerImageProcessor
 from .modeling_timesformer import TimeSformerForVideoClassification
 from .video_processing_timesformer import TimeSformerVideoProcessor
@@ -50,6 +50,7 @@ __all__ = [
     "DATASETS",
     "RELEASED_CHECKPOINTS",
     "CheckpointError",
+    "CheckpointNotFoundError",
     "ConversionResult",
     "DatasetInfo",
     "OriginalCheckpoint",
@@ -76,6 +77,10 @@ HEAD_DIM = 64  # ViT-B/16 and ViT-L/16 use 64-wide heads; the head count is not 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be converted faithfully (wrong layout, missing or unexpected weights, ...)."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """No checkpoint where one was given: a missing file, or a folder without `.pyth` files."""
 
 
 class UnsafeCheckpointError(CheckpointError):
@@ -318,6 +323,10 @@ def load_original_checkpoint(path: str | os.PathLike) -> OriginalCheckpoint:
     ```
     """
     path = Path(path)
+    if not path.exists():
+        raise CheckpointNotFoundError(
+            f"{path} does not exist: --checkpoint takes an original .pyth file (--checkpoint-dir a folder of them)."
+        )
     if path.is_dir():
         raise _folder_error(path)
     content = _read_checkpoint(path)
@@ -457,7 +466,7 @@ def infer_config(
         if hidden_size % HEAD_DIM:
             raise CheckpointError(
                 f"hidden_size {hidden_size} is not a multiple of {HEAD_DIM}, so the head count cannot be assumed: "
-                "pass num_attention_heads (--num-attention-heads)."
+                "pass --num-attention-heads (num_attention_heads= in Python)."
             )
         num_attention_heads = hidden_size // HEAD_DIM
     return TimeSformerConfig(
@@ -536,6 +545,8 @@ def load_labels(path: str | os.PathLike) -> dict[int, str]:
     ```
     """
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Label file {path} does not exist (--labels).")
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
         content = json.loads(text)
@@ -594,7 +605,9 @@ def _preprocessing(
     keeps RGB.
     """
     if channel_order not in ("auto", "rgb", "bgr"):
-        raise ValueError(f"channel_order must be 'auto', 'rgb' or 'bgr', got {channel_order!r}.")
+        raise ValueError(
+            f"--channel-order (channel_order) must be 'auto', 'rgb' or 'bgr', got {channel_order!r}."
+        )
     if channel_order == "auto":
         is_ssv2 = dataset_is_known and dataset is not None and dataset.frame_sampling == "ssv2"
         channel_order = "bgr" if is_ssv2 else "rgb"
@@ -715,12 +728,12 @@ def convert_checkpoint(
 
     Args:
         checkpoint: Path of the `.pyth` file.
-        output_dir: Folder to create; an existing one is only replaced with `overwrite=True`.
+        output_dir: Folder to create; an existing one that is not empty is only replaced with `overwrite=True`.
         labels: Class names (a mapping or a file for [`load_labels`]). Without them the dataset's names are
             downloaded from `huggingface/label-files` unless offline, else `LABEL_i` placeholders are written.
         model_name: Name for the model card; defaults to the checkpoint's file name.
         num_attention_heads: Head count (not stored in the weights); defaults to `hidden_size // 64`.
-        overwrite: Replace an existing `output_dir`.
+        overwrite: Replace an existing `output_dir` that is not empty.
         remote_code: Write the modelling code and `auto_map` into the repo.
         push_to_hub: Repo id to upload the folder to after the conversion.
         private: Create the Hub repo as private.
@@ -737,10 +750,7 @@ def convert_checkpoint(
     ```
     """
     output_dir = Path(output_dir)
-    if output_dir.exists() and not overwrite:
-        raise FileExistsError(
-            f"{output_dir} already exists: pass --overwrite (overwrite=True) to replace it."
-        )
+    check_output_dir(output_dir, overwrite=overwrite)
     original = load_original_checkpoint(checkpoint)
     config = infer_config(original.state_dict, original.cfg, num_attention_heads=num_attention_heads)
     dataset, dataset_is_known = _identify_dataset(original.name, original.cfg, config.num_labels)
@@ -751,7 +761,7 @@ def convert_checkpoint(
     if placeholders:
         logger.warning(
             f"No class names for {original.name}: writing LABEL_0..LABEL_{config.num_labels - 1}. "
-            "Pass labels (--labels FILE) to name the classes."
+            "Pass --labels FILE (labels= in Python) to name the classes."
         )
         id2label = {index: f"LABEL_{index}" for index in range(config.num_labels)}
     if len(id2label) != config.num_labels or set(id2label) != set(range(config.num_labels)):
@@ -862,9 +872,23 @@ def convert_directory(
     >>> print(format_summary(results))  # doctest: +SKIP
     ```
     """
-    paths = sorted(Path(checkpoint_dir).glob("*.pyth"))
+    checkpoint_dir = Path(checkpoint_dir)
+    if not checkpoint_dir.is_dir():
+        raise CheckpointNotFoundError(
+            f"{checkpoint_dir} is not a folder: --checkpoint-dir takes a folder of .pyth files."
+        )
+    paths = sorted(checkpoint_dir.glob("*.pyth"))
     if not paths:
-        raise FileNotFoundError(f"No .pyth files in {checkpoint_dir}.")
+        others = sorted(path.name for path in checkpoint_dir.iterdir())
+        contents = (
+            f"it holds {', '.join(others[:5])}{', ...' if len(others) > 5 else ''}"
+            if others
+            else "it is empty"
+        )
+        raise CheckpointNotFoundError(
+            f"No .pyth files in {checkpoint_dir} ({contents}): --checkpoint-dir converts the original .pyth "
+            "checkpoints of a folder; give another file to --checkpoint."
+        )
     push_prefix = kwargs.pop("push_to_hub", None)
     results = []
     for path in progress(paths) if progress else paths:

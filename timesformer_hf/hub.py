@@ -43,6 +43,7 @@ __all__ = [
     "LICENSE",
     "TIMESFORMER_CITATION",
     "build_model_card",
+    "check_output_dir",
     "push_repo",
     "save_repo",
     "without_remote_code",
@@ -297,6 +298,24 @@ def _replace_dir(source: Path, target: Path) -> None:
     shutil.rmtree(backup, ignore_errors=True)
 
 
+def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Raise `FileExistsError` when `output_dir` holds something and `overwrite` is off; an empty folder is free.
+
+    Example:
+
+    ```python
+    >>> check_output_dir("out/new-repo")  # doctest: +SKIP
+    ```
+    """
+    output_dir = Path(output_dir)
+    is_empty_dir = output_dir.is_dir() and not any(output_dir.iterdir())
+    if output_dir.exists() and not is_empty_dir and not overwrite:
+        raise FileExistsError(
+            f"{output_dir} already exists and is not empty: pass --overwrite (overwrite=True in Python) to replace "
+            "it, or choose another output folder."
+        )
+
+
 def save_repo(
     model: Any,
     processors: Iterable[Any],
@@ -310,13 +329,14 @@ def save_repo(
     """
     Write a complete repo folder atomically: into a temporary folder beside `output_dir`, then renamed into place.
 
-    Nothing is left behind when a step fails, and an existing folder is only replaced with `overwrite=True`.
+    Nothing is left behind when a step fails, and an existing folder is only replaced with `overwrite=True` (an empty
+    one is always).
 
     Args:
         model: A `PreTrainedModel` (its config is saved with it).
         processors: Objects with `save_pretrained` (image processor, video processor), saved into the same folder.
         output_dir: Target folder.
-        overwrite: Replace `output_dir` when it exists.
+        overwrite: Replace `output_dir` when it exists and is not empty.
         remote_code: Keep the code files and `auto_map` of classes registered for the Auto classes; `False` writes
             a repo that loads only where `timesformer_hf` is imported.
         model_card: Written as `README.md` when given.
@@ -334,10 +354,7 @@ def save_repo(
     ```
     """
     output_dir = Path(output_dir)
-    if output_dir.exists() and not overwrite:
-        raise FileExistsError(
-            f"{output_dir} already exists: pass overwrite=True (--overwrite) to replace it."
-        )
+    check_output_dir(output_dir, overwrite=overwrite)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     processors = list(processors)
     staging = make_staging_dir(output_dir)
