@@ -219,6 +219,19 @@ def test_repo_dir_replaces_only_model_repos(tmp_path, motion_dir):
     _check_repo_dir(notes, default=False)  # an earlier fine-tuned repo
 
 
+def test_no_training_videos_says_what_is_needed_with_an_example():
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
+    with pytest.raises(ValueError) as error:
+        parser.parse_args_into_dataclasses([])
+    message = str(error.value)
+    assert "--train-dir" in message and "--train-file" in message and "--output-dir" in message
+    assert "`timesformer-hf train --train-dir data/train " in message and "\n" not in message
+    (parsed,) = HfArgumentParser(DataTrainingArguments).parse_args_into_dataclasses(
+        ["--train-dir", "data", "--frame-sampling", "uniform"]
+    )  # the flags as the message spells them
+    assert (parsed.train_dir, parsed.frame_sampling) == ("data", "uniform")
+
+
 def test_horizontal_flip_defaults_to_off_for_ssv2_only():
     parser = HfArgumentParser(DataTrainingArguments)
     (default,) = parser.parse_args_into_dataclasses(["--train_dir", "data"])

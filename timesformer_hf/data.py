@@ -145,7 +145,7 @@ def video_list_dataset(
     if missing:
         raise ValueError(
             f"The video list {path} has no column(s) {sorted(missing)} (it has {sorted(rows[0])}): set "
-            "video_column/label_column."
+            "--video-column/--label-column (video_column/label_column in Python)."
         )
     raw_labels = [row[label_column] for row in rows]
     if all(isinstance(label, int) or str(label).isdigit() for label in raw_labels):

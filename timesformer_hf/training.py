@@ -77,6 +77,12 @@ _SHARED_FIELDS = (
     "image_std",
 )
 
+# The shortest useful `timesformer-hf train` command, shown when the training videos are missing.
+TRAIN_EXAMPLE = (
+    "timesformer-hf train --train-dir data/train --validation-dir data/val --output-dir runs/mine "
+    "--model-name-or-path facebook/timesformer-base-finetuned-k400 --num-train-epochs 5"
+)
+
 # Parameters that get no weight decay besides biases and norms: the learned tokens and embeddings.
 NO_WEIGHT_DECAY_PATTERNS = ("cls_token", "position_embeddings", "time_embeddings")
 
@@ -170,14 +176,16 @@ class DataTrainingArguments:
     def __post_init__(self) -> None:
         if not (self.train_dir or self.train_file):
             raise ValueError(
-                "Give the training videos with --train_dir (a folder per class) or --train_file (a list)."
+                "Training needs videos: --train-dir (a folder with one sub-folder of videos per class) or "
+                "--train-file (a CSV/JSON list of video,label rows), and --output-dir for the run, e.g. "
+                f"`{TRAIN_EXAMPLE}` (`timesformer-hf train --help` lists every option)."
             )
         if self.frame_sampling is not None and self.frame_sampling not in FRAME_SAMPLINGS:
             raise ValueError(
-                f"--frame_sampling must be one of {FRAME_SAMPLINGS}, got {self.frame_sampling!r}."
+                f"--frame-sampling must be one of {FRAME_SAMPLINGS}, got {self.frame_sampling!r}."
             )
         if self.short_side_range is not None and len(self.short_side_range) != 2:
-            raise ValueError(f"--short_side_range takes two sizes (low high), got {self.short_side_range}.")
+            raise ValueError(f"--short-side-range takes two sizes (low high), got {self.short_side_range}.")
 
 
 class TimeSformerTrainer(Trainer):
@@ -247,7 +255,7 @@ def load_model_and_processor(
     if num_frames is not None:
         overrides["num_frames"] = num_frames
     if model_args.model_name_or_path and model_args.init_from_image:
-        raise ValueError("Give either --model_name_or_path or --init_from_image, not both.")
+        raise ValueError("Give either --model-name-or-path or --init-from-image, not both.")
     if model_args.init_from_image:
         model = TimeSformerForVideoClassification.from_vit(model_args.init_from_image, **overrides, **labels)
         return model, _processor_for(model.config, **_vit_normalisation(model_args.init_from_image))
@@ -276,7 +284,7 @@ def load_model_and_processor(
     if mismatched:
         raise ValueError(
             f"The weights {mismatched} of {model_args.model_name_or_path} do not fit the model's shapes: only the "
-            "classifier may change when fine-tuning (check --config_overrides)."
+            "classifier may change when fine-tuning (check --config-overrides)."
         )
     resize_image = image_size is not None and to_pair(image_size) != to_pair(model.config.image_size)
     resize_frames = num_frames is not None and num_frames != model.config.num_frames
@@ -299,7 +307,7 @@ def load_model_and_processor(
 
 
 def resolve_horizontal_flip(horizontal_flip: bool | None, frame_sampling: str) -> bool:
-    """`--horizontal_flip`, by default on except for SSv2 sampling (the original never flips Something-Something,
+    """`--horizontal-flip`, by default on except for SSv2 sampling (the original never flips Something-Something,
     whose classes depend on direction)."""
     return frame_sampling != "ssv2" if horizontal_flip is None else horizontal_flip
 
@@ -309,7 +317,7 @@ def _check_repo_dir(repo_dir: Path, default: bool) -> None:
     if default or not repo_dir.exists() or (repo_dir / "config.json").is_file():
         return
     raise FileExistsError(
-        f"--repo_dir {repo_dir} exists and is not a model repo (no config.json): it would be replaced by the "
+        f"--repo-dir {repo_dir} exists and is not a model repo (no config.json): it would be replaced by the "
         "fine-tuned repo. Give a folder that does not exist yet, or remove it first."
     )
 
@@ -353,14 +361,14 @@ def _setup_logging(training_args: TrainingArguments) -> None:
 
 
 def _resume_checkpoint(training_args: TrainingArguments) -> str | None:
-    """The checkpoint to resume from: `--resume_from_checkpoint`, else the last one in `output_dir`."""
+    """The checkpoint to resume from: `--resume-from-checkpoint`, else the last one in `output_dir`."""
     if training_args.resume_from_checkpoint is not None:
         return training_args.resume_from_checkpoint
     if not os.path.isdir(training_args.output_dir):
         return None
     checkpoint = get_last_checkpoint(training_args.output_dir)
     if checkpoint is not None:
-        logger.warning(f"Resuming from {checkpoint}; use a new --output_dir to start over.")
+        logger.warning(f"Resuming from {checkpoint}; use a new --output-dir to start over.")
     return checkpoint
 
 
