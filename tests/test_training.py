@@ -4,13 +4,16 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 import torch
 from conftest import TINY, randomize_, tiny_config
+from datasets import ClassLabel, Dataset, Features, Value
 from transformers import HfArgumentParser, TrainerCallback, TrainingArguments, ViTConfig, ViTModel
 
 from timesformer_hf import TimeSformerForVideoClassification
+from timesformer_hf.data import split_train_validation
 from timesformer_hf.synthetic import write_motion_dataset
 from timesformer_hf.training import (
     DataTrainingArguments,
@@ -31,6 +34,27 @@ def motion_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("motion")
     write_motion_dataset(root, num_train_per_class=2, num_eval_per_class=1, num_frames=4, size=32)
     return root
+
+
+@pytest.fixture(scope="module")
+def run_without_validation(tmp_path_factory):
+    """A 1-step run from scratch on `train/` (4 classes of 2 videos) with no validation set, written to
+    `runs/mine` relative to the working directory (the data folder) as a user would; returns that folder and the
+    metrics."""
+    root = tmp_path_factory.mktemp("small")
+    write_motion_dataset(root, num_train_per_class=2, num_eval_per_class=0, num_frames=4, size=32)
+    arguments = DataTrainingArguments(train_dir="train", frame_sampling="uniform", horizontal_flip=False)
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        metrics = run_training(
+            ModelArguments(config_overrides=TINY_OVERRIDES),
+            arguments,
+            training_args("runs/mine", max_steps=1),
+        )
+    finally:
+        os.chdir(cwd)
+    return root, metrics
 
 
 def data_args(root, **overrides):
@@ -230,6 +254,37 @@ def test_no_training_videos_says_what_is_needed_with_an_example():
         ["--train-dir", "data", "--frame-sampling", "uniform"]
     )  # the flags as the message spells them
     assert (parsed.train_dir, parsed.frame_sampling) == ("data", "uniform")
+
+
+def test_small_folder_without_validation_set_trains(run_without_validation):
+    root, metrics = run_without_validation
+    assert 0 <= metrics["eval_top1_accuracy"] <= 1
+    assert (root / "runs" / "mine" / "model" / "model.safetensors").is_file()
+
+
+def test_split_holds_out_every_class_and_keeps_every_class(tmp_path):
+    labels = [0] * 2 + [1] * 3 + [2] * 20 + [3] * 2
+    dataset = Dataset.from_dict(
+        {"video": [f"{i}.mp4" for i in range(len(labels))], "label": labels},
+        features=Features({"video": Value("string"), "label": ClassLabel(names=["a", "b", "c", "d"])}),
+    )
+    train, validation = split_train_validation(dataset, 0.15, seed=0)
+    assert sorted(Counter(validation["label"]).items()) == [
+        (0, 1),
+        (1, 1),
+        (2, 3),
+        (3, 1),
+    ]  # ceil(15% of 20) = 3
+    assert set(train["label"]) == {0, 1, 2, 3} and len(train) + len(validation) == len(dataset)
+    assert not set(train["video"]) & set(validation["video"])
+    assert split_train_validation(dataset, 0.15, seed=0)[1]["video"] == validation["video"]  # seeded
+    assert Counter(split_train_validation(dataset, 0.9, seed=0)[0]["label"]) == {0: 1, 1: 1, 2: 2, 3: 1}
+
+    lonely = dataset.select([0, 1, 2, 3, 5, 25, 26])  # class "c" has one video
+    with pytest.raises(ValueError, match=r"\['c'\] have a single video.*--validation-dir"):
+        split_train_validation(lonely, 0.15)
+    with pytest.raises(ValueError, match="--train-val-split .* between 0 and 1"):
+        split_train_validation(dataset, 1.5)
 
 
 def test_horizontal_flip_defaults_to_off_for_ssv2_only():

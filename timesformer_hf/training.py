@@ -43,7 +43,13 @@ from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
 
 from .configuration_timesformer import TimeSformerConfig, to_pair
-from .data import VideoClipTransform, collate_videos, load_video_dataset, probe_videos
+from .data import (
+    VideoClipTransform,
+    collate_videos,
+    load_video_dataset,
+    probe_videos,
+    split_train_validation,
+)
 from .hub import build_model_card, push_repo, save_repo
 from .image_processing_timesformer import TimeSformerImageProcessor
 from .metrics import TOP_K_ACCURACY
@@ -140,7 +146,10 @@ class DataTrainingArguments:
     label_column: str = field(default="label", metadata={"help": "Column of the labels in a list file."})
     train_val_split: float = field(
         default=0.15,
-        metadata={"help": "Fraction of the training set held out when no validation set is given."},
+        metadata={
+            "help": "Fraction of every class held out for validation when no validation set is given (at least one "
+            "video per class)."
+        },
     )
     dataset_name: str | None = field(
         default=None, metadata={"help": "Name of the data set for the model card."}
@@ -332,10 +341,7 @@ def _load_splits(data_args: DataTrainingArguments, seed: int) -> tuple[Dataset, 
         extra = {} if data_args.validation_dir else list_kwargs
         validation = load_video_dataset(validation_source, label_names=label_names, **extra)
     else:
-        split = train.train_test_split(
-            test_size=data_args.train_val_split, seed=seed, stratify_by_column="label"
-        )
-        train, validation = split["train"], split["test"]
+        train, validation = split_train_validation(train, data_args.train_val_split, seed)
     if data_args.max_train_samples is not None:
         train = train.shuffle(seed=seed).select(range(min(data_args.max_train_samples, len(train))))
     if data_args.max_eval_samples is not None:
