@@ -238,6 +238,8 @@ def test_released_variant_matches_original_forward(tmp_path, variant):
     assert video_config["sampling_rate"] == variant.sampling_rate
 
     card = (tmp_path / "repo" / "README.md").read_text()
+    assert "license: cc-by-nc-4.0" in card  # the original weights' license
+    assert f'from_pretrained("{tmp_path / "repo"}")' in card  # the folder written, not the model name
     released = conversion.RELEASED_CHECKPOINTS.get(name)
     assert ("model-index" in card) == (released is not None)
     if released is not None:

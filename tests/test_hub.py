@@ -28,6 +28,7 @@ def card_for(model, **overrides) -> ModelCard:
         dataset_name="Kinetics-400",
         eval_results={"top1_accuracy": 77.9, "top5_accuracy": 93.2},
         converted_from="TimeSformer_divST_8x32_224_K400.pyth",
+        license="cc-by-nc-4.0",
     )
     return build_model_card(model.config, **{**options, **overrides})
 
@@ -62,8 +63,19 @@ def test_model_card_without_results_has_no_model_index(model):
     card = build_model_card(model.config, model_name="scratch", remote_code=False)
     assert card.data.eval_results is None and "model-index" not in str(card)
     assert "trust_remote_code" not in card.content
+    assert card.data.license is None and "License" not in card.content  # unset unless given
     with pytest.raises(ValueError, match="dataset_name"):
         build_model_card(model.config, model_name="x", eval_results={"accuracy": 0.5})
+
+
+def test_usage_snippet_names_a_loadable_location(model):
+    local = build_model_card(model.config, model_name="mine", saved_to=Path("runs/mine/model")).content
+    assert 'from_pretrained("runs/mine/model")' in local and 'from_pretrained("mine")' not in local
+    assert "`runs/mine/model` is the local folder this repo was written to" in local
+    pushed = build_model_card(
+        model.config, model_name="mine", repo_id="me/mine", saved_to="runs/mine/model"
+    ).content
+    assert 'from_pretrained("me/mine")' in pushed and "runs/mine/model" not in pushed
 
 
 @pytest.mark.parametrize("remote_code", [True, False])

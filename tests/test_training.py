@@ -6,23 +6,35 @@ import subprocess
 import sys
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY, randomize_, tiny_config
 from datasets import ClassLabel, Dataset, Features, Value
-from transformers import HfArgumentParser, TrainerCallback, TrainingArguments, ViTConfig, ViTModel
+from huggingface_hub import ModelCard
+from transformers import (
+    EvalPrediction,
+    HfArgumentParser,
+    TrainerCallback,
+    TrainingArguments,
+    ViTConfig,
+    ViTModel,
+)
 
 from timesformer_hf import TimeSformerForVideoClassification
 from timesformer_hf.data import split_train_validation
+from timesformer_hf.hub import build_model_card
 from timesformer_hf.synthetic import write_motion_dataset
 from timesformer_hf.training import (
     DataTrainingArguments,
     ModelArguments,
     TimeSformerTrainer,
     _check_repo_dir,
+    build_compute_metrics,
     load_model_and_processor,
     parse_config_overrides,
     resolve_horizontal_flip,
+    resolve_license,
     run_training,
 )
 
@@ -285,6 +297,40 @@ def test_split_holds_out_every_class_and_keeps_every_class(tmp_path):
         split_train_validation(lonely, 0.15)
     with pytest.raises(ValueError, match="--train-val-split .* between 0 and 1"):
         split_train_validation(dataset, 1.5)
+
+
+def test_card_of_a_run_from_scratch(run_without_validation):
+    root, metrics = run_without_validation
+    card = ModelCard.load(root / "runs" / "mine" / "model" / "README.md")
+    assert card.data.license is None  # not the original weights' license: none is known
+    assert (
+        'from_pretrained("runs/mine/model")' in card.content and 'from_pretrained("mine")' not in card.content
+    )
+    # 4 classes: top-5 would always be 100%
+    assert "eval_top1_accuracy" in metrics and "eval_top5_accuracy" not in metrics
+    assert "Top-1 accuracy" in card.content and "Top-5" not in card.content
+
+
+def test_top_k_below_the_class_count():
+    logits = np.random.default_rng(0).normal(size=(12, 10))
+    prediction = EvalPrediction(predictions=logits, label_ids=np.arange(12) % 10)
+    assert sorted(build_compute_metrics(num_labels=10)(prediction)) == ["top1_accuracy", "top5_accuracy"]
+    assert sorted(build_compute_metrics(num_labels=5)(prediction)) == ["top1_accuracy"]
+
+
+def test_license_comes_from_the_base_model_card(tmp_path, motion_dir):
+    base = tmp_path / "base"
+    pretrained = randomize_(TimeSformerForVideoClassification(tiny_config()))
+    pretrained.save_pretrained(base)
+    build_model_card(pretrained.config, model_name="base", license="apache-2.0").save(base / "README.md")
+    model_args = ModelArguments(model_name_or_path=str(base))
+    run_training(model_args, data_args(motion_dir), training_args(tmp_path / "run", max_steps=1))
+    assert ModelCard.load(tmp_path / "run" / "model" / "README.md").data.license == "apache-2.0"
+
+    assert resolve_license(ModelArguments(model_name_or_path=str(base), license="mit")) == "mit"
+    (base / "README.md").unlink()
+    assert resolve_license(model_args) is None
+    assert resolve_license(ModelArguments(init_from_image="me/not-downloadable-offline")) is None
 
 
 def test_horizontal_flip_defaults_to_off_for_ssv2_only():

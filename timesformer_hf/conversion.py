@@ -39,7 +39,7 @@ from transformers import AutoModelForVideoClassification
 from transformers.utils import logging
 
 from .configuration_timesformer import TimeSformerConfig
-from .hub import build_model_card, check_output_dir, push_repo, save_repo
+from .hub import LICENSE, build_model_card, check_output_dir, push_repo, save_repo
 from .image_processing_timesformer import TimeSformerImageProcessor
 from .modeling_timesformer import TimeSformerForVideoClassification
 from .video_processing_timesformer import TimeSformerVideoProcessor
@@ -789,12 +789,14 @@ def convert_checkpoint(
         config,
         model_name=model_name,
         repo_id=push_to_hub,
+        saved_to=output_dir,
         datasets=[dataset.hub_id] if dataset else (),
         dataset_name=dataset.name if dataset else None,
         eval_results=eval_results,
         converted_from=original.path.name,
         conversion_notes=_conversion_notes(released, trained_on_bgr, placeholders),
         remote_code=remote_code,
+        license=LICENSE,
     )
 
     max_abs_diff: list[float] = []

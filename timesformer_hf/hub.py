@@ -49,7 +49,7 @@ __all__ = [
     "without_remote_code",
 ]
 
-LICENSE = "cc-by-nc-4.0"
+LICENSE = "cc-by-nc-4.0"  # the original release's weights, and so every repo converted from them
 LIBRARY_NAME = "transformers"
 PIPELINE_TAG = "video-classification"
 PAPER_URL = "https://arxiv.org/abs/2102.05095"
@@ -81,7 +81,7 @@ _ATTENTION_NAMES = {
 }
 
 
-def _usage_snippet(repo_id: str, remote_code: bool) -> str:
+def _usage_snippet(repo_id: str, remote_code: bool, is_local: bool = False) -> str:
     snippet = (
         "```python\n"
         "import torch\n"
@@ -102,6 +102,11 @@ def _usage_snippet(repo_id: str, remote_code: bool) -> str:
             "\n\nThe repo also carries its modelling and processing code, so where `timesformer_hf` is not "
             "installed the `transformers` Auto classes load it with `trust_remote_code=True`, e.g. "
             f'`AutoModelForVideoClassification.from_pretrained("{repo_id}", trust_remote_code=True)`.'
+        )
+    if is_local:
+        snippet += (
+            f"\n\n`{repo_id}` is the local folder this repo was written to (relative to where the command that "
+            "wrote it ran); once the repo is on the Hub, load it by its id (`user/name`) instead."
         )
     return snippet
 
@@ -137,6 +142,7 @@ def build_model_card(
     *,
     model_name: str,
     repo_id: str | None = None,
+    saved_to: str | os.PathLike | None = None,
     base_model: str | None = None,
     datasets: Sequence[str] = (),
     dataset_name: str | None = None,
@@ -147,7 +153,7 @@ def build_model_card(
     conversion_notes: str | None = None,
     tags: Sequence[str] = (),
     remote_code: bool = True,
-    license: str = LICENSE,
+    license: str | None = None,
 ) -> ModelCard:
     """
     Build a `README.md` model card with Hub metadata for a TimeSformer repo.
@@ -155,7 +161,9 @@ def build_model_card(
     Args:
         config: The model's config; architecture facts (frames, size, attention, classes) are read from it.
         model_name: Name of the model, used as the card title and the `model-index` name.
-        repo_id: Hub id used in the usage snippet; defaults to `model_name`.
+        repo_id: Hub id used in the usage snippet, for a repo that is (or will be) pushed.
+        saved_to: Without `repo_id`: the local folder the repo is saved to, used in the usage snippet with a note
+            that it is a local path. Without either the snippet names `model_name`.
         base_model: Hub id of the model this one was fine-tuned from, if any.
         datasets: Hub dataset ids (or names) the model was trained on, for the `datasets` metadata.
         dataset_name: Readable name of the evaluation dataset; defaults to the first of `datasets`.
@@ -168,7 +176,8 @@ def build_model_card(
         conversion_notes: Extra Markdown for the "Conversion" section (e.g. the measured logit difference).
         tags: Extra tags; `video-classification`, `timesformer` and `vision` are always present.
         remote_code: Whether the repo carries its modelling code (changes the usage snippet).
-        license: License id of the weights (the original release is CC BY-NC 4.0).
+        license: License id of the weights, e.g. `LICENSE` (CC BY-NC 4.0) for weights converted from the original
+            release; `None` leaves it unset.
 
     Returns:
         A `huggingface_hub.ModelCard`; `card.save("README.md")` writes it.
@@ -183,6 +192,7 @@ def build_model_card(
     ...     model_name="timesformer-base-k400",
     ...     datasets=["kinetics-400"],
     ...     eval_results={"top1_accuracy": 77.9},
+    ...     license="cc-by-nc-4.0",
     ... )
     >>> card.data.license, card.data.pipeline_tag
     ('cc-by-nc-4.0', 'video-classification')
@@ -212,6 +222,7 @@ def build_model_card(
         ),
     )
 
+    location = repo_id or (os.fspath(saved_to) if saved_to is not None else model_name)
     height, width = to_pair(config.image_size)
     num_labels = len(config.id2label) if config.id2label else config.num_labels
     sections = [
@@ -226,9 +237,9 @@ def build_model_card(
         f"{config.num_hidden_layers} layers, hidden size {config.hidden_size}, {config.num_attention_heads} heads, "
         f"patch size {config.patch_size}\n"
         f"- Input: {config.num_frames} frames of {height}x{width}\n"
-        f"- Classes: {num_labels}\n"
-        f"- License: {license}",
-        "## How to use\n\n" + _usage_snippet(repo_id or model_name, remote_code),
+        f"- Classes: {num_labels}" + (f"\n- License: {license}" if license else ""),
+        "## How to use\n\n"
+        + _usage_snippet(location, remote_code, is_local=repo_id is None and saved_to is not None),
     ]
     if eval_results:
         sections.append("## Evaluation results\n\n" + _results_table(eval_results, dataset_name))

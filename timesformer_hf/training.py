@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import transformers
 from datasets import Dataset
+from huggingface_hub import ModelCard, hf_hub_download
 from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
@@ -66,6 +67,7 @@ __all__ = [
     "build_compute_metrics",
     "load_model_and_processor",
     "resolve_horizontal_flip",
+    "resolve_license",
     "run_training",
 ]
 
@@ -124,6 +126,13 @@ class ModelArguments:
         metadata={
             "help": "Where to write the final hub-ready repo (default: <output_dir>/model). An existing folder is "
             "replaced only when it is the default or holds a model repo (a config.json)."
+        },
+    )
+    license: str | None = field(
+        default=None,
+        metadata={
+            "help": "License id of the fine-tuned weights for the model card, e.g. apache-2.0 (default: the base "
+            "model's, when its model card names one; none for a model trained from scratch)."
         },
     )
 
@@ -208,8 +217,18 @@ class TimeSformerTrainer(Trainer):
         ]
 
 
-def build_compute_metrics(k: tuple[int, ...] = (1, 5)) -> Any:
-    """`compute_metrics` for `Trainer`: `top{k}_accuracy` with the metric module shipped in the package (offline)."""
+def build_compute_metrics(k: tuple[int, ...] = (1, 5), num_labels: int | None = None) -> Any:
+    """`compute_metrics` for `Trainer`: `top{k}_accuracy` with the metric module shipped in the package (offline).
+
+    With `num_labels`, only the `k` below it are reported (top-5 of 5 classes is always 100%), and top-1 always.
+
+    Example:
+
+    ```python
+    >>> compute_metrics = build_compute_metrics(num_labels=4)  # top-1 only
+    ```
+    """
+    k = tuple(value for value in k if value == 1 or num_labels is None or value < num_labels)
     metric = evaluate.load(TOP_K_ACCURACY)
 
     def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
@@ -321,6 +340,32 @@ def resolve_horizontal_flip(horizontal_flip: bool | None, frame_sampling: str) -
     return frame_sampling != "ssv2" if horizontal_flip is None else horizontal_flip
 
 
+def resolve_license(model_args: ModelArguments) -> str | None:
+    """`--license`, else the `license` of the base model's card (`README.md` of a folder or a Hub repo), else None.
+
+    Example:
+
+    ```python
+    >>> resolve_license(ModelArguments(model_name_or_path="converted/timesformer-base-k400"))  # doctest: +SKIP
+    'cc-by-nc-4.0'
+    ```
+    """
+    base = model_args.model_name_or_path or model_args.init_from_image
+    if model_args.license or base is None:
+        return model_args.license
+    try:
+        if os.path.isdir(base):
+            card = Path(base, "README.md")
+            if not card.is_file():
+                return None
+        else:
+            card = hf_hub_download(base, "README.md", revision=model_args.revision, token=model_args.token)
+        return ModelCard.load(card, ignore_metadata_errors=True).data.license
+    except (OSError, ValueError) as error:
+        logger.warning(f"Could not read the license of {base} from its model card ({error}): pass --license.")
+        return None
+
+
 def _check_repo_dir(repo_dir: Path, default: bool) -> None:
     """Refuse to replace an existing folder that is neither the default repo folder nor a model repo."""
     if default or not repo_dir.exists() or (repo_dir / "config.json").is_file():
@@ -384,6 +429,9 @@ def _model_card(
     data_args: DataTrainingArguments,
     repo_name: str,
     eval_metrics: dict[str, float],
+    *,
+    repo_id: str | None,
+    repo_dir: Path,
 ) -> Any:
     dataset_name = (
         data_args.dataset_name or Path(data_args.train_dir or data_args.train_file).resolve().parent.name
@@ -397,10 +445,13 @@ def _model_card(
     return build_model_card(
         model.config,
         model_name=repo_name,
+        repo_id=repo_id,
+        saved_to=repo_dir,
         base_model=base_model if base_model and not os.path.isdir(base_model) else None,
         dataset_name=dataset_name,
         eval_results=results or None,
         description=f"TimeSformer fine-tuned on {dataset_name} with `timesformer-hf train`. Accuracies in percent.",
+        license=resolve_license(model_args),
     )
 
 
@@ -453,7 +504,7 @@ def run_training(
     # The final repo is pushed with `push_repo` below, not by Trainer at every save.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     with training_args.main_process_first(desc="loading the metric"):
-        compute_metrics = build_compute_metrics()
+        compute_metrics = build_compute_metrics(num_labels=len(label_names))
     trainer = TimeSformerTrainer(
         model=model,
         args=training_args,
@@ -486,7 +537,15 @@ def run_training(
             [image_processor, processor],
             repo_dir,
             overwrite=True,
-            model_card=_model_card(unwrapped, model_args, data_args, repo_name, eval_metrics),
+            model_card=_model_card(
+                unwrapped,
+                model_args,
+                data_args,
+                repo_name,
+                eval_metrics,
+                repo_id=(training_args.hub_model_id or repo_name) if push_to_hub else None,
+                repo_dir=repo_dir,
+            ),
         )
         logger.info(f"Saved the fine-tuned repo to {repo_dir}")
         if push_to_hub:
