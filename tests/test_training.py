@@ -1,6 +1,7 @@
 """Fine-tuning: ViT initialisation, optimiser groups, resuming, distributed runs with accelerate, learning."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -51,13 +52,16 @@ def motion_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run_without_validation(tmp_path_factory):
     """A 1-step run from scratch on `train/` (4 classes of 2 videos) with no validation set, written to
-    `runs/mine` relative to the working directory (the data folder) as a user would; returns that folder and the
-    metrics."""
+    `runs/mine` relative to the working directory (the data folder) as a user would; returns that folder, the
+    metrics and the records logged by the package."""
     root = tmp_path_factory.mktemp("small")
     write_motion_dataset(root, num_train_per_class=2, num_eval_per_class=0, num_frames=4, size=32)
     arguments = DataTrainingArguments(train_dir="train", frame_sampling="uniform", horizontal_flip=False)
+    records = Records()
+    package_logger = logging.getLogger("timesformer_hf")
     cwd = os.getcwd()
     os.chdir(root)
+    package_logger.addHandler(records)
     try:
         metrics = run_training(
             ModelArguments(config_overrides=TINY_OVERRIDES),
@@ -65,8 +69,18 @@ def run_without_validation(tmp_path_factory):
             training_args("runs/mine", max_steps=1),
         )
     finally:
+        package_logger.removeHandler(records)
         os.chdir(cwd)
-    return root, metrics
+    return root, metrics, records.records
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 def data_args(root, **overrides):
@@ -171,7 +185,7 @@ def test_accelerate_launch_run(motion_dir, tmp_path, launcher, world_size):
         "--config_overrides", TINY_OVERRIDES, "--frame_sampling", "uniform", "--horizontal_flip", "False",
         "--output_dir", str(output_dir), "--per_device_train_batch_size", "2", "--num_train_epochs", "1",
         "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "True",
-        "--dataloader_pin_memory", "False",
+        "--dataloader_pin_memory", "False", "--log-level", "info", "--log-level-replica", "info",
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
@@ -269,9 +283,15 @@ def test_no_training_videos_says_what_is_needed_with_an_example():
 
 
 def test_small_folder_without_validation_set_trains(run_without_validation):
-    root, metrics = run_without_validation
+    root, metrics, _ = run_without_validation
     assert 0 <= metrics["eval_top1_accuracy"] <= 1
     assert (root / "runs" / "mine" / "model" / "model.safetensors").is_file()
+
+
+def test_process_rank_is_not_a_warning(run_without_validation):
+    _, _, records = run_without_validation
+    warnings = [record.getMessage() for record in records if record.levelno >= logging.WARNING]
+    assert not [message for message in warnings if "Process rank" in message], warnings
 
 
 def test_split_holds_out_every_class_and_keeps_every_class(tmp_path):
@@ -300,7 +320,7 @@ def test_split_holds_out_every_class_and_keeps_every_class(tmp_path):
 
 
 def test_card_of_a_run_from_scratch(run_without_validation):
-    root, metrics = run_without_validation
+    root, metrics, _ = run_without_validation
     card = ModelCard.load(root / "runs" / "mine" / "model" / "README.md")
     assert card.data.license is None  # not the original weights' license: none is known
     assert (

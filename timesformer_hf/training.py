@@ -469,7 +469,7 @@ def run_training(
     default_repo_dir = Path(training_args.output_dir, "model")
     repo_dir = Path(model_args.repo_dir) if model_args.repo_dir else default_repo_dir
     _check_repo_dir(repo_dir, default=repo_dir.resolve() == default_repo_dir.resolve())
-    logger.warning(
+    logger.info(
         f"Process rank: {training_args.process_index}, world size: {training_args.world_size}, "
         f"device: {training_args.device}, distributed training: {training_args.parallel_mode.value != 'not_parallel'}"
     )
