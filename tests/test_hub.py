@@ -6,7 +6,7 @@ from unittest import mock
 
 import pytest
 import torch
-from conftest import randomize_, tiny_config
+from conftest import permissions, randomize_, tiny_config
 from huggingface_hub import ModelCard, ModelCardData
 from transformers import AutoModelForVideoClassification
 
@@ -141,6 +141,14 @@ def test_save_repo_fills_an_empty_folder_without_overwrite(tmp_path, model):
     save_repo(model, [], target)
     assert (target / "config.json").is_file()
     assert [path.name for path in tmp_path.iterdir()] == ["repo"]
+
+
+def test_saved_repo_has_the_permissions_of_plain_writes(tmp_path, model, umask):
+    target = save_repo(model, [TimeSformerVideoProcessor()], tmp_path / "repo", model_card=card_for(model))
+    assert permissions(target) == 0o777 & ~umask  # 0o755 under umask 022, not mkdtemp's 0o700
+    files = sorted(target.iterdir())
+    assert {path.name for path in files} >= {"config.json", "model.safetensors", "README.md"}
+    assert {path.name: permissions(path) for path in files} == {path.name: 0o666 & ~umask for path in files}
 
 
 def test_push_repo_creates_the_repo_and_uploads_once(tmp_path, model):

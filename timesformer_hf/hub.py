@@ -34,7 +34,7 @@ from huggingface_hub.repocard_data import EvalResult
 from transformers.utils import logging
 
 from .configuration_timesformer import TimeSformerConfig, to_pair
-from .files import make_staging_dir
+from .files import apply_umask, make_staging_dir
 
 logger = logging.get_logger(__name__)
 
@@ -376,6 +376,7 @@ def save_repo(
                 processor.save_pretrained(staging)
         if model_card is not None:
             model_card.save(staging / "README.md")
+        apply_umask(staging)  # safetensors writes its files 0600
         if check is not None:
             check(staging)
         _replace_dir(staging, output_dir)
