@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The lowest versions declared in setup.cfg, tested by `make test-min` in their own environment.
 MIN_PINS := transformers==5.11.0 huggingface_hub==1.5.0
 
-.PHONY: install test test-slow test-gpu test-min lint demo bench clean
+.PHONY: install test test-slow test-gpu test-min lint demo bench dist clean
 
 install: $(STAMP)
 
@@ -49,5 +49,10 @@ demo: install
 bench: install
 	$(BIN)/python bench/benchmark.py
 
+# The sdist and the wheel, into dist/: `pip install dist/timesformer_hf-*.whl` installs the package elsewhere.
+dist: install
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+
 clean:
-	rm -rf $(VENV) .venv-min demo-output .pytest_cache
+	rm -rf $(VENV) .venv-min demo-output .pytest_cache dist build

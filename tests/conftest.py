@@ -50,3 +50,15 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 @pytest.fixture(params=["divided_space_time", "joint_space_time", "space_only"])
 def attention_type(request):
     return request.param
+
+
+@pytest.fixture(params=[0o022, 0o077], ids=["umask-022", "umask-077"])
+def umask(request):
+    """Run the test under this umask (restored after); files the package writes must follow it."""
+    previous = os.umask(request.param)
+    yield request.param
+    os.umask(previous)
+
+
+def permissions(path: Path) -> int:
+    return path.stat().st_mode & 0o777

@@ -8,8 +8,11 @@ compared with an independent re-implementation of the original forward pass (`or
 import json
 import logging
 import os
+import pickle
+import re
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
@@ -17,7 +20,9 @@ from unittest import mock
 import pytest
 import torch
 import yaml
+from conftest import sample_video_path
 from original_timesformer import original_forward
+from safetensors.torch import load_file, save_file
 from transformers import AutoModelForVideoClassification
 
 import timesformer_hf
@@ -25,8 +30,10 @@ from timesformer_hf import conversion
 from timesformer_hf.commands.convert import main as convert_main
 from timesformer_hf.conversion import (
     CheckpointError,
+    CheckpointNotFoundError,
     UnsafeCheckpointError,
     convert_checkpoint,
+    convert_directory,
     load_original_checkpoint,
 )
 
@@ -231,6 +238,8 @@ def test_released_variant_matches_original_forward(tmp_path, variant):
     assert video_config["sampling_rate"] == variant.sampling_rate
 
     card = (tmp_path / "repo" / "README.md").read_text()
+    assert "license: cc-by-nc-4.0" in card  # the original weights' license
+    assert f'from_pretrained("{tmp_path / "repo"}")' in card  # the folder written, not the model name
     released = conversion.RELEASED_CHECKPOINTS.get(name)
     assert ("model-index" in card) == (released is not None)
     if released is not None:
@@ -255,14 +264,104 @@ class _SideEffect:
         return (open, (str(self.marker), "w"))
 
 
-def test_checkpoint_with_pickled_code_is_refused(tmp_path):
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy-pickle"])
+def test_checkpoint_with_pickled_code_is_refused(tmp_path, zip_format):
     marker = tmp_path / "pwned"
     weights = original_state_dict(frames=8, crop=32, classes=3)
-    checkpoint = write_checkpoint(tmp_path / "evil.pyth", weights, payload=_SideEffect(marker))
-    with pytest.raises(UnsafeCheckpointError, match="Refusing to load"):
-        convert_checkpoint(checkpoint, tmp_path / "repo", num_attention_heads=TINY_HEADS)
+    state = {"model_state": weights, "payload": _SideEffect(marker)}
+    torch.save(state, tmp_path / "evil.pyth", _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(
+        UnsafeCheckpointError, match=r"Refusing to load .*pickled Python object \(io\.open\)"
+    ) as error:
+        convert_checkpoint(tmp_path / "evil.pyth", tmp_path / "repo", num_attention_heads=TINY_HEADS)
+    assert "weights_only" not in str(error.value) and "safe_globals" not in str(
+        error.value
+    )  # no unsafe advice
     assert not marker.exists()
     assert not (tmp_path / "repo").exists()
+
+
+def _zip_without_data_pkl(path: Path) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes/readme.txt", "not a checkpoint")
+
+
+@pytest.mark.parametrize(
+    "write, described",
+    [
+        (
+            lambda path: path.write_text("epoch: 15\nlr: 0.005\n"),
+            "not a zip or pickle file): it looks like a text",
+        ),
+        (lambda path: path.write_bytes(sample_video_path().read_bytes()), "it looks like an MP4/MOV video"),
+        (lambda path: path.write_bytes(b""), "the file is empty"),
+        (_zip_without_data_pkl, "a zip archive without the data.pkl"),
+        pytest.param(
+            lambda path: path.write_bytes(pickle.dumps({"epoch": 15}, protocol=4)),
+            "Unsupported operand 149",
+            marks=pytest.mark.filterwarnings("ignore:Detected pickle protocol 4"),
+        ),
+    ],
+    ids=["text", "mp4", "empty", "zip", "plain-pickle"],
+)
+def test_file_that_is_no_checkpoint_is_named_so(tmp_path, write, described):
+    path = tmp_path / "TimeSformer_divST_8x32_224_K400.pyth"
+    write(path)
+    with pytest.raises(CheckpointError, match="not a .*checkpoint") as error:
+        convert_checkpoint(path, tmp_path / "repo")
+    message = str(error.value)
+    assert described in message and not isinstance(error.value, UnsafeCheckpointError)
+    assert "weights_only=False" not in message and "arbitrary code" not in message
+    assert not (tmp_path / "repo").exists()
+
+
+def _transformers_timesformer(folder: Path, with_head: bool = True) -> Path:
+    """A tiny `transformers` TimeSformer repo folder (its own class and key names)."""
+    from transformers import TimesformerConfig, TimesformerForVideoClassification, TimesformerModel
+
+    config = TimesformerConfig(
+        image_size=32, num_frames=4, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, num_labels=3,
+    )  # fmt: skip
+    (TimesformerForVideoClassification if with_head else TimesformerModel)(config).save_pretrained(folder)
+    return folder
+
+
+def test_already_converted_weights_are_recognised(tmp_path, tiny_checkpoint):
+    ours = convert_checkpoint(tiny_checkpoint, tmp_path / "ours", num_attention_heads=TINY_HEADS).output_dir
+    theirs = _transformers_timesformer(tmp_path / "theirs")
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (theirs / "model.safetensors").rename(loose / "model.safetensors")  # weights without their config.json
+    # the base model's keys have no `timesformer.` prefix
+    base = _transformers_timesformer(tmp_path / "base", with_head=False)
+    torch.save(load_file(base / "model.safetensors"), base / "pytorch_model.bin")
+    for source, folder in [
+        (ours, ours),
+        (ours / "model.safetensors", ours),
+        (theirs, theirs),
+        (base / "pytorch_model.bin", base),
+    ]:
+        with pytest.raises(CheckpointError, match="is already converted") as error:
+            convert_checkpoint(source, tmp_path / "repo")
+        assert f'from_pretrained("{folder}")' in str(error.value), source
+    with pytest.raises(CheckpointError, match=re.escape(f"put its config.json beside it in {loose}")):
+        convert_checkpoint(loose / "model.safetensors", tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
+
+
+def test_folder_and_safetensors_given_as_checkpoint(tmp_path):
+    weights = original_state_dict(frames=4, crop=32, classes=3)
+    save_file({f"model.{key}": value for key, value in weights.items()}, tmp_path / "original.safetensors")
+    result = convert_checkpoint(
+        tmp_path / "original.safetensors", tmp_path / "repo", num_attention_heads=TINY_HEADS
+    )
+    assert result.max_abs_diff <= 1e-4  # the original keys in a safetensors file convert like a .pyth file
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    write_checkpoint(folder / "a.pyth", weights)
+    with pytest.raises(CheckpointError, match="pass it as --checkpoint-dir"):
+        convert_checkpoint(folder, tmp_path / "out")
 
 
 def test_missing_block_weights_are_named(tmp_path):
@@ -332,6 +431,43 @@ def test_existing_output_is_untouched_without_overwrite(tmp_path, tiny_checkpoin
         tiny_checkpoint, output, num_attention_heads=TINY_HEADS, overwrite=True, model_name="again"
     )
     assert "# again" in (output / "README.md").read_text()
+
+
+def test_missing_checkpoints_are_one_line_errors(tmp_path):
+    with pytest.raises(
+        CheckpointNotFoundError, match=r"nope\.pyth does not exist: --checkpoint takes"
+    ) as error:
+        convert_checkpoint(tmp_path / "nope.pyth", tmp_path / "repo")
+    assert isinstance(error.value, FileNotFoundError) and "\n" not in str(error.value)
+
+    empty = tmp_path / "checkpoints"
+    empty.mkdir()
+    with pytest.raises(CheckpointNotFoundError, match=r"No \.pyth files in .*checkpoints \(it is empty\)"):
+        convert_directory(empty, tmp_path / "out")
+    (empty / "model.pth").write_bytes(b"")
+    with pytest.raises(
+        CheckpointNotFoundError, match=r"\(it holds model\.pth\).*give another file to --checkpoint"
+    ):
+        convert_directory(empty, tmp_path / "out")
+    with pytest.raises(CheckpointNotFoundError, match="is not a folder: --checkpoint-dir"):
+        convert_directory(tmp_path / "nowhere", tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match=r"Label file .*labels\.json does not exist \(--labels\)"):
+        convert_checkpoint(
+            write_checkpoint(tmp_path / "tiny.pyth", original_state_dict(frames=4, crop=32, classes=3)),
+            tmp_path / "repo",
+            labels=tmp_path / "labels.json",
+            num_attention_heads=TINY_HEADS,
+        )
+    assert not (tmp_path / "out").exists() and not (tmp_path / "repo").exists()
+
+
+def test_an_empty_output_folder_is_converted_into(tmp_path, tiny_checkpoint):
+    output = tmp_path / "repo"
+    output.mkdir()
+    convert_checkpoint(tiny_checkpoint, output, num_attention_heads=TINY_HEADS)
+    assert (output / "model.safetensors").is_file()
+    with pytest.raises(FileExistsError, match=r"not empty: pass --overwrite \(overwrite=True in Python\)"):
+        convert_checkpoint(tiny_checkpoint, output, num_attention_heads=TINY_HEADS)
 
 
 def test_labels_from_file_and_download(tmp_path, tiny_checkpoint, monkeypatch, caplog):

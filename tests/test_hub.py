@@ -11,7 +11,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
-from conftest import randomize_, tiny_config
+from conftest import permissions, randomize_, tiny_config
 from huggingface_hub import ModelCard, ModelCardData
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -40,6 +40,7 @@ def card_for(model, **overrides) -> ModelCard:
         dataset_name="Kinetics-400",
         eval_results={"top1_accuracy": 77.9, "top5_accuracy": 93.2},
         converted_from="TimeSformer_divST_8x32_224_K400.pyth",
+        license="cc-by-nc-4.0",
     )
     return build_model_card(model.config, **{**options, **overrides})
 
@@ -74,8 +75,19 @@ def test_model_card_without_results_has_no_model_index(model):
     card = build_model_card(model.config, model_name="scratch", remote_code=False)
     assert card.data.eval_results is None and "model-index" not in str(card)
     assert "trust_remote_code" not in card.content
+    assert card.data.license is None and "License" not in card.content  # unset unless given
     with pytest.raises(ValueError, match="dataset_name"):
         build_model_card(model.config, model_name="x", eval_results={"accuracy": 0.5})
+
+
+def test_usage_snippet_names_a_loadable_location(model):
+    local = build_model_card(model.config, model_name="mine", saved_to=Path("runs/mine/model")).content
+    assert 'from_pretrained("runs/mine/model")' in local and 'from_pretrained("mine")' not in local
+    assert "`runs/mine/model` is the local folder this repo was written to" in local
+    pushed = build_model_card(
+        model.config, model_name="mine", repo_id="me/mine", saved_to="runs/mine/model"
+    ).content
+    assert 'from_pretrained("me/mine")' in pushed and "runs/mine/model" not in pushed
 
 
 @pytest.mark.parametrize("remote_code", [True, False])
@@ -118,7 +130,7 @@ def test_save_repo_is_atomic(tmp_path, model):
     save_repo(model, [], target)
     before = snapshot(target)
 
-    with pytest.raises(FileExistsError, match="overwrite"):
+    with pytest.raises(FileExistsError, match=r"pass --overwrite \(overwrite=True in Python\)"):
         save_repo(model, [], target)
     with pytest.raises(RuntimeError, match="check failed"):
         save_repo(
@@ -133,6 +145,22 @@ def test_save_repo_is_atomic(tmp_path, model):
     assert check.call_args.args[0] != target and not check.call_args.args[0].exists()
     assert not CODE_FILES & {path.name for path in target.iterdir()}
     assert [path.name for path in tmp_path.iterdir()] == ["repo"]
+
+
+def test_save_repo_fills_an_empty_folder_without_overwrite(tmp_path, model):
+    target = tmp_path / "repo"
+    target.mkdir()
+    save_repo(model, [], target)
+    assert (target / "config.json").is_file()
+    assert [path.name for path in tmp_path.iterdir()] == ["repo"]
+
+
+def test_saved_repo_has_the_permissions_of_plain_writes(tmp_path, model, umask):
+    target = save_repo(model, [TimeSformerVideoProcessor()], tmp_path / "repo", model_card=card_for(model))
+    assert permissions(target) == 0o777 & ~umask  # 0o755 under umask 022, not mkdtemp's 0o700
+    files = sorted(target.iterdir())
+    assert {path.name for path in files} >= {"config.json", "model.safetensors", "README.md"}
+    assert {path.name: permissions(path) for path in files} == {path.name: 0o666 & ~umask for path in files}
 
 
 def test_push_repo_creates_the_repo_and_uploads_once(tmp_path, model):

@@ -261,6 +261,27 @@ def test_temporal_clips_need_frame_sampling():
     assert views["pixel_values"].shape == (6, 4, 3, 224, 224)
 
 
+@pytest.mark.parametrize("frame_sampling", ["uniform", "ssv2"])
+def test_temporal_clips_with_a_whole_video_sampler_name_the_fix(frame_sampling):
+    processor = TimeSformerVideoProcessor(num_frames=4, frame_sampling=frame_sampling, crop_size=64)
+    video = smooth_video(16, 64, 80)
+    expected = (
+        rf"frame_sampling='{frame_sampling}'.*pass frame_sampling='kinetics'.*--frame-sampling kinetics"
+    )
+    with pytest.raises(ValueError, match=expected):
+        processor(video, do_sample_frames=True, num_temporal_clips=2, return_tensors="pt")
+    # the README's multi-view call names the sampling, so it runs on any repo
+    views = processor(
+        video,
+        do_sample_frames=True,
+        frame_sampling="kinetics",
+        num_temporal_clips=2,
+        num_spatial_crops=3,
+        return_tensors="pt",
+    )
+    assert views["pixel_values"].shape == (6, 4, 3, 64, 64)
+
+
 def test_sample_indices_follows_the_processor_settings():
     uniform = TimeSformerVideoProcessor(num_frames=4, frame_sampling="uniform")
     assert uniform.sample_indices(100).tolist() == [0, 33, 66, 99]

@@ -1,25 +1,41 @@
 """Fine-tuning: ViT initialisation, optimiser groups, resuming, distributed runs with accelerate, learning."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
+from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY, randomize_, tiny_config
-from transformers import HfArgumentParser, TrainerCallback, TrainingArguments, ViTConfig, ViTModel
+from datasets import ClassLabel, Dataset, Features, Value
+from huggingface_hub import ModelCard
+from transformers import (
+    EvalPrediction,
+    HfArgumentParser,
+    TrainerCallback,
+    TrainingArguments,
+    ViTConfig,
+    ViTModel,
+)
 
 from timesformer_hf import TimeSformerForVideoClassification, TimeSformerVideoProcessor
+from timesformer_hf.data import split_train_validation
+from timesformer_hf.hub import build_model_card
 from timesformer_hf.synthetic import write_motion_dataset
 from timesformer_hf.training import (
     DataTrainingArguments,
     ModelArguments,
     TimeSformerTrainer,
     _check_repo_dir,
+    build_compute_metrics,
     load_model_and_processor,
     parse_config_overrides,
     resolve_horizontal_flip,
+    resolve_license,
     run_training,
 )
 
@@ -31,6 +47,40 @@ def motion_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("motion")
     write_motion_dataset(root, num_train_per_class=2, num_eval_per_class=1, num_frames=4, size=32)
     return root
+
+
+@pytest.fixture(scope="module")
+def run_without_validation(tmp_path_factory):
+    """A 1-step run from scratch on `train/` (4 classes of 2 videos) with no validation set, written to
+    `runs/mine` relative to the working directory (the data folder) as a user would; returns that folder, the
+    metrics and the records logged by the package."""
+    root = tmp_path_factory.mktemp("small")
+    write_motion_dataset(root, num_train_per_class=2, num_eval_per_class=0, num_frames=4, size=32)
+    arguments = DataTrainingArguments(train_dir="train", frame_sampling="uniform", horizontal_flip=False)
+    records = Records()
+    package_logger = logging.getLogger("timesformer_hf")
+    cwd = os.getcwd()
+    os.chdir(root)
+    package_logger.addHandler(records)
+    try:
+        metrics = run_training(
+            ModelArguments(config_overrides=TINY_OVERRIDES),
+            arguments,
+            training_args("runs/mine", max_steps=1),
+        )
+    finally:
+        package_logger.removeHandler(records)
+        os.chdir(cwd)
+    return root, metrics, records.records
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 def data_args(root, **overrides):
@@ -137,7 +187,7 @@ def test_accelerate_launch_run(motion_dir, tmp_path, launcher, world_size):
         "--config_overrides", TINY_OVERRIDES, "--frame_sampling", "uniform", "--horizontal_flip", "False",
         "--output_dir", str(output_dir), "--per_device_train_batch_size", "2", "--num_train_epochs", "1",
         "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "True",
-        "--dataloader_pin_memory", "False",
+        "--dataloader_pin_memory", "False", "--log-level", "info", "--log-level-replica", "info",
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
@@ -219,6 +269,90 @@ def test_repo_dir_replaces_only_model_repos(tmp_path, motion_dir):
     _check_repo_dir(notes, default=True)  # <output_dir>/model
     (notes / "config.json").write_text("{}")
     _check_repo_dir(notes, default=False)  # an earlier fine-tuned repo
+
+
+def test_no_training_videos_says_what_is_needed_with_an_example():
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
+    with pytest.raises(ValueError) as error:
+        parser.parse_args_into_dataclasses([])
+    message = str(error.value)
+    assert "--train-dir" in message and "--train-file" in message and "--output-dir" in message
+    assert "`timesformer-hf train --train-dir data/train " in message and "\n" not in message
+    (parsed,) = HfArgumentParser(DataTrainingArguments).parse_args_into_dataclasses(
+        ["--train-dir", "data", "--frame-sampling", "uniform"]
+    )  # the flags as the message spells them
+    assert (parsed.train_dir, parsed.frame_sampling) == ("data", "uniform")
+
+
+def test_small_folder_without_validation_set_trains(run_without_validation):
+    root, metrics, _ = run_without_validation
+    assert 0 <= metrics["eval_top1_accuracy"] <= 1
+    assert (root / "runs" / "mine" / "model" / "model.safetensors").is_file()
+
+
+def test_process_rank_is_not_a_warning(run_without_validation):
+    _, _, records = run_without_validation
+    warnings = [record.getMessage() for record in records if record.levelno >= logging.WARNING]
+    assert not [message for message in warnings if "Process rank" in message], warnings
+
+
+def test_split_holds_out_every_class_and_keeps_every_class(tmp_path):
+    labels = [0] * 2 + [1] * 3 + [2] * 20 + [3] * 2
+    dataset = Dataset.from_dict(
+        {"video": [f"{i}.mp4" for i in range(len(labels))], "label": labels},
+        features=Features({"video": Value("string"), "label": ClassLabel(names=["a", "b", "c", "d"])}),
+    )
+    train, validation = split_train_validation(dataset, 0.15, seed=0)
+    assert sorted(Counter(validation["label"]).items()) == [
+        (0, 1),
+        (1, 1),
+        (2, 3),
+        (3, 1),
+    ]  # ceil(15% of 20) = 3
+    assert set(train["label"]) == {0, 1, 2, 3} and len(train) + len(validation) == len(dataset)
+    assert not set(train["video"]) & set(validation["video"])
+    assert split_train_validation(dataset, 0.15, seed=0)[1]["video"] == validation["video"]  # seeded
+    assert Counter(split_train_validation(dataset, 0.9, seed=0)[0]["label"]) == {0: 1, 1: 1, 2: 2, 3: 1}
+
+    lonely = dataset.select([0, 1, 2, 3, 5, 25, 26])  # class "c" has one video
+    with pytest.raises(ValueError, match=r"\['c'\] have a single video.*--validation-dir"):
+        split_train_validation(lonely, 0.15)
+    with pytest.raises(ValueError, match="--train-val-split .* between 0 and 1"):
+        split_train_validation(dataset, 1.5)
+
+
+def test_card_of_a_run_from_scratch(run_without_validation):
+    root, metrics, _ = run_without_validation
+    card = ModelCard.load(root / "runs" / "mine" / "model" / "README.md")
+    assert card.data.license is None  # not the original weights' license: none is known
+    assert (
+        'from_pretrained("runs/mine/model")' in card.content and 'from_pretrained("mine")' not in card.content
+    )
+    # 4 classes: top-5 would always be 100%
+    assert "eval_top1_accuracy" in metrics and "eval_top5_accuracy" not in metrics
+    assert "Top-1 accuracy" in card.content and "Top-5" not in card.content
+
+
+def test_top_k_below_the_class_count():
+    logits = np.random.default_rng(0).normal(size=(12, 10))
+    prediction = EvalPrediction(predictions=logits, label_ids=np.arange(12) % 10)
+    assert sorted(build_compute_metrics(num_labels=10)(prediction)) == ["top1_accuracy", "top5_accuracy"]
+    assert sorted(build_compute_metrics(num_labels=5)(prediction)) == ["top1_accuracy"]
+
+
+def test_license_comes_from_the_base_model_card(tmp_path, motion_dir):
+    base = tmp_path / "base"
+    pretrained = randomize_(TimeSformerForVideoClassification(tiny_config()))
+    pretrained.save_pretrained(base)
+    build_model_card(pretrained.config, model_name="base", license="apache-2.0").save(base / "README.md")
+    model_args = ModelArguments(model_name_or_path=str(base))
+    run_training(model_args, data_args(motion_dir), training_args(tmp_path / "run", max_steps=1))
+    assert ModelCard.load(tmp_path / "run" / "model" / "README.md").data.license == "apache-2.0"
+
+    assert resolve_license(ModelArguments(model_name_or_path=str(base), license="mit")) == "mit"
+    (base / "README.md").unlink()
+    assert resolve_license(model_args) is None
+    assert resolve_license(ModelArguments(init_from_image="me/not-downloadable-offline")) is None
 
 
 def test_horizontal_flip_defaults_to_off_for_ssv2_only():

@@ -24,11 +24,13 @@ import math
 import os
 import pickle
 import re
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
 import yaml
 from huggingface_hub import constants as hub_constants
@@ -37,7 +39,7 @@ from transformers import AutoModelForVideoClassification
 from transformers.utils import logging
 
 from .configuration_timesformer import TimeSformerConfig
-from .hub import build_model_card, push_repo, save_repo
+from .hub import LICENSE, build_model_card, check_output_dir, push_repo, save_repo
 from .image_processing_timesformer import TimeSformerImageProcessor
 from .modeling_timesformer import TimeSformerForVideoClassification
 from .video_processing_timesformer import TimeSformerVideoProcessor
@@ -48,6 +50,7 @@ __all__ = [
     "DATASETS",
     "RELEASED_CHECKPOINTS",
     "CheckpointError",
+    "CheckpointNotFoundError",
     "ConversionResult",
     "DatasetInfo",
     "OriginalCheckpoint",
@@ -67,11 +70,17 @@ LABEL_FILES_REPO = "huggingface/label-files"
 MAX_ABS_DIFF = 1e-4
 STATE_DICT_KEYS = ("model_state", "state_dict", "model", "module")
 STRIPPED_PREFIXES = ("module.", "model.")
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = pickle.PROTO[0]  # a pickle of protocol 2 or above starts with it
 HEAD_DIM = 64  # ViT-B/16 and ViT-L/16 use 64-wide heads; the head count is not stored in the weights
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be converted faithfully (wrong layout, missing or unexpected weights, ...)."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """No checkpoint where one was given: a missing file, or a folder without `.pyth` files."""
 
 
 class UnsafeCheckpointError(CheckpointError):
@@ -183,12 +192,127 @@ class OriginalCheckpoint:
         return self.path.name.removesuffix(".pyth").removesuffix(".pth")
 
 
+def _describe_content(head: bytes) -> str:
+    """What the first bytes of a file that is no checkpoint look like, for error messages."""
+    if not head:
+        return "the file is empty"
+    if head[4:8] == b"ftyp":
+        return "it looks like an MP4/MOV video"
+    if all(32 <= byte < 127 or byte in b"\t\n\r" for byte in head):
+        return "it looks like a text file"
+    return f"it starts with {head[:8]!r}"
+
+
+def _is_safetensors(head: bytes, size: int) -> bool:
+    """A safetensors file starts with the length of its JSON header (8 bytes, little-endian), then the header."""
+    return len(head) > 8 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
+
+
+def _check_is_checkpoint(path: Path) -> None:
+    """Raise a [`CheckpointError`] unless `path` is a PyTorch zip archive or a pickle file (`torch.save`'s formats)."""
+    with open(path, "rb") as file:
+        head = file.read(16)
+    if head.startswith(_ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                is_torch_archive = any(name.endswith("/data.pkl") for name in archive.namelist())
+        except zipfile.BadZipFile as error:
+            raise CheckpointError(
+                f"{path} is a damaged zip archive, not a readable PyTorch checkpoint: {error}."
+            ) from None
+        if not is_torch_archive:
+            raise CheckpointError(
+                f"{path} is not a PyTorch checkpoint: a zip archive without the data.pkl of `torch.save`. Give an "
+                "original TimeSformer .pyth file."
+            )
+    elif not (len(head) >= 2 and head[0] == _PICKLE_PROTO and 2 <= head[1] <= pickle.HIGHEST_PROTOCOL):
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (not a zip or pickle file): {_describe_content(head)}. Give an "
+            "original TimeSformer .pyth file."
+        )
+
+
+def _read_checkpoint(path: Path) -> Any:
+    """`torch.load(path, weights_only=True)` (or a safetensors file), with errors that say whether `path` is a
+    checkpoint at all."""
+    with open(path, "rb") as file:
+        if _is_safetensors(file.read(9), path.stat().st_size):
+            return safetensors.torch.load_file(path)
+    _check_is_checkpoint(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch's message suggests `weights_only=False`: name only what was refused
+        unsafe = re.search(r"GLOBAL ([\w.]+)", str(error))
+        if unsafe:
+            raise UnsafeCheckpointError(
+                f"Refusing to load {path}: besides tensors it holds a pickled Python object ({unsafe.group(1)}), "
+                "and unpickling one can run arbitrary code. The original release holds only tensors, numbers, "
+                "strings and containers; whoever made this file can save the state dict alone, e.g. "
+                "`torch.save({'model_state': model.state_dict()}, path)`."
+            ) from None
+        detail = re.search(r"Unsupported operand \d+", str(error))
+        raise CheckpointError(
+            f"{path} is a pickle file that `torch.load(weights_only=True)` cannot read "
+            f"({detail.group(0) if detail else 'unsupported content'}): not a checkpoint as `torch.save` writes it."
+        ) from None
+    except (RuntimeError, EOFError, KeyError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"{path} could not be read as a PyTorch checkpoint (damaged or truncated?): {first_line}"
+        ) from None
+
+
+def _is_converted_layout(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """Whether most keys are those of a converted model: this package's or `transformers`' TimeSformer names (with
+    or without the `timesformer.` prefix of the classification model)."""
+    converted = sum(
+        _rename(key, _TO_ORIGINAL) is not None or _rename(f"timesformer.{key}", _TO_ORIGINAL) is not None
+        for key in state_dict
+    )
+    return converted > len(state_dict) / 2
+
+
+def _already_converted(path: Path) -> CheckpointError:
+    folder = path if path.is_dir() else path.parent
+    if (folder / "config.json").is_file():
+        how = f'load the folder directly: `TimeSformerForVideoClassification.from_pretrained("{folder}")`'
+    else:
+        how = f"put its config.json beside it in {folder} and load that folder with `from_pretrained`"
+    return CheckpointError(
+        f"{path} is already converted (a Hugging Face TimeSformer, with keys like "
+        f"'timesformer.embeddings.cls_token'), so there is nothing to convert: {how}."
+    )
+
+
+def _folder_error(folder: Path) -> CheckpointError:
+    """Why a folder given as a checkpoint cannot be converted, and what to do instead."""
+    config = folder / "config.json"
+    if config.is_file():
+        model_type = json.loads(config.read_text()).get("model_type")
+        if model_type in ("timesformer", TimeSformerConfig.model_type):
+            return _already_converted(folder)
+        return CheckpointError(
+            f"{folder} is a Hugging Face repo of a {model_type!r} model, not an original TimeSformer checkpoint."
+        )
+    if any(folder.glob("*.pyth")):
+        return CheckpointError(
+            f"{folder} is a folder: pass it as --checkpoint-dir to convert each of its .pyth files, or give one file "
+            "to --checkpoint."
+        )
+    return CheckpointError(
+        f"{folder} is a folder with no config.json and no .pyth file: --checkpoint takes an original .pyth file."
+    )
+
+
 def load_original_checkpoint(path: str | os.PathLike) -> OriginalCheckpoint:
     """
     Read a `.pyth` checkpoint safely (`weights_only=True`) and find its state dict and training config.
 
     The state dict may sit under `model_state` (the release), `state_dict`, `model` or `module`, or be the file's
-    top level; `module.` and `model.` prefixes are removed.
+    top level; `module.` and `model.` prefixes are removed. A `.safetensors` file of the original keys is read too.
+    A file that is no checkpoint, or a model already converted (a repo folder, or weights with the Hugging Face
+    TimeSformer keys), raises a [`CheckpointError`] that says so.
 
     Example:
 
@@ -199,14 +323,13 @@ def load_original_checkpoint(path: str | os.PathLike) -> OriginalCheckpoint:
     ```
     """
     path = Path(path)
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise UnsafeCheckpointError(
-            f"Refusing to load {path}: it holds pickled objects other than tensors and plain containers, which "
-            f"could run arbitrary code ({str(error).splitlines()[0]}). The original release needs no such objects; "
-            "re-save the state dict from a trusted environment with `torch.save({'model_state': state_dict}, path)`."
-        ) from None
+    if not path.exists():
+        raise CheckpointNotFoundError(
+            f"{path} does not exist: --checkpoint takes an original .pyth file (--checkpoint-dir a folder of them)."
+        )
+    if path.is_dir():
+        raise _folder_error(path)
+    content = _read_checkpoint(path)
     if not isinstance(content, dict):
         raise CheckpointError(f"{path} holds a {type(content).__name__}, not a dict with a state dict.")
 
@@ -227,6 +350,8 @@ def load_original_checkpoint(path: str | os.PathLike) -> OriginalCheckpoint:
             if all(key.startswith(prefix) for key in state_dict):
                 state_dict = {key.removeprefix(prefix): value for key, value in state_dict.items()}
                 stripped = True
+    if _is_converted_layout(state_dict):
+        raise _already_converted(path)
 
     cfg = content.get("cfg") if state_dict is not content else None
     if isinstance(cfg, str):
@@ -341,7 +466,7 @@ def infer_config(
         if hidden_size % HEAD_DIM:
             raise CheckpointError(
                 f"hidden_size {hidden_size} is not a multiple of {HEAD_DIM}, so the head count cannot be assumed: "
-                "pass num_attention_heads (--num-attention-heads)."
+                "pass --num-attention-heads (num_attention_heads= in Python)."
             )
         num_attention_heads = hidden_size // HEAD_DIM
     return TimeSformerConfig(
@@ -420,6 +545,8 @@ def load_labels(path: str | os.PathLike) -> dict[int, str]:
     ```
     """
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Label file {path} does not exist (--labels).")
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
         content = json.loads(text)
@@ -478,7 +605,9 @@ def _preprocessing(
     keeps RGB.
     """
     if channel_order not in ("auto", "rgb", "bgr"):
-        raise ValueError(f"channel_order must be 'auto', 'rgb' or 'bgr', got {channel_order!r}.")
+        raise ValueError(
+            f"--channel-order (channel_order) must be 'auto', 'rgb' or 'bgr', got {channel_order!r}."
+        )
     if channel_order == "auto":
         is_ssv2 = dataset_is_known and dataset is not None and dataset.frame_sampling == "ssv2"
         channel_order = "bgr" if is_ssv2 else "rgb"
@@ -599,12 +728,12 @@ def convert_checkpoint(
 
     Args:
         checkpoint: Path of the `.pyth` file.
-        output_dir: Folder to create; an existing one is only replaced with `overwrite=True`.
+        output_dir: Folder to create; an existing one that is not empty is only replaced with `overwrite=True`.
         labels: Class names (a mapping or a file for [`load_labels`]). Without them the dataset's names are
             downloaded from `huggingface/label-files` unless offline, else `LABEL_i` placeholders are written.
         model_name: Name for the model card; defaults to the checkpoint's file name.
         num_attention_heads: Head count (not stored in the weights); defaults to `hidden_size // 64`.
-        overwrite: Replace an existing `output_dir`.
+        overwrite: Replace an existing `output_dir` that is not empty.
         remote_code: Write the modelling code and `auto_map` into the repo.
         push_to_hub: Repo id to upload the folder to after the conversion.
         private: Create the Hub repo as private.
@@ -621,10 +750,7 @@ def convert_checkpoint(
     ```
     """
     output_dir = Path(output_dir)
-    if output_dir.exists() and not overwrite:
-        raise FileExistsError(
-            f"{output_dir} already exists: pass --overwrite (overwrite=True) to replace it."
-        )
+    check_output_dir(output_dir, overwrite=overwrite)
     original = load_original_checkpoint(checkpoint)
     config = infer_config(original.state_dict, original.cfg, num_attention_heads=num_attention_heads)
     dataset, dataset_is_known = _identify_dataset(original.name, original.cfg, config.num_labels)
@@ -635,7 +761,7 @@ def convert_checkpoint(
     if placeholders:
         logger.warning(
             f"No class names for {original.name}: writing LABEL_0..LABEL_{config.num_labels - 1}. "
-            "Pass labels (--labels FILE) to name the classes."
+            "Pass --labels FILE (labels= in Python) to name the classes."
         )
         id2label = {index: f"LABEL_{index}" for index in range(config.num_labels)}
     if len(id2label) != config.num_labels or set(id2label) != set(range(config.num_labels)):
@@ -663,12 +789,14 @@ def convert_checkpoint(
         config,
         model_name=model_name,
         repo_id=push_to_hub,
+        saved_to=output_dir,
         datasets=[dataset.hub_id] if dataset else (),
         dataset_name=dataset.name if dataset else None,
         eval_results=eval_results,
         converted_from=original.path.name,
         conversion_notes=_conversion_notes(released, trained_on_bgr, placeholders),
         remote_code=remote_code,
+        license=LICENSE,
     )
 
     max_abs_diff: list[float] = []
@@ -746,9 +874,23 @@ def convert_directory(
     >>> print(format_summary(results))  # doctest: +SKIP
     ```
     """
-    paths = sorted(Path(checkpoint_dir).glob("*.pyth"))
+    checkpoint_dir = Path(checkpoint_dir)
+    if not checkpoint_dir.is_dir():
+        raise CheckpointNotFoundError(
+            f"{checkpoint_dir} is not a folder: --checkpoint-dir takes a folder of .pyth files."
+        )
+    paths = sorted(checkpoint_dir.glob("*.pyth"))
     if not paths:
-        raise FileNotFoundError(f"No .pyth files in {checkpoint_dir}.")
+        others = sorted(path.name for path in checkpoint_dir.iterdir())
+        contents = (
+            f"it holds {', '.join(others[:5])}{', ...' if len(others) > 5 else ''}"
+            if others
+            else "it is empty"
+        )
+        raise CheckpointNotFoundError(
+            f"No .pyth files in {checkpoint_dir} ({contents}): --checkpoint-dir converts the original .pyth "
+            "checkpoints of a folder; give another file to --checkpoint."
+        )
     push_prefix = kwargs.pop("push_to_hub", None)
     results = []
     for path in progress(paths) if progress else paths:

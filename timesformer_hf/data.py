@@ -23,6 +23,7 @@ torch.Size([2, 8, 3, 224, 224])
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +47,7 @@ __all__ = [
     "collate_videos",
     "load_video_dataset",
     "probe_videos",
+    "split_train_validation",
     "video_folder_dataset",
     "video_list_dataset",
 ]
@@ -145,7 +147,7 @@ def video_list_dataset(
     if missing:
         raise ValueError(
             f"The video list {path} has no column(s) {sorted(missing)} (it has {sorted(rows[0])}): set "
-            "video_column/label_column."
+            "--video-column/--label-column (video_column/label_column in Python)."
         )
     raw_labels = [row[label_column] for row in rows]
     if all(isinstance(label, int) or str(label).isdigit() for label in raw_labels):
@@ -168,6 +170,42 @@ def load_video_dataset(source: str | os.PathLike, **kwargs: Any) -> Dataset:
         if Path(source).is_dir()
         else video_list_dataset(source, **kwargs)
     )
+
+
+def split_train_validation(
+    dataset: Dataset, fraction: float = 0.15, seed: int = 0
+) -> tuple[Dataset, Dataset]:
+    """Hold out a validation set from every class: `ceil(fraction * n)` of a class's `n` videos, at least one, and
+    never the last one (training needs it). Small folders thus still get every class in both sets.
+
+    Example:
+
+    ```python
+    >>> train, validation = split_train_validation(load_video_dataset("data/train"), 0.15)  # doctest: +SKIP
+    ```
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(
+            f"--train-val-split is the fraction of every class held out for validation, between 0 and 1; got "
+            f"{fraction}. Or give a validation set with --validation-dir."
+        )
+    labels = np.asarray(dataset["label"])
+    names = dataset.features["label"].names
+    counts = np.bincount(labels, minlength=len(names))
+    single = [names[label] for label in np.flatnonzero(counts == 1)]
+    if single:
+        raise ValueError(
+            f"Cannot hold out validation videos: class(es) {single[:10]} have a single video, which training needs "
+            "(no --train-val-split can split one video). Give a validation set with --validation-dir (or "
+            "--validation-file), or add videos to these classes."
+        )
+    rng = np.random.default_rng(seed)
+    held_out = np.zeros(len(labels), dtype=bool)
+    for label in np.flatnonzero(counts):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        count = min(math.ceil(round(fraction * len(members), 9)), len(members) - 1)
+        held_out[members[:count]] = True
+    return dataset.select(np.flatnonzero(~held_out)), dataset.select(np.flatnonzero(held_out))
 
 
 def _probe(example: dict[str, Any]) -> dict[str, Any]:

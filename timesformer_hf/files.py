@@ -1,7 +1,8 @@
 """Atomic writes: a file or a folder appears whole under its final name, or not at all.
 
-`tempfile.mkstemp` and `mkdtemp` create private (`0600` / `0700`) entries; what is renamed into place here gets the
-permissions a plain `open(path, "w")` or `os.makedirs` would give instead (`0666` / `0777` less the umask).
+`tempfile.mkstemp` and `mkdtemp` create private (`0600` / `0700`) entries, and so do some writers (safetensors 0.8
+writes `0600` files); what is renamed into place here gets the permissions a plain `open(path, "w")` or `os.makedirs`
+would give instead (`0666` / `0777` less the umask).
 """
 
 from __future__ import annotations
@@ -11,13 +12,25 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["make_staging_dir", "write_atomically"]
+__all__ = ["apply_umask", "make_staging_dir", "write_atomically"]
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def apply_umask(folder: str | os.PathLike) -> None:
+    """Give `folder`, and every file and folder in it, the permissions of a plain write: `0777` / `0666` less the umask.
+
+    For a staging folder about to be renamed into place, whose files were written by code that makes them private.
+    """
+    mask = _umask()
+    for root, _folders, files in os.walk(folder):
+        os.chmod(root, 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> None:

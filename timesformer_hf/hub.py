@@ -34,7 +34,7 @@ from huggingface_hub.repocard_data import EvalResult
 from transformers.utils import logging
 
 from .configuration_timesformer import TimeSformerConfig, to_pair
-from .files import make_staging_dir
+from .files import apply_umask, make_staging_dir
 
 logger = logging.get_logger(__name__)
 
@@ -43,12 +43,13 @@ __all__ = [
     "LICENSE",
     "TIMESFORMER_CITATION",
     "build_model_card",
+    "check_output_dir",
     "push_repo",
     "save_repo",
     "without_remote_code",
 ]
 
-LICENSE = "cc-by-nc-4.0"
+LICENSE = "cc-by-nc-4.0"  # the original release's weights, and so every repo converted from them
 LIBRARY_NAME = "transformers"
 PIPELINE_TAG = "video-classification"
 PAPER_URL = "https://arxiv.org/abs/2102.05095"
@@ -80,7 +81,7 @@ _ATTENTION_NAMES = {
 }
 
 
-def _usage_snippet(repo_id: str, remote_code: bool) -> str:
+def _usage_snippet(repo_id: str, remote_code: bool, is_local: bool = False) -> str:
     snippet = (
         "```python\n"
         "import torch\n"
@@ -101,6 +102,11 @@ def _usage_snippet(repo_id: str, remote_code: bool) -> str:
             "\n\nThe repo also carries its modelling and processing code, so where `timesformer_hf` is not "
             "installed the `transformers` Auto classes load it with `trust_remote_code=True`, e.g. "
             f'`AutoModelForVideoClassification.from_pretrained("{repo_id}", trust_remote_code=True)`.'
+        )
+    if is_local:
+        snippet += (
+            f"\n\n`{repo_id}` is the local folder this repo was written to (relative to where the command that "
+            "wrote it ran); once the repo is on the Hub, load it by its id (`user/name`) instead."
         )
     return snippet
 
@@ -136,6 +142,7 @@ def build_model_card(
     *,
     model_name: str,
     repo_id: str | None = None,
+    saved_to: str | os.PathLike | None = None,
     base_model: str | None = None,
     datasets: Sequence[str] = (),
     dataset_name: str | None = None,
@@ -146,7 +153,7 @@ def build_model_card(
     conversion_notes: str | None = None,
     tags: Sequence[str] = (),
     remote_code: bool = True,
-    license: str = LICENSE,
+    license: str | None = None,
 ) -> ModelCard:
     """
     Build a `README.md` model card with Hub metadata for a TimeSformer repo.
@@ -154,7 +161,9 @@ def build_model_card(
     Args:
         config: The model's config; architecture facts (frames, size, attention, classes) are read from it.
         model_name: Name of the model, used as the card title and the `model-index` name.
-        repo_id: Hub id used in the usage snippet; defaults to `model_name`.
+        repo_id: Hub id used in the usage snippet, for a repo that is (or will be) pushed.
+        saved_to: Without `repo_id`: the local folder the repo is saved to, used in the usage snippet with a note
+            that it is a local path. Without either the snippet names `model_name`.
         base_model: Hub id of the model this one was fine-tuned from, if any.
         datasets: Hub dataset ids (or names) the model was trained on, for the `datasets` metadata.
         dataset_name: Readable name of the evaluation dataset; defaults to the first of `datasets`.
@@ -167,7 +176,8 @@ def build_model_card(
         conversion_notes: Extra Markdown for the "Conversion" section (e.g. the measured logit difference).
         tags: Extra tags; `video-classification`, `timesformer` and `vision` are always present.
         remote_code: Whether the repo carries its modelling code (changes the usage snippet).
-        license: License id of the weights (the original release is CC BY-NC 4.0).
+        license: License id of the weights, e.g. `LICENSE` (CC BY-NC 4.0) for weights converted from the original
+            release; `None` leaves it unset.
 
     Returns:
         A `huggingface_hub.ModelCard`; `card.save("README.md")` writes it.
@@ -182,6 +192,7 @@ def build_model_card(
     ...     model_name="timesformer-base-k400",
     ...     datasets=["kinetics-400"],
     ...     eval_results={"top1_accuracy": 77.9},
+    ...     license="cc-by-nc-4.0",
     ... )
     >>> card.data.license, card.data.pipeline_tag
     ('cc-by-nc-4.0', 'video-classification')
@@ -211,6 +222,7 @@ def build_model_card(
         ),
     )
 
+    location = repo_id or (os.fspath(saved_to) if saved_to is not None else model_name)
     height, width = to_pair(config.image_size)
     num_labels = len(config.id2label) if config.id2label else config.num_labels
     sections = [
@@ -225,9 +237,9 @@ def build_model_card(
         f"{config.num_hidden_layers} layers, hidden size {config.hidden_size}, {config.num_attention_heads} heads, "
         f"patch size {config.patch_size}\n"
         f"- Input: {config.num_frames} frames of {height}x{width}\n"
-        f"- Classes: {num_labels}\n"
-        f"- License: {license}",
-        "## How to use\n\n" + _usage_snippet(repo_id or model_name, remote_code),
+        f"- Classes: {num_labels}" + (f"\n- License: {license}" if license else ""),
+        "## How to use\n\n"
+        + _usage_snippet(location, remote_code, is_local=repo_id is None and saved_to is not None),
     ]
     if eval_results:
         sections.append("## Evaluation results\n\n" + _results_table(eval_results, dataset_name))
@@ -297,6 +309,24 @@ def _replace_dir(source: Path, target: Path) -> None:
     shutil.rmtree(backup, ignore_errors=True)
 
 
+def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Raise `FileExistsError` when `output_dir` holds something and `overwrite` is off; an empty folder is free.
+
+    Example:
+
+    ```python
+    >>> check_output_dir("out/new-repo")  # doctest: +SKIP
+    ```
+    """
+    output_dir = Path(output_dir)
+    is_empty_dir = output_dir.is_dir() and not any(output_dir.iterdir())
+    if output_dir.exists() and not is_empty_dir and not overwrite:
+        raise FileExistsError(
+            f"{output_dir} already exists and is not empty: pass --overwrite (overwrite=True in Python) to replace "
+            "it, or choose another output folder."
+        )
+
+
 def save_repo(
     model: Any,
     processors: Iterable[Any],
@@ -310,13 +340,14 @@ def save_repo(
     """
     Write a complete repo folder atomically: into a temporary folder beside `output_dir`, then renamed into place.
 
-    Nothing is left behind when a step fails, and an existing folder is only replaced with `overwrite=True`.
+    Nothing is left behind when a step fails, and an existing folder is only replaced with `overwrite=True` (an empty
+    one is always).
 
     Args:
         model: A `PreTrainedModel` (its config is saved with it).
         processors: Objects with `save_pretrained` (image processor, video processor), saved into the same folder.
         output_dir: Target folder.
-        overwrite: Replace `output_dir` when it exists.
+        overwrite: Replace `output_dir` when it exists and is not empty.
         remote_code: Keep the code files and `auto_map` of classes registered for the Auto classes; `False` writes
             a repo that loads only where `timesformer_hf` is imported.
         model_card: Written as `README.md` when given.
@@ -334,10 +365,7 @@ def save_repo(
     ```
     """
     output_dir = Path(output_dir)
-    if output_dir.exists() and not overwrite:
-        raise FileExistsError(
-            f"{output_dir} already exists: pass overwrite=True (--overwrite) to replace it."
-        )
+    check_output_dir(output_dir, overwrite=overwrite)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     processors = list(processors)
     staging = make_staging_dir(output_dir)
@@ -348,6 +376,7 @@ def save_repo(
                 processor.save_pretrained(staging)
         if model_card is not None:
             model_card.save(staging / "README.md")
+        apply_umask(staging)  # safetensors writes its files 0600
         if check is not None:
             check(staging)
         _replace_dir(staging, output_dir)

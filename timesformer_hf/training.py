@@ -38,12 +38,19 @@ import numpy as np
 import torch
 import transformers
 from datasets import Dataset
+from huggingface_hub import ModelCard, hf_hub_download
 from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
 
 from .configuration_timesformer import TimeSformerConfig, to_pair
-from .data import VideoClipTransform, collate_videos, load_video_dataset, probe_videos
+from .data import (
+    VideoClipTransform,
+    collate_videos,
+    load_video_dataset,
+    probe_videos,
+    split_train_validation,
+)
 from .hub import build_model_card, push_repo, save_repo
 from .image_processing_timesformer import TimeSformerImageProcessor
 from .metrics import TOP_K_ACCURACY
@@ -60,6 +67,7 @@ __all__ = [
     "build_compute_metrics",
     "load_model_and_processor",
     "resolve_horizontal_flip",
+    "resolve_license",
     "run_training",
 ]
 
@@ -75,6 +83,12 @@ _SHARED_FIELDS = (
     "do_normalize",
     "image_mean",
     "image_std",
+)
+
+# The shortest useful `timesformer-hf train` command, shown when the training videos are missing.
+TRAIN_EXAMPLE = (
+    "timesformer-hf train --train-dir data/train --validation-dir data/val --output-dir runs/mine "
+    "--model-name-or-path facebook/timesformer-base-finetuned-k400 --num-train-epochs 5"
 )
 
 # Parameters that get no weight decay besides biases and norms: the learned tokens and embeddings.
@@ -114,6 +128,13 @@ class ModelArguments:
             "replaced only when it is the default or holds a model repo (a config.json)."
         },
     )
+    license: str | None = field(
+        default=None,
+        metadata={
+            "help": "License id of the fine-tuned weights for the model card, e.g. apache-2.0 (default: the base "
+            "model's, when its model card names one; none for a model trained from scratch)."
+        },
+    )
 
 
 @dataclass
@@ -134,7 +155,10 @@ class DataTrainingArguments:
     label_column: str = field(default="label", metadata={"help": "Column of the labels in a list file."})
     train_val_split: float = field(
         default=0.15,
-        metadata={"help": "Fraction of the training set held out when no validation set is given."},
+        metadata={
+            "help": "Fraction of every class held out for validation when no validation set is given (at least one "
+            "video per class)."
+        },
     )
     dataset_name: str | None = field(
         default=None, metadata={"help": "Name of the data set for the model card."}
@@ -170,14 +194,16 @@ class DataTrainingArguments:
     def __post_init__(self) -> None:
         if not (self.train_dir or self.train_file):
             raise ValueError(
-                "Give the training videos with --train_dir (a folder per class) or --train_file (a list)."
+                "Training needs videos: --train-dir (a folder with one sub-folder of videos per class) or "
+                "--train-file (a CSV/JSON list of video,label rows), and --output-dir for the run, e.g. "
+                f"`{TRAIN_EXAMPLE}` (`timesformer-hf train --help` lists every option)."
             )
         if self.frame_sampling is not None and self.frame_sampling not in FRAME_SAMPLINGS:
             raise ValueError(
-                f"--frame_sampling must be one of {FRAME_SAMPLINGS}, got {self.frame_sampling!r}."
+                f"--frame-sampling must be one of {FRAME_SAMPLINGS}, got {self.frame_sampling!r}."
             )
         if self.short_side_range is not None and len(self.short_side_range) != 2:
-            raise ValueError(f"--short_side_range takes two sizes (low high), got {self.short_side_range}.")
+            raise ValueError(f"--short-side-range takes two sizes (low high), got {self.short_side_range}.")
 
 
 class TimeSformerTrainer(Trainer):
@@ -191,8 +217,18 @@ class TimeSformerTrainer(Trainer):
         ]
 
 
-def build_compute_metrics(k: tuple[int, ...] = (1, 5)) -> Any:
-    """`compute_metrics` for `Trainer`: `top{k}_accuracy` with the metric module shipped in the package (offline)."""
+def build_compute_metrics(k: tuple[int, ...] = (1, 5), num_labels: int | None = None) -> Any:
+    """`compute_metrics` for `Trainer`: `top{k}_accuracy` with the metric module shipped in the package (offline).
+
+    With `num_labels`, only the `k` below it are reported (top-5 of 5 classes is always 100%), and top-1 always.
+
+    Example:
+
+    ```python
+    >>> compute_metrics = build_compute_metrics(num_labels=4)  # top-1 only
+    ```
+    """
+    k = tuple(value for value in k if value == 1 or num_labels is None or value < num_labels)
     metric = evaluate.load(TOP_K_ACCURACY)
 
     def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
@@ -247,7 +283,7 @@ def load_model_and_processor(
     if num_frames is not None:
         overrides["num_frames"] = num_frames
     if model_args.model_name_or_path and model_args.init_from_image:
-        raise ValueError("Give either --model_name_or_path or --init_from_image, not both.")
+        raise ValueError("Give either --model-name-or-path or --init-from-image, not both.")
     if model_args.init_from_image:
         model = TimeSformerForVideoClassification.from_vit(model_args.init_from_image, **overrides, **labels)
         return model, _processor_for(model.config, **_vit_normalisation(model_args.init_from_image))
@@ -276,7 +312,7 @@ def load_model_and_processor(
     if mismatched:
         raise ValueError(
             f"The weights {mismatched} of {model_args.model_name_or_path} do not fit the model's shapes: only the "
-            "classifier may change when fine-tuning (check --config_overrides)."
+            "classifier may change when fine-tuning (check --config-overrides)."
         )
     resize_image = image_size is not None and to_pair(image_size) != to_pair(model.config.image_size)
     resize_frames = num_frames is not None and num_frames != model.config.num_frames
@@ -299,9 +335,35 @@ def load_model_and_processor(
 
 
 def resolve_horizontal_flip(horizontal_flip: bool | None, frame_sampling: str) -> bool:
-    """`--horizontal_flip`, by default on except for SSv2 sampling (the original never flips Something-Something,
+    """`--horizontal-flip`, by default on except for SSv2 sampling (the original never flips Something-Something,
     whose classes depend on direction)."""
     return frame_sampling != "ssv2" if horizontal_flip is None else horizontal_flip
+
+
+def resolve_license(model_args: ModelArguments) -> str | None:
+    """`--license`, else the `license` of the base model's card (`README.md` of a folder or a Hub repo), else None.
+
+    Example:
+
+    ```python
+    >>> resolve_license(ModelArguments(model_name_or_path="converted/timesformer-base-k400"))  # doctest: +SKIP
+    'cc-by-nc-4.0'
+    ```
+    """
+    base = model_args.model_name_or_path or model_args.init_from_image
+    if model_args.license or base is None:
+        return model_args.license
+    try:
+        if os.path.isdir(base):
+            card = Path(base, "README.md")
+            if not card.is_file():
+                return None
+        else:
+            card = hf_hub_download(base, "README.md", revision=model_args.revision, token=model_args.token)
+        return ModelCard.load(card, ignore_metadata_errors=True).data.license
+    except (OSError, ValueError) as error:
+        logger.warning(f"Could not read the license of {base} from its model card ({error}): pass --license.")
+        return None
 
 
 def _check_repo_dir(repo_dir: Path, default: bool) -> None:
@@ -309,7 +371,7 @@ def _check_repo_dir(repo_dir: Path, default: bool) -> None:
     if default or not repo_dir.exists() or (repo_dir / "config.json").is_file():
         return
     raise FileExistsError(
-        f"--repo_dir {repo_dir} exists and is not a model repo (no config.json): it would be replaced by the "
+        f"--repo-dir {repo_dir} exists and is not a model repo (no config.json): it would be replaced by the "
         "fine-tuned repo. Give a folder that does not exist yet, or remove it first."
     )
 
@@ -324,10 +386,7 @@ def _load_splits(data_args: DataTrainingArguments, seed: int) -> tuple[Dataset, 
         extra = {} if data_args.validation_dir else list_kwargs
         validation = load_video_dataset(validation_source, label_names=label_names, **extra)
     else:
-        split = train.train_test_split(
-            test_size=data_args.train_val_split, seed=seed, stratify_by_column="label"
-        )
-        train, validation = split["train"], split["test"]
+        train, validation = split_train_validation(train, data_args.train_val_split, seed)
     if data_args.max_train_samples is not None:
         train = train.shuffle(seed=seed).select(range(min(data_args.max_train_samples, len(train))))
     if data_args.max_eval_samples is not None:
@@ -353,14 +412,14 @@ def _setup_logging(training_args: TrainingArguments) -> None:
 
 
 def _resume_checkpoint(training_args: TrainingArguments) -> str | None:
-    """The checkpoint to resume from: `--resume_from_checkpoint`, else the last one in `output_dir`."""
+    """The checkpoint to resume from: `--resume-from-checkpoint`, else the last one in `output_dir`."""
     if training_args.resume_from_checkpoint is not None:
         return training_args.resume_from_checkpoint
     if not os.path.isdir(training_args.output_dir):
         return None
     checkpoint = get_last_checkpoint(training_args.output_dir)
     if checkpoint is not None:
-        logger.warning(f"Resuming from {checkpoint}; use a new --output_dir to start over.")
+        logger.warning(f"Resuming from {checkpoint}; use a new --output-dir to start over.")
     return checkpoint
 
 
@@ -370,6 +429,9 @@ def _model_card(
     data_args: DataTrainingArguments,
     repo_name: str,
     eval_metrics: dict[str, float],
+    *,
+    repo_id: str | None,
+    repo_dir: Path,
 ) -> Any:
     dataset_name = (
         data_args.dataset_name or Path(data_args.train_dir or data_args.train_file).resolve().parent.name
@@ -383,10 +445,13 @@ def _model_card(
     return build_model_card(
         model.config,
         model_name=repo_name,
+        repo_id=repo_id,
+        saved_to=repo_dir,
         base_model=base_model if base_model and not os.path.isdir(base_model) else None,
         dataset_name=dataset_name,
         eval_results=results or None,
         description=f"TimeSformer fine-tuned on {dataset_name} with `timesformer-hf train`. Accuracies in percent.",
+        license=resolve_license(model_args),
     )
 
 
@@ -404,7 +469,7 @@ def run_training(
     default_repo_dir = Path(training_args.output_dir, "model")
     repo_dir = Path(model_args.repo_dir) if model_args.repo_dir else default_repo_dir
     _check_repo_dir(repo_dir, default=repo_dir.resolve() == default_repo_dir.resolve())
-    logger.warning(
+    logger.info(
         f"Process rank: {training_args.process_index}, world size: {training_args.world_size}, "
         f"device: {training_args.device}, distributed training: {training_args.parallel_mode.value != 'not_parallel'}"
     )
@@ -439,7 +504,7 @@ def run_training(
     # The final repo is pushed with `push_repo` below, not by Trainer at every save.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     with training_args.main_process_first(desc="loading the metric"):
-        compute_metrics = build_compute_metrics()
+        compute_metrics = build_compute_metrics(num_labels=len(label_names))
     trainer = TimeSformerTrainer(
         model=model,
         args=training_args,
@@ -472,7 +537,15 @@ def run_training(
             [image_processor, processor],
             repo_dir,
             overwrite=True,
-            model_card=_model_card(unwrapped, model_args, data_args, repo_name, eval_metrics),
+            model_card=_model_card(
+                unwrapped,
+                model_args,
+                data_args,
+                repo_name,
+                eval_metrics,
+                repo_id=(training_args.hub_model_id or repo_name) if push_to_hub else None,
+                repo_dir=repo_dir,
+            ),
         )
         logger.info(f"Saved the fine-tuned repo to {repo_dir}")
         if push_to_hub:

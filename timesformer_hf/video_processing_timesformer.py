@@ -231,7 +231,11 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
                 generator=generator,
             )
         if num_clips != 1:
-            raise ValueError(f"`num_temporal_clips={num_clips}` needs `frame_sampling='kinetics'`.")
+            raise ValueError(
+                f"num_temporal_clips={num_clips} needs Kinetics-style clips, but frames are sampled with "
+                f"frame_sampling={frame_sampling!r} (one clip over the whole video): pass frame_sampling='kinetics' "
+                "in the call (--frame-sampling kinetics on the command line), or num_temporal_clips=1."
+            )
         if frame_sampling == "ssv2":
             return sample_ssv2_indices(total_num_frames, num_frames, training=training, generator=generator)
         if frame_sampling == "uniform":
