@@ -368,3 +368,44 @@ def test_evaluate_names_unknown_labels(repo, tmp_path, capsys):
     assert run_cli("evaluate", repo, tmp_path / "data", "--output-dir", tmp_path / "e") == 1
     error = capsys.readouterr().err
     assert "juggling" in error and error.count("\n") == 1
+
+
+def test_classify_writes_jsonl_and_csv(repo, videos, tmp_path, capsys):
+    for suffix in (".jsonl", ".csv"):
+        output = tmp_path / f"predictions{suffix}"
+        argv = ("classify", repo, videos / "bikes.mp4", "--window", "5", "--top-k", "2", "--output", output)
+        assert run_cli(*argv) == 0
+    (record,) = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert set(record) == {"video", "predictions", "windows"}
+    assert [(w["start"], w["end"]) for w in record["windows"]] == [(0, 5), (5, 10)]
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "predictions.csv").open()))
+    assert [(row["scope"], row["start"], row["rank"]) for row in rows] == [
+        ("video", "", "1"), ("video", "", "2"), ("window", "0.0", "1"), ("window", "0.0", "2"),
+        ("window", "5.0", "1"), ("window", "5.0", "2"),
+    ]  # fmt: skip
+    assert rows[0]["label"] == record["predictions"][0]["label"]
+    assert run_cli("classify", repo, videos / "bikes.mp4", "--output", tmp_path / "p.txt") == 1
+    assert ".jsonl, .csv, .parquet" in capsys.readouterr().err
+
+
+def test_interrupted_run_keeps_its_parts(repo, many_videos, tmp_path, monkeypatch):
+    original = InferenceEngine.forward
+    calls = []
+
+    def failing_forward(self, pixel_values):
+        calls.append(1)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return original(self, pixel_values)
+
+    monkeypatch.setattr(InferenceEngine, "forward", failing_forward)
+    output = tmp_path / "f.parquet"
+    argv = ("features", repo, many_videos, "--output", output, "--batch-size", "1", "--num-workers", "0")
+    assert run_cli(*argv) == 130
+    parts = list((tmp_path / ".f.parquet.parts").glob("part-*.parquet"))
+    assert len(parts) == 1 and not output.exists()  # the 5 finished videos were saved on the way out
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(parts[0]).num_rows == 5

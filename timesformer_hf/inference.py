@@ -229,11 +229,25 @@ class _Chunk:
     sent: int = 0
 
 
-class _ViewDataset(IterableDataset):
-    """Decodes and preprocesses the views of `items` (`(index, video)` pairs), split across DataLoader workers."""
+@dataclass(frozen=True)
+class _ViewPlan:
+    """Which views of a video to make: clips and crops, or one clip per window."""
 
-    def __init__(self, engine: InferenceEngine, items: list[tuple[int, VideoInput]]) -> None:
-        self.engine = engine
+    num_clips: int | None
+    num_crops: int
+    window: float | None
+    stride: float | None
+
+
+class _ViewDataset(IterableDataset):
+    """Decodes and preprocesses the views of `items` (`(index, video)` pairs), split across DataLoader workers.
+
+    It holds the processor and the plan, not the model: workers get what they need and nothing more.
+    """
+
+    def __init__(self, processor: Any, plan: _ViewPlan, items: list[tuple[int, VideoInput]]) -> None:
+        self.processor = processor
+        self.plan = plan
         self.items = items
 
     def __iter__(self) -> Iterator[_Chunk]:
@@ -243,9 +257,37 @@ class _ViewDataset(IterableDataset):
             name = video_name(video, index)
             try:
                 with VideoReader(_open_source(video)) as reader:
-                    yield from self.engine._chunks(reader, index, name)
+                    yield from self._chunks(reader, index, name)
             except (VideoDecodeError, IndexError) as error:
                 yield _Chunk(index, name, error=str(error))
+
+    def _views(self, frames: np.ndarray) -> torch.Tensor:
+        return self.processor(
+            frames,
+            do_sample_frames=False,
+            num_temporal_clips=1,
+            num_spatial_crops=self.plan.num_crops,
+            return_tensors="pt",
+        )["pixel_values"]
+
+    def _chunks(self, reader: VideoReader, index: int, name: str) -> Iterator[_Chunk]:
+        processor, plan, metadata = self.processor, self.plan, reader.metadata
+        if plan.window is None:  # clips x crops, all in one chunk
+            total, fps = metadata.total_num_frames, metadata.fps
+            num_clips = plan.num_clips or default_num_clips(processor, total, fps)
+            clips = [
+                processor.sample_indices(total, fps or None, clip_index=k, num_clips=num_clips)
+                for k in range(num_clips)
+            ]
+            views = torch.cat([self._views(reader.read(indices)) for indices in clips])
+            yield _Chunk(index, name, 0.0, metadata.duration, views)
+            return
+        timestamps = np.asarray(reader.timestamps)
+        windows = plan_windows(metadata.duration, plan.window, plan.stride)
+        for k, window in enumerate(windows):  # one chunk per window, decoded on its own
+            indices = window_indices(timestamps, window, processor.num_frames, processor.frame_sampling)
+            views = self._views(reader.read(indices))
+            yield _Chunk(index, name, window.start, window.end, views, last=k == len(windows) - 1)
 
 
 def _identity(chunk: _Chunk) -> _Chunk:
@@ -311,56 +353,10 @@ class InferenceEngine:
         self.output = output
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.num_clips = num_clips
-        self.num_crops = num_crops
-        self.window = window
-        self.stride = stride or window
+        self.plan = _ViewPlan(num_clips, num_crops, window, stride or window)
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         self.num_forwards = 0
-
-    # -- producer side (DataLoader workers) --------------------------------------------------------------------------
-
-    def _views(self, frames: np.ndarray) -> torch.Tensor:
-        return self.processor(
-            frames,
-            do_sample_frames=False,
-            num_temporal_clips=1,
-            num_spatial_crops=self.num_crops,
-            return_tensors="pt",
-        )["pixel_values"]
-
-    def _chunks(self, reader: VideoReader, index: int, name: str) -> Iterator[_Chunk]:
-        metadata = reader.metadata
-        if self.window is None:
-            total, fps = metadata.total_num_frames, metadata.fps
-            num_clips = self.num_clips or default_num_clips(self.processor, total, fps)
-            views = [
-                self._views(
-                    reader.read(
-                        self.processor.sample_indices(total, fps or None, clip_index=k, num_clips=num_clips)
-                    )
-                )
-                for k in range(num_clips)
-            ]
-            yield _Chunk(index, name, 0.0, metadata.duration, torch.cat(views))
-            return
-        timestamps = np.asarray(reader.timestamps)
-        windows = plan_windows(metadata.duration, self.window, self.stride)
-        for k, window in enumerate(windows):
-            indices = window_indices(
-                timestamps, window, self.processor.num_frames, self.processor.frame_sampling
-            )
-            yield _Chunk(
-                index,
-                name,
-                window.start,
-                window.end,
-                self._views(reader.read(indices)),
-                k == len(windows) - 1,
-            )
-
-    # -- consumer side (this process) --------------------------------------------------------------------------------
 
     @torch.inference_mode()
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -414,7 +410,7 @@ class InferenceEngine:
         positions = range(len(videos)) if indices is None else list(indices)
         items = [(i, videos[i]) for i in positions]
         loader = DataLoader(
-            _ViewDataset(self, items),
+            _ViewDataset(self.processor, self.plan, items),
             batch_size=None,
             num_workers=self.num_workers,
             collate_fn=_identity,
@@ -457,7 +453,7 @@ class InferenceEngine:
                     chunk.video,
                     value=np.mean([part.value for part in parts], axis=0),
                     duration=parts[-1].end,
-                    windows=parts if self.window is not None else None,
+                    windows=parts if self.plan.window is not None else None,
                 )
 
     def top_k(self, probabilities: np.ndarray, k: int = 5) -> list[dict[str, Any]]:

@@ -102,8 +102,6 @@ def run(args: argparse.Namespace) -> None:
             record["label"] = label_names[labels[result.index]]
         suffix = Path(args.predictions).suffix
         write_atomically(args.predictions, lambda path: write_predictions(path, records, suffix))
-    accuracies = "  ".join(
-        f"{name}: {value:.2%}" for name, value in report.items() if name.startswith("top")
-    )
+    accuracies = "  ".join(f"{name}: {value:.2%}" for name, value in report.items() if name.startswith("top"))
     print(f"{len(done)} videos  {accuracies}")
     print(f"Wrote {output_dir / 'evaluation.json'}{plotted}")

@@ -127,11 +127,12 @@ def run_stored(
         store.prepare()
     processes.wait()
     engine = load_engine(args, processes, task=task, output=engine_output)
-    for result in engine.run(
-        videos, indices=store.pending(processes.share(len(videos))), progress=processes.is_main
-    ):
-        store.add(result)
-    store.close()
+    try:
+        pending = store.pending(processes.share(len(videos)))
+        for result in engine.run(videos, indices=pending, progress=processes.is_main):
+            store.add(result)
+    finally:  # interrupted or failed: keep what is done for the next run
+        store.close()
     processes.wait()
     if not processes.is_main:
         return None
