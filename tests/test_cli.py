@@ -84,3 +84,22 @@ def test_default_clips_cover_long_videos():
     assert default_num_clips(processor, 10_000, fps=30) == 10
     processor.frame_sampling = "uniform"
     assert default_num_clips(processor, 10_000, fps=30) == 1
+
+
+@pytest.mark.parametrize("case", ["missing", "empty-folder", "text", "existing-output"])
+def test_convert_errors_are_one_line(tmp_path, capsys, case):
+    text = tmp_path / "notes.pyth"
+    text.write_text("not a checkpoint")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "config.json").write_text("{}")
+    argv = {
+        "missing": ["--checkpoint", str(tmp_path / "missing.pyth"), "--output-dir", str(tmp_path / "out")],
+        "empty-folder": ["--checkpoint-dir", str(tmp_path / "empty"), "--output-dir", str(tmp_path / "out")],
+        "text": ["--checkpoint", str(text), "--output-dir", str(tmp_path / "out")],
+        "existing-output": ["--checkpoint", str(text), "--output-dir", str(tmp_path / "taken")],
+    }[case]
+    assert main(["convert", *argv]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("timesformer-hf: error: ") and error.count("\n") == 1, error
+    assert "weights_only=False" not in error and "Traceback" not in error

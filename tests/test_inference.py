@@ -409,3 +409,31 @@ def test_interrupted_run_keeps_its_parts(repo, many_videos, tmp_path, monkeypatc
     import pyarrow.parquet as pq
 
     assert pq.read_table(parts[0]).num_rows == 5
+
+
+@pytest.mark.slow
+def test_compiled_model_gives_the_same_features(repo, videos, capsys):
+    argv = ("classify", repo, videos / "bikes.mp4", "--json", "--num-workers", "0")
+    assert run_cli(*argv) == 0
+    eager = json.loads(capsys.readouterr().out)["predictions"]
+    assert run_cli(*argv, "--compile") == 0
+    compiled = json.loads(capsys.readouterr().out)["predictions"]
+    assert [p["label"] for p in compiled] == [p["label"] for p in eager]
+    np.testing.assert_allclose([p["score"] for p in compiled], [p["score"] for p in eager], atol=1e-5)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp16"])
+def test_cuda_matches_cpu(repo, videos, dtype):
+    from timesformer_hf.inference import load_model
+
+    paths = [str(videos / name) for name in REAL_VIDEOS]
+    reference_model, processor = load_model(repo, task="features", device="cpu")
+    reference = {
+        r.index: r.value for r in InferenceEngine(reference_model, processor, output="cls").run(paths)
+    }
+    model, processor = load_model(repo, task="features", device="cuda", dtype=dtype)
+    engine = InferenceEngine(model, processor, output="cls", num_workers=2, batch_size=2)
+    tolerance = 1e-4 if dtype == "fp32" else 5e-2
+    for result in engine.run(paths):
+        np.testing.assert_allclose(result.value, reference[result.index], atol=tolerance, rtol=tolerance)
