@@ -172,6 +172,20 @@ def test_interrupted_run_resumes_from_its_checkpoint(motion_dir, tmp_path):
     assert processor.do_sample_frames and processor.num_frames == 4  # a path gives the model's frame count
 
 
+def test_evaluating_during_training_still_trains_and_do_eval_alone_only_evaluates(motion_dir, tmp_path):
+    # `--eval-strategy epoch` sets TrainingArguments.do_eval, without --do-train (the README's fine-tune example)
+    model_args = ModelArguments(config_overrides=TINY_OVERRIDES)
+    counter = CountSteps()
+    arguments = training_args(tmp_path / "during", max_steps=1, eval_strategy="epoch")
+    run_training(model_args, data_args(motion_dir), arguments, callbacks=[counter])
+    assert counter.steps == 1
+    counter = CountSteps()
+    run_training(
+        model_args, data_args(motion_dir), training_args(tmp_path / "only", do_eval=True), callbacks=[counter]
+    )
+    assert counter.steps == 0
+
+
 # `--multi_gpu` on a CPU-only machine starts 2 processes through torchrun (DDP over gloo). `--cpu --num_processes 2`
 # starts 2 processes only through MPI (`--mpirun_hostfile`); without it accelerate starts one, which still trains.
 @pytest.mark.parametrize(

@@ -515,7 +515,8 @@ def run_training(
         processing_class=processor,
         callbacks=callbacks,
     )
-    if training_args.do_train or not training_args.do_eval:
+    # `--do-eval` alone only evaluates; an eval strategy (which sets do_eval too) evaluates while training
+    if training_args.do_train or not training_args.do_eval or training_args.eval_strategy != "no":
         result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
