@@ -320,3 +320,9 @@ def test_fps_without_the_video_frame_rate_is_an_error():
         processor.sample_frames(VideoMetadata(total_num_frames=8, fps=4.0), fps=5)
     with pytest.raises(ValueError, match="`fps` samples one clip"):
         processor.sample_frames(VideoMetadata(total_num_frames=8, fps=4.0), fps=3, num_temporal_clips=2)
+
+
+def test_unknown_frame_sampling_is_named_before_the_clip_count():
+    processor = TimeSformerVideoProcessor(num_frames=4)
+    with pytest.raises(ValueError, match=r"must be one of \('kinetics', 'ssv2', 'uniform'\), got 'kinetic'"):
+        processor.sample_indices(100, frame_sampling="kinetic", num_clips=2)

@@ -274,8 +274,7 @@ def load_model_and_processor(
     model_args: ModelArguments, label_names: list[str], num_frames: int | None = None
 ) -> tuple[TimeSformerForVideoClassification, TimeSformerVideoProcessor]:
     """The model to fine-tune, with a new head for `label_names`, and its video processor."""
-    labels = {
-        "num_labels": len(label_names),
+    labels = {  # num_labels follows from id2label
         "id2label": dict(enumerate(label_names)),
         "label2id": {name: i for i, name in enumerate(label_names)},
     }

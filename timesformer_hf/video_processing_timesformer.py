@@ -230,6 +230,8 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
                 training=training,
                 generator=generator,
             )
+        if frame_sampling not in FRAME_SAMPLINGS:
+            raise ValueError(f"`frame_sampling` must be one of {FRAME_SAMPLINGS}, got {frame_sampling!r}.")
         if num_clips != 1:
             raise ValueError(
                 f"num_temporal_clips={num_clips} needs Kinetics-style clips, but frames are sampled with "
@@ -238,9 +240,7 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
             )
         if frame_sampling == "ssv2":
             return sample_ssv2_indices(total_num_frames, num_frames, training=training, generator=generator)
-        if frame_sampling == "uniform":
-            return sample_uniform_indices(total_num_frames, num_frames)
-        raise ValueError(f"`frame_sampling` must be one of {FRAME_SAMPLINGS}, got {frame_sampling!r}.")
+        return sample_uniform_indices(total_num_frames, num_frames)
 
     def _decode_and_sample_videos(
         self,
