@@ -16,7 +16,14 @@ from conftest import randomize_, sample_video_path, tiny_config
 from timesformer_hf import TimeSformerForVideoClassification, TimeSformerModel, TimeSformerVideoProcessor
 from timesformer_hf.commands.app import main
 from timesformer_hf.hub import save_repo
-from timesformer_hf.inference import InferenceEngine, plan_windows, resolve_device, resolve_dtype
+from timesformer_hf.inference import (
+    InferenceEngine,
+    TimeWindow,
+    plan_windows,
+    resolve_device,
+    resolve_dtype,
+    window_indices,
+)
 from timesformer_hf.synthetic import motion_labels, motion_video, write_video
 
 REAL_VIDEOS = ("bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4")
@@ -116,8 +123,17 @@ def test_windows_cover_the_whole_video_in_order(repo, videos, capsys, tmp_path):
 def test_plan_windows_with_overlap_and_tail():
     assert [(w.start, w.end) for w in plan_windows(7.0, window=4.0, stride=2.0)] == [(0, 4), (2, 6), (4, 7.0)]
     assert [(w.start, w.end) for w in plan_windows(1.0, window=4.0, stride=2.0)] == [(0, 1.0)]
+    # gaps when the stride is longer than the window, and no window past the end
+    assert [(w.start, w.end) for w in plan_windows(5.0, window=1.0, stride=3.0)] == [(0, 1), (3, 5.0)]
+    assert [(w.start, w.end) for w in plan_windows(8.0, window=1.0, stride=3.0)] == [(0, 1), (3, 4), (6, 8.0)]
     with pytest.raises(ValueError, match="positive"):
         plan_windows(1.0, window=0, stride=1)
+
+
+def test_window_without_frames_takes_the_nearest_one():
+    timestamps = np.array([0.0, 0.1, 0.2, 3.0, 3.1])  # variable frame rate: nothing between 0.2 s and 3 s
+    assert window_indices(timestamps, TimeWindow(1.0, 2.0), 2, "uniform").tolist() == [2, 2]
+    assert window_indices(timestamps, TimeWindow(0.0, 1.0), 3, "uniform").tolist() == [0, 1, 2]
 
 
 def test_features_equal_pooler_output(repo, videos):
@@ -183,10 +199,13 @@ def test_features_parquet_readable_by_datasets_and_broken_files_reported(repo, v
     table = load_dataset("parquet", data_files=str(output), split="train")
     assert table.column_names == ["video", "start", "end", "feature"]
     assert len(table) == 4 and len(table[0]["feature"]) == 32
-    report = json.loads(output.with_suffix(".report.json").read_text())
+    report = json.loads((output.parent / (output.name + ".report.json")).read_text())
     assert report["completed"] == 4 and report["failed"][0]["video"] == str(broken)
     assert "not a video" in report["failed"][0]["error"] or "Cannot" in report["failed"][0]["error"]
-    assert sorted(p.name for p in output.parent.iterdir()) == ["features.parquet", "features.report.json"]
+    assert sorted(p.name for p in output.parent.iterdir()) == [
+        "features.parquet",
+        "features.parquet.report.json",
+    ]
 
 
 def test_windowed_features_one_row_per_window(repo, videos, tmp_path):
@@ -197,11 +216,14 @@ def test_windowed_features_one_row_per_window(repo, videos, tmp_path):
     assert np.load(output).shape == (2, 32)
 
 
-def count_forwards(monkeypatch):
-    calls = []
-    original = InferenceEngine.forward
+def count_forwards(monkeypatch, interrupt_after=None):
+    """Count the engine's forward passes (views per pass); with `interrupt_after=n`, pass n + 1 raises
+    KeyboardInterrupt, as a Ctrl-C mid-run."""
+    original, calls = InferenceEngine.forward, []
 
     def forward(self, pixel_values):
+        if interrupt_after is not None and len(calls) == interrupt_after:
+            raise KeyboardInterrupt
         calls.append(len(pixel_values))
         return original(self, pixel_values)
 
@@ -391,16 +413,7 @@ def test_classify_writes_jsonl_and_csv(repo, videos, tmp_path, capsys):
 
 
 def test_interrupted_run_keeps_its_parts(repo, many_videos, tmp_path, monkeypatch):
-    original = InferenceEngine.forward
-    calls = []
-
-    def failing_forward(self, pixel_values):
-        calls.append(1)
-        if len(calls) == 6:
-            raise KeyboardInterrupt
-        return original(self, pixel_values)
-
-    monkeypatch.setattr(InferenceEngine, "forward", failing_forward)
+    count_forwards(monkeypatch, interrupt_after=5)
     output = tmp_path / "f.parquet"
     argv = ("features", repo, many_videos, "--output", output, "--batch-size", "1", "--num-workers", "0")
     assert run_cli(*argv) == 130
@@ -437,3 +450,66 @@ def test_cuda_matches_cpu(repo, videos, dtype):
     tolerance = 1e-4 if dtype == "fp32" else 5e-2
     for result in engine.run(paths):
         np.testing.assert_allclose(result.value, reference[result.index], atol=tolerance, rtol=tolerance)
+
+
+def test_resume_follows_the_video_names_not_their_positions(repo, many_videos, tmp_path, monkeypatch):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("b.mp4", "d.mp4", "f.mp4"):
+        (folder / name).symlink_to(many_videos / "v00.mp4")
+    output = tmp_path / "f.parquet"
+    argv = ("features", repo, folder, "--output", output, "--batch-size", "1", "--num-workers", "0")
+    count_forwards(monkeypatch, interrupt_after=2)
+    assert run_cli(*argv) == 130  # b and d done, f not
+    (folder / "a.mp4").symlink_to(many_videos / "v01.mp4")  # the list changes: every position moves
+    monkeypatch.undo()
+    calls = count_forwards(monkeypatch)
+    assert run_cli(*argv) == 0
+    assert len(calls) == 4  # all four videos: the parts were of other positions
+    videos = [row["video"] for row in read_rows(output)]
+    assert videos == sorted(str(folder / name) for name in ("a.mp4", "b.mp4", "d.mp4", "f.mp4"))
+
+
+def test_interrupted_overwrite_resumes(repo, many_videos, tmp_path, monkeypatch, capsys):
+    output = tmp_path / "f.parquet"
+    argv = ("features", repo, many_videos, "--output", output, "--batch-size", "1", "--num-workers", "0")
+    assert run_cli(*argv) == 0
+    count_forwards(monkeypatch, interrupt_after=3)
+    assert run_cli(*argv, "--pool", "mean", "--overwrite", "--save-every", "1") == 130
+    assert not output.exists()  # the old output went with --overwrite
+    monkeypatch.undo()
+    calls = count_forwards(monkeypatch)
+    assert run_cli(*argv, "--pool", "mean") == 0  # resumes without --overwrite
+    assert len(calls) == 16 - 3
+    assert len(read_rows(output)) == 16
+
+
+def test_evaluate_again_reports_without_model_work(repo, tmp_path, monkeypatch):
+    labels = motion_labels(4)
+    for i in range(4):
+        (tmp_path / "data" / labels[i]).mkdir(parents=True)
+        write_video(
+            tmp_path / "data" / labels[i] / "0.mp4", motion_video(labels[i], num_frames=8, size=32), fps=8
+        )
+    argv = ("evaluate", repo, tmp_path / "data", "--output-dir", tmp_path / "e")
+    assert run_cli(*argv) == 0
+    first = json.loads((tmp_path / "e" / "evaluation.json").read_text())
+    (tmp_path / "e" / "evaluation.json").unlink()
+    calls = count_forwards(monkeypatch)
+    assert run_cli(*argv, "--predictions", tmp_path / "p.csv") == 0
+    assert calls == [] and json.loads((tmp_path / "e" / "evaluation.json").read_text()) == first
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 1 + 4 * 4  # header, 4 videos x top-4
+
+
+def test_all_broken_videos_leave_a_report(repo, tmp_path, capsys):
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).write_bytes(b"not a video")
+    output = tmp_path / "f.parquet"
+    assert run_cli("features", repo, tmp_path / "a.mp4", tmp_path / "b.mp4", "--output", output) == 1
+    assert "None of the 2 videos could be read" in capsys.readouterr().err
+    report = json.loads((tmp_path / "f.parquet.report.json").read_text())
+    assert [failure["video"] for failure in report["failed"]] == [
+        str(tmp_path / "a.mp4"),
+        str(tmp_path / "b.mp4"),
+    ]
+    assert not output.exists()

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .files import write_atomically
+
 __all__ = ["accuracy_report", "confusion_matrix", "plot_confusion_matrix"]
 
 
@@ -51,10 +53,8 @@ def accuracy_report(
 def plot_confusion_matrix(matrix: np.ndarray, label_names: Sequence[str], path: str | os.PathLike) -> None:
     """A PNG of the confusion matrix, restricted to the classes that occur (as true or predicted labels)."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError as error:
         raise ImportError(
             "The confusion-matrix plot needs matplotlib: pip install 'timesformer-hf[viz]'."
@@ -64,7 +64,8 @@ def plot_confusion_matrix(matrix: np.ndarray, label_names: Sequence[str], path: 
     matrix = matrix[np.ix_(shown, shown)]
     names = [label_names[i] for i in shown]
     size = min(4 + 0.35 * len(names), 40)
-    figure, axes = plt.subplots(figsize=(size, size))
+    figure = Figure(figsize=(size, size))  # not pyplot: the caller's backend and figures are left alone
+    axes = figure.add_subplot()
     image = axes.imshow(matrix, cmap="Blues")
     axes.set_xticks(range(len(names)), names, rotation=90)
     axes.set_yticks(range(len(names)), names)
@@ -75,5 +76,5 @@ def plot_confusion_matrix(matrix: np.ndarray, label_names: Sequence[str], path: 
             axes.text(column, row, str(count), ha="center", va="center", fontsize=8)
     figure.colorbar(image, ax=axes, fraction=0.046)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    FigureCanvasAgg(figure)
+    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=100, format="png"))

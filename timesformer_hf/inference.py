@@ -50,6 +50,8 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
     "top_predictions",
+    "video_name",
+    "window_indices",
 ]
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -150,7 +152,8 @@ def plan_windows(duration: float, window: float, stride: float) -> list[TimeWind
     """Windows of `window` seconds every `stride` seconds from 0 until one reaches `duration`.
 
     The last window ends at `duration`: cut short, or stretched by less than 1% of `stride` rather than leaving a
-    sliver (e.g. the last 4 ms of a 29.97 fps video) to a window of its own.
+    sliver (e.g. the last 4 ms of a 29.97 fps video) to a window of its own. With `stride > window` the windows
+    leave gaps, and none starts at or after the end.
 
     Example:
 
@@ -163,6 +166,7 @@ def plan_windows(duration: float, window: float, stride: float) -> list[TimeWind
     if window <= 0 or stride <= 0:
         raise ValueError(f"The window ({window} s) and the stride ({stride} s) must be positive.")
     count = max(1, math.ceil((duration - window) / stride - 0.01) + 1)
+    count = min(count, max(1, math.ceil(duration / stride - 1e-9)))  # no window starts at or after the end
     windows = [TimeWindow(k * stride, min(k * stride + window, duration)) for k in range(count)]
     windows[-1] = TimeWindow(windows[-1].start, duration)
     return windows
@@ -171,9 +175,14 @@ def plan_windows(duration: float, window: float, stride: float) -> list[TimeWind
 def window_indices(
     timestamps: np.ndarray, window: TimeWindow, num_frames: int, frame_sampling: str
 ) -> np.ndarray:
-    """`num_frames` frame indices inside `window`: segment middles for SSv2 models, evenly spaced otherwise."""
-    first = min(int(np.searchsorted(timestamps, window.start - 1e-6)), len(timestamps) - 1)
-    last = max(int(np.searchsorted(timestamps, window.end - 1e-6)) - 1, first)
+    """`num_frames` frame indices inside `window`: segment middles for SSv2 models, evenly spaced otherwise.
+
+    A window that holds no frame (a gap in a variable-frame-rate video) takes the frame nearest to its middle.
+    """
+    first = int(np.searchsorted(timestamps, window.start - 1e-6))
+    last = int(np.searchsorted(timestamps, window.end - 1e-6)) - 1
+    if last < first:
+        first = last = int(np.abs(timestamps - (window.start + window.end) / 2).argmin())
     count = last - first + 1
     if frame_sampling == "ssv2":
         return first + sample_ssv2_indices(count, num_frames)
@@ -258,8 +267,12 @@ class _ViewDataset(IterableDataset):
             try:
                 with VideoReader(_open_source(video)) as reader:
                     yield from self._chunks(reader, index, name)
-            except (VideoDecodeError, IndexError) as error:
+            except VideoDecodeError as error:
                 yield _Chunk(index, name, error=str(error))
+            except (
+                Exception
+            ) as error:  # one poisoned file must not stop a job of thousands; the reason is kept
+                yield _Chunk(index, name, error=f"{type(error).__name__}: {error}")
 
     def _views(self, frames: np.ndarray) -> torch.Tensor:
         return self.processor(
@@ -361,7 +374,7 @@ class InferenceEngine:
     @torch.inference_mode()
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """One forward pass over `(views, frames, 3, height, width)`: `(views, dim)` float32 outputs on the CPU."""
-        pixel_values = pixel_values.to(self.device, self.dtype, non_blocking=True)
+        pixel_values = pixel_values.to(self.device, self.dtype, non_blocking=self.device.type == "cuda")
         outputs = self.model(pixel_values=pixel_values)
         self.num_forwards += 1
         if self.output == "probabilities":
@@ -382,9 +395,10 @@ class InferenceEngine:
             parts.append(chunk.pixel_values[chunk.sent : chunk.sent + count])
             taken.append((chunk, count))
             chunk.sent += count
-        pixel_values = torch.cat(parts)
-        if self.device.type == "cuda":
-            pixel_values = pixel_values.pin_memory()
+        # on CUDA, gathered straight into page-locked memory: the copy to the GPU is then asynchronous
+        pinned = self.device.type == "cuda"
+        shape = (sum(len(part) for part in parts), *parts[0].shape[1:])
+        pixel_values = torch.cat(parts, out=torch.empty(shape, dtype=parts[0].dtype, pin_memory=pinned))
         values = self.forward(pixel_values).split([count for _, count in taken])
         for (chunk, _), value in zip(taken, values, strict=True):
             chunk.outputs.append(value)

@@ -4,19 +4,19 @@
 (`.NAME.parts/`): every few videos, one more Parquet part, each written atomically, so a job killed at any point
 loses at most the videos since its last part and never leaves a corrupt file. Running the same command again skips
 the videos already in parts; when every video is done, the parts are merged, in input order, into the one output
-(written atomically), with a small report beside it (`NAME.report.json`: settings, videos, failures). Several
+(written atomically), with a small report beside it (`NAME.report.json`, e.g. `features.parquet.report.json`: settings, videos, failures). Several
 processes (`accelerate launch`) each write their own parts into the same folder; the main process merges them.
 
 Example:
 
 ```python
->>> store = ResultStore("features.parquet", settings={"model": "repo", "pool": "cls"})  # doctest: +SKIP
+>>> store = ResultStore("features.parquet", videos, settings={"model": "repo", "pool": "cls"})  # doctest: +SKIP
 >>> store.check()  # refuses to overwrite an output or mix settings  # doctest: +SKIP
 >>> store.prepare()  # doctest: +SKIP
 >>> for result in engine.run(videos, indices=store.pending(range(len(videos)))):  # doctest: +SKIP
 ...     store.add(result)
->>> store.close()  # doctest: +SKIP
->>> store.finish(videos, write_features)  # doctest: +SKIP
+>>> store.flush()  # doctest: +SKIP
+>>> store.finish(write)  # doctest: +SKIP
 ```
 """
 
@@ -79,17 +79,43 @@ def _to_row(result: VideoOutput) -> dict[str, Any]:
     }
 
 
-def _from_row(row: dict[str, Any]) -> VideoOutput:
-    windows = None
-    if row["window_start"] is not None:
-        windows = [
-            WindowOutput(start, end, np.asarray(value, dtype=np.float32))
-            for start, end, value in zip(
-                row["window_start"], row["window_end"], row["window_value"], strict=True
-            )
-        ]
-    value = None if row["value"] is None else np.asarray(row["value"], dtype=np.float32)
-    return VideoOutput(row["index"], row["video"], value, row["duration"], windows, row["error"])
+def _vectors(column: Any) -> list[np.ndarray | None]:
+    """A (chunked) Arrow list-of-floats column as float32 NumPy vectors, `None` for nulls."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    counts = pc.fill_null(pc.list_value_length(column), 0).to_numpy()
+    flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    pieces = np.split(flat, np.cumsum(counts)[:-1]) if len(counts) else []
+    validity = column.is_valid().to_numpy(zero_copy_only=False)
+    return [piece if valid else None for piece, valid in zip(pieces, validity, strict=True)]
+
+
+def _from_table(table: Any) -> list[VideoOutput]:
+    """Part rows back into results, the vectors column by column (no Python object per number)."""
+    import pyarrow as pa
+
+    values = _vectors(table.column("value"))
+    window_values = pa.chunked_array(
+        table.column("window_value").chunks, type=table.schema.field("window_value").type
+    )
+    window_values = (
+        window_values.combine_chunks() if window_values.num_chunks else pa.array([], window_values.type)
+    )
+    windows_of_all = iter(_vectors(window_values.flatten()))
+    results = []
+    columns = ["index", "video", "duration", "window_start", "window_end", "error"]
+    for row, value in zip(table.select(columns).to_pylist(), values, strict=True):
+        windows = None
+        if row["window_start"] is not None:
+            windows = [
+                WindowOutput(start, end, next(windows_of_all))
+                for start, end in zip(row["window_start"], row["window_end"], strict=True)
+            ]
+        results.append(VideoOutput(row["index"], row["video"], value, row["duration"], windows, row["error"]))
+    return results
 
 
 class ResultStore:
@@ -97,6 +123,8 @@ class ResultStore:
 
     Args:
         output: The final output file.
+        videos: The names of the job's videos, in order: a result counts for position `i` only if it is of
+            `videos[i]`, so a resumed job whose video list changed redoes what moved.
         settings: What determines the results (model, pooling, clips, windows, dtype...): a re-run with other
             settings is refused instead of mixing results.
         rank: This process's number; every process writes its own parts.
@@ -108,6 +136,7 @@ class ResultStore:
     def __init__(
         self,
         output: str | os.PathLike,
+        videos: Sequence[str],
         settings: dict[str, Any],
         *,
         rank: int = 0,
@@ -117,7 +146,8 @@ class ResultStore:
     ) -> None:
         self.output = Path(output)
         self.parts = self.output.parent / f".{self.output.name}.parts"
-        self.report = self.output.with_suffix(".report.json")
+        self.report = self.output.parent / f"{self.output.name}.report.json"
+        self.videos = list(videos)
         self.settings = json.loads(json.dumps(settings))  # as it reads back from JSON
         self.rank = rank
         self.overwrite = overwrite
@@ -126,49 +156,67 @@ class ResultStore:
         self._buffer: list[dict[str, Any]] = []
         self._last_flush = time.monotonic()
 
-    def is_complete(self, videos: Sequence[str]) -> bool:
+    def is_complete(self) -> bool:
         """Whether the output exists and its report lists exactly these videos with these settings."""
         if self.overwrite or not (self.output.exists() and self.report.is_file()):
             return False
         report = json.loads(self.report.read_text())
-        return report.get("settings") == self.settings and report.get("videos") == list(videos)
+        return report.get("settings") == self.settings and report.get("videos") == self.videos
+
+    def _unfinished_settings(self) -> dict[str, Any] | None:
+        manifest = self.parts / "settings.json"
+        return json.loads(manifest.read_text()) if manifest.is_file() else None
 
     def check(self) -> None:
-        """Refuse to replace an output or to mix settings with an unfinished run (read-only: every process)."""
+        """Refuse to replace an output or to mix settings with an unfinished run (read-only: every process).
+
+        An output beside unfinished parts of the same settings is one whose merge was interrupted: it is redone.
+        """
         if self.overwrite:
             return
-        if self.output.exists():
+        unfinished = self._unfinished_settings()
+        if unfinished is not None and unfinished != self.settings:
+            raise FileExistsError(
+                f"{self.parts} holds an unfinished run with other settings ({json.dumps(unfinished)}): run that "
+                "command again to finish it, or pass --overwrite to start over."
+            )
+        if self.output.exists() and unfinished is None:
             raise FileExistsError(
                 f"{self.output} already exists (written for other videos or settings): pass --overwrite to replace "
                 "it, or choose another --output."
             )
-        manifest = self.parts / "settings.json"
-        if manifest.is_file() and json.loads(manifest.read_text()) != self.settings:
-            raise FileExistsError(
-                f"{self.parts} holds an unfinished run with other settings ({manifest.read_text().strip()}): run "
-                "that command again to finish it, or pass --overwrite to start over."
-            )
 
     def prepare(self) -> None:
-        """Set up the parts folder after [`check`] (main process only); `overwrite` clears unfinished parts."""
+        """Set up the parts folder after [`check`] (main process only). With `overwrite`, the old output, report
+        and parts go first, so that an interrupted overwriting run resumes like any other."""
         if self.overwrite:
             shutil.rmtree(self.parts, ignore_errors=True)
+            self.output.unlink(missing_ok=True)
+            self.report.unlink(missing_ok=True)
         self.parts.mkdir(parents=True, exist_ok=True)
         write_atomically(
             self.parts / "settings.json", lambda path: path.write_text(json.dumps(self.settings))
         )
 
-    def _part_rows(self) -> list[dict[str, Any]]:
+    def _read_parts(self, columns: list[str] | None = None) -> Any:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        rows = []
-        for part in sorted(self.parts.glob("part-*.parquet")):
-            rows += pq.read_table(part).to_pylist()
-        return rows
+        schema = _schema() if columns is None else pa.schema([_schema().field(name) for name in columns])
+        tables = [pq.read_table(part, columns=columns) for part in sorted(self.parts.glob("part-*.parquet"))]
+        return pa.concat_tables(tables) if tables else schema.empty_table()
+
+    def _valid(self, index: int, video: str) -> bool:
+        return index < len(self.videos) and self.videos[index] == video
 
     def pending(self, indices: Iterable[int]) -> list[int]:
         """The `indices` whose videos are not in any part yet (failed videos are tried again)."""
-        done = {row["index"] for row in self._part_rows() if row["error"] is None}
+        table = self._read_parts(["index", "video", "error"]).to_pydict()
+        done = {
+            index
+            for index, video, error in zip(table["index"], table["video"], table["error"], strict=True)
+            if error is None and self._valid(index, video)
+        }
         return [index for index in indices if index not in done]
 
     def add(self, result: VideoOutput) -> None:
@@ -190,28 +238,42 @@ class ResultStore:
         write_atomically(self.parts / name, lambda path: pq.write_table(table, path))
         self._buffer = []
 
-    close = flush
+    def finish(self, write: Callable[[Path, list[VideoOutput]], object]) -> list[VideoOutput]:
+        """Merge the parts (main process, after every process flushed its store) and return every video's result,
+        failed ones included, in input order.
 
-    def finish(
-        self, videos: Sequence[str], write: Callable[[Path, list[VideoOutput]], object]
-    ) -> list[VideoOutput]:
-        """Merge the parts (main process, after every process closed its store): `write(path, results)` writes the
-        output atomically, in input order, without failed videos; then the report; then the parts go. Returns all
-        results, failed ones included."""
-        latest: dict[int, dict[str, Any]] = {}
-        for row in self._part_rows():  # a retried video's success replaces its earlier failure
-            if row["index"] not in latest or row["error"] is None:
-                latest[row["index"]] = row
-        results = [_from_row(latest[index]) for index in sorted(latest)]
-        write_atomically(self.output, lambda path: write(path, [r for r in results if r.error is None]))
+        The report is written first, then `write(path, results)` writes the output atomically (in input order,
+        without failed videos), then the parts go: a job stopped anywhere in between finishes on its next run.
+
+        Raises:
+            RuntimeError: If a video has no result (a process did not flush its parts); the parts are kept.
+            ValueError: If no video could be read (the report lists why); nothing is written but the report.
+        """
+        latest: dict[int, VideoOutput] = {}
+        for result in _from_table(
+            self._read_parts()
+        ):  # a retried video's success replaces its earlier failure
+            if self._valid(result.index, result.video) and (
+                result.index not in latest or result.error is None
+            ):
+                latest[result.index] = result
+        missing = [video for index, video in enumerate(self.videos) if index not in latest]
+        if missing:
+            raise RuntimeError(
+                f"No result for {len(missing)} videos (e.g. {missing[0]}): run the command again."
+            )
+        results = [latest[index] for index in range(len(self.videos))]
         failed = [{"video": r.video, "error": r.error} for r in results if r.error is not None]
         report = {
             "settings": self.settings,
-            "videos": list(videos),
+            "videos": self.videos,
             "completed": len(results) - len(failed),
             "failed": failed,
         }
         write_atomically(self.report, lambda path: path.write_text(json.dumps(report, indent=2)))
+        if len(failed) == len(results):
+            raise ValueError(f"None of the {len(results)} videos could be read: see {self.report}.")
+        write_atomically(self.output, lambda path: write(path, [r for r in results if r.error is None]))
         shutil.rmtree(self.parts, ignore_errors=True)
         return results
 

@@ -247,7 +247,7 @@ class VideoReader:
             else:  # no timestamps to seek to: decode sequentially from the start
                 _rewind(self._container)
                 decoded, num_frames = _decode_sequentially(
-                    self._container, self._stream, indices, self.source
+                    self._container, self._stream, indices, self.source, self.metadata.total_num_frames
                 )
         except av.FFmpegError as error:
             raise _decode_error(self.source, error) from error
@@ -399,16 +399,24 @@ def _decode_by_seeking(
 
 
 def _decode_sequentially(
-    container: Any, stream: Any, indices: Any, source: VideoSource
+    container: Any, stream: Any, indices: Any, source: VideoSource, num_frames: int | None = None
 ) -> tuple[_Decoded, int]:
+    """Decode from the start, keeping the wanted frames; with `num_frames` known, stop after the last wanted one."""
     wanted = None if indices is None else set(np.asarray(indices).tolist())
+    last_wanted = max(wanted) if wanted and num_frames is not None else None
     decoded: _Decoded = {}
-    num_frames = 0
+    counted = 0
     for position, frame in enumerate(container.decode(stream)):
         if wanted is None or position in wanted:
             decoded[position] = (frame.to_ndarray(format="rgb24"), _rotation_of(frame))
-        num_frames = position + 1
+        counted = position + 1
+        if last_wanted is not None and position >= last_wanted:
+            break
+    num_frames = counted if num_frames is None else num_frames
     _check_indices(indices, num_frames, source)
+    missing = [] if wanted is None else sorted(wanted - set(decoded))
+    if missing:
+        raise _missing_frames(source, missing, num_frames)
     return decoded, num_frames
 
 

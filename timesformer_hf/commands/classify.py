@@ -57,14 +57,19 @@ def run(args: argparse.Namespace) -> None:
                 "With several processes, give --output: each writes its part and the main one merges them."
             )
         engine = load_engine(args, processes, task="classify", output="probabilities")
-        results = []
-        for result in engine.run(paths):
-            results.append(result)
-            if result.error is None:
-                _print(
-                    prediction_records([result], lambda value: engine.top_k(value, args.top_k))[0], args.json
-                )
-        print_failures(results)
+        results: dict[int, Any] = {}
+        next_index = 0
+        for result in engine.run(paths):  # printed in input order, each as soon as those before it are done
+            results[result.index] = result
+            while next_index in results:
+                ready = results[next_index]
+                if ready.error is None:
+                    _print(
+                        prediction_records([ready], lambda value: engine.top_k(value, args.top_k))[0],
+                        args.json,
+                    )
+                next_index += 1
+        print_failures([results[index] for index in sorted(results)])
         return
     output = Path(args.output)
     if output.suffix not in PREDICTION_SUFFIXES:

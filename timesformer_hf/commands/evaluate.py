@@ -30,6 +30,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def read_probabilities(path: Path, videos: list[str]) -> list:
+    """The results of a finished run back from its `probabilities.parquet`."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from ..inference import VideoOutput
+
+    table = pq.read_table(path).to_pydict()
+    position = {video: index for index, video in enumerate(videos)}
+    return [
+        VideoOutput(position[video], video, np.asarray(value, dtype=np.float32), end)
+        for video, end, value in zip(table["video"], table["end"], table["feature"], strict=True)
+    ]
+
+
 def run(args: argparse.Namespace) -> None:
     import numpy as np
     from transformers import AutoConfig
@@ -78,7 +93,11 @@ def run(args: argparse.Namespace) -> None:
         job_settings=job,
     )
     if results is None:
-        return  # another process, or already complete
+        from .jobs import Processes
+
+        if not Processes().is_main or not store_output.exists():
+            return
+        results = read_probabilities(store_output, videos)  # complete from an earlier run: report again
     done = [result for result in results if result.error is None]
     if not done:
         raise CLIError("None of the videos could be read: nothing to evaluate.")

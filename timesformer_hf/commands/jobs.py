@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,8 @@ class Processes:
             import torch
             from accelerate import PartialState
 
-            self.state = PartialState(cpu=not torch.cuda.is_available())  # processes on CPUs: gloo
+            # processes on CPUs: gloo; ranks with short shares wait at the end for the others, for hours if need be
+            self.state = PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(days=7))
         self.rank = self.state.process_index if self.state else 0
         self.count = self.state.num_processes if self.state else 1
         self.is_main = self.rank == 0
@@ -48,10 +50,12 @@ class Processes:
         return self.state.device if self.state is not None and requested == "auto" else requested
 
     def wait(self) -> None:
+        """A barrier: every process gets here before any goes on."""
         if self.state is not None:
             self.state.wait_for_everyone()
 
     def share(self, count: int) -> range:
+        """This process's positions among `count` videos."""
         return range(self.rank, count, self.count)
 
 
@@ -104,8 +108,8 @@ def run_stored(
 ) -> list | None:
     """Run the videos not done yet into `output`'s parts, then (main process) merge them with `write`.
 
-    Returns all results (failed ones included) on the main process, `None` elsewhere or when `output` was already
-    complete (nothing run).
+    Returns all results (failed ones included, in input order) on the main process; `None` on the others, and when
+    `output` was already complete (nothing run).
     """
     from ..results import ResultStore
 
@@ -113,9 +117,14 @@ def run_stored(
     if args.save_every < 1:
         raise CLIError(f"--save-every must be at least 1, got {args.save_every}.")
     store = ResultStore(
-        output, job_settings, rank=processes.rank, overwrite=args.overwrite, flush_every=args.save_every
+        output,
+        names,
+        job_settings,
+        rank=processes.rank,
+        overwrite=args.overwrite,
+        flush_every=args.save_every,
     )
-    if store.is_complete(names):
+    if store.is_complete():
         if processes.is_main:
             print(
                 f"{output} is already complete for these videos and settings: nothing to do (--overwrite redoes it)."
@@ -126,22 +135,24 @@ def run_stored(
     if processes.is_main:
         store.prepare()
     processes.wait()
-    engine = load_engine(args, processes, task=task, output=engine_output)
-    try:
-        pending = store.pending(processes.share(len(videos)))
-        for result in engine.run(videos, indices=pending, progress=processes.is_main):
-            store.add(result)
-    finally:  # interrupted or failed: keep what is done for the next run
-        store.close()
+    pending = store.pending(processes.share(len(videos)))
+    if pending:
+        engine = load_engine(args, processes, task=task, output=engine_output)
+        try:
+            for result in engine.run(videos, indices=pending, progress=processes.is_main):
+                store.add(result)
+        finally:  # interrupted or failed: keep what is done for the next run
+            store.flush()
     processes.wait()
     if not processes.is_main:
         return None
-    results = store.finish(names, write)
+    results = store.finish(write)
     print_failures(results, store.report)
     return results
 
 
 def print_failures(results: Sequence[Any], report: Path | None = None) -> None:
+    """List the videos that could not be read, with the reason, on stderr."""
     import sys
 
     failed = [result for result in results if result.error is not None]
