@@ -513,3 +513,21 @@ def test_all_broken_videos_leave_a_report(repo, tmp_path, capsys):
         str(tmp_path / "b.mp4"),
     ]
     assert not output.exists()
+
+
+def test_videos_from_a_datasets_column_paths_or_bytes(repo, videos):
+    from datasets import Dataset
+
+    model = TimeSformerForVideoClassification.from_pretrained(repo).eval()
+    engine = InferenceEngine(model, TimeSformerVideoProcessor.from_pretrained(repo), num_workers=2)
+    paths = [str(videos / name) for name in REAL_VIDEOS]
+    expected = {r.index: r.value for r in engine.run(paths)}
+    embedded = [{"path": None, "bytes": open(path, "rb").read()} for path in paths]
+    for dataset in (Dataset.from_dict({"video": paths}), Dataset.from_dict({"video": embedded})):
+        results = sorted(engine.run(dataset), key=lambda result: result.index)
+        assert [r.error for r in results] == [None] * 3
+        for result in results:
+            np.testing.assert_allclose(result.value, expected[result.index], atol=1e-6)
+    assert [r.video for r in sorted(engine.run(Dataset.from_dict({"video": embedded})), key=lambda r: r.index)] == [
+        "#0", "#1", "#2",
+    ]  # fmt: skip

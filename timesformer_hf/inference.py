@@ -249,20 +249,26 @@ class _ViewPlan:
 
 
 class _ViewDataset(IterableDataset):
-    """Decodes and preprocesses the views of `items` (`(index, video)` pairs), split across DataLoader workers.
+    """Decodes and preprocesses the views of `videos[i]` for `i` in `indices`, split across DataLoader workers.
+
+    Videos are fetched by index in the worker, so a `datasets` column of embedded videos is not loaded up front.
 
     It holds the processor and the plan, not the model: workers get what they need and nothing more.
     """
 
-    def __init__(self, processor: Any, plan: _ViewPlan, items: list[tuple[int, VideoInput]]) -> None:
+    def __init__(
+        self, processor: Any, plan: _ViewPlan, videos: Sequence[VideoInput], indices: list[int]
+    ) -> None:
         self.processor = processor
         self.plan = plan
-        self.items = items
+        self.videos = videos
+        self.indices = indices
 
     def __iter__(self) -> Iterator[_Chunk]:
         info = get_worker_info()
-        items = self.items if info is None else self.items[info.id :: info.num_workers]
-        for index, video in items:
+        indices = self.indices if info is None else self.indices[info.id :: info.num_workers]
+        for index in indices:
+            video = self.videos[index]
             name = video_name(video, index)
             try:
                 with VideoReader(_open_source(video)) as reader:
@@ -421,10 +427,9 @@ class InferenceEngine:
             progress: Show a progress bar.
         """
         videos = _video_list(videos)
-        positions = range(len(videos)) if indices is None else list(indices)
-        items = [(i, videos[i]) for i in positions]
+        positions = list(range(len(videos)) if indices is None else indices)
         loader = DataLoader(
-            _ViewDataset(self.processor, self.plan, items),
+            _ViewDataset(self.processor, self.plan, videos, positions),
             batch_size=None,
             num_workers=self.num_workers,
             collate_fn=_identity,
@@ -432,7 +437,7 @@ class InferenceEngine:
         )
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(items), unit="video", disable=not progress, desc="Videos")
+        bar = tqdm(total=len(positions), unit="video", disable=not progress, desc="Videos")
         windows: dict[int, list[WindowOutput]] = {}
         queue: list[_Chunk] = []
         queued = 0
