@@ -10,7 +10,8 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 # The lowest versions declared in setup.cfg, tested by `make test-min` in their own environment.
-MIN_PINS := transformers==5.11.0 huggingface_hub==1.5.0
+# huggingface_hub 1.5's `hf` command imports click, which the current typer no longer brings along.
+MIN_PINS := transformers==5.11.0 huggingface_hub==1.5.0 click
 
 .PHONY: install test test-slow test-gpu test-min lint demo bench dist clean
 

@@ -22,12 +22,14 @@ import configparser
 import contextlib
 import io
 import json
+import os
 import re
 import runpy
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -376,20 +378,22 @@ def check_pip(argv: list[str], command: str) -> None:
 
 
 def check_hf(argv: list[str], command: str) -> None:
-    """`hf download ...` (the network: not run): the `hf` command's own parser reads it (an unknown option or
-    a bad value fails), and the file it writes is the one the sandbox holds for the commands after it."""
-    import click
-    from huggingface_hub.cli.hf import app
-
+    """`hf download ...` (the network: not run): the real `hf` command, offline and with an empty cache, must fail
+    for want of the network, not on its arguments (a usage error is exit status 2), whatever the huggingface_hub
+    version; and the file it writes is the one the sandbox holds for the commands after it."""
     assert argv[1] == "download", f"no handler for `{command}`"
-    parent = click.Context(app, info_name="hf")
-    try:
-        name, download, arguments = app.resolve_command(parent, argv[1:])  # loads the lazy command
-        params = download.make_context(name, arguments, parent=parent).params
-    except click.UsageError as error:
-        pytest.fail(f"`{command}`: {error}")
-    for filename in params["filenames"]:
-        assert f"{params['local_dir']}/{filename}" in SANDBOX, f"`{command}` writes a file no example reads"
+    hf = Path(sys.executable).parent / "hf"
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": home}
+        result = subprocess.run(
+            [str(hf), *argv[1:]], capture_output=True, text=True, env=env, cwd=home, timeout=120
+        )
+    assert result.returncode not in (0, 2), f"`{command}`: {result.returncode}, {result.stderr[-2000:]}"
+    assert "No such option" not in result.stderr and "Usage:" not in result.stderr, result.stderr[-2000:]
+    local_dir = argv[argv.index("--local-dir") + 1]
+    filenames = [arg for arg in argv[3:] if not arg.startswith("-") and argv[argv.index(arg) - 1][:2] != "--"]
+    for filename in filenames:
+        assert f"{local_dir}/{filename}" in SANDBOX, f"`{command}` writes a file no example reads"
 
 
 HANDLERS: dict[str, Callable[[list[str], str], None]] = {
