@@ -38,6 +38,28 @@ def tiny_config(**overrides):
     return TimeSformerConfig(**{**TINY, **overrides})
 
 
+def write_tiny_vit(folder: Path) -> Path:
+    """A ViT folder as the Hub's ViT repos are (32x32 images, patch 8, hidden 32): the model without its pooler and
+    a ViT image processor config with mean/std 0.5."""
+    import json
+
+    from transformers import ViTConfig, ViTModel
+
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=64,
+    )
+    ViTModel(config, add_pooling_layer=False).save_pretrained(folder)
+    processor = {"image_processor_type": "ViTImageProcessor", "size": {"height": 32, "width": 32}}
+    processor |= {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}
+    (Path(folder) / "preprocessor_config.json").write_text(json.dumps(processor))
+    return Path(folder)
+
+
 def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Give every parameter random values (also the zero-initialised ones) so no path is trivially zero."""
     generator = torch.Generator().manual_seed(seed)

@@ -38,7 +38,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from conftest import randomize_, sample_video_path, tiny_config
+from conftest import randomize_, sample_video_path, tiny_config, write_tiny_vit
 from test_convert import original_state_dict, write_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -223,24 +223,6 @@ def _data(root: Path) -> None:
     (root / "train.csv").write_text("\n".join(rows) + "\n")
 
 
-def _vit(folder: Path) -> None:
-    """A ViT folder as the Hub's ViT repos are: the model and a ViT image processor config."""
-    from transformers import ViTConfig, ViTModel
-
-    config = ViTConfig(
-        image_size=32,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        intermediate_size=64,
-    )
-    ViTModel(config, add_pooling_layer=False).save_pretrained(folder)
-    processor = {"image_processor_type": "ViTImageProcessor", "size": {"height": 32, "width": 32}}
-    processor |= {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}
-    (folder / "preprocessor_config.json").write_text(json.dumps(processor))
-
-
 def _checkpoint(path: Path, attention: str = "divided_space_time") -> Path:
     """Original keys, 8 frames of 32x32, 400 classes, hidden 64: one head by default, as no example gives a
     head count."""
@@ -264,7 +246,7 @@ def assets(tmp_path_factory) -> Path:
         _synthetic_video(root / "videos" / f"synthetic_{seed}.mp4", seconds=2, seed=seed)
     (root / "videos" / "carphone.mp4").symlink_to(sample_video_path("carphone_pristine.mp4"))
     _data(root)
-    _vit(root / "path" / "to" / "vit")
+    write_tiny_vit(root / "path" / "to" / "vit")
     (root / "labels").mkdir()
     (root / "labels" / "kinetics400-id2label.json").write_text(
         json.dumps({str(index): f"kinetics class {index}" for index in range(400)})

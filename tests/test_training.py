@@ -10,7 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, randomize_, tiny_config
+from conftest import TINY, randomize_, tiny_config, write_tiny_vit
 from datasets import ClassLabel, Dataset, Features, Value
 from huggingface_hub import ModelCard
 from transformers import (
@@ -18,8 +18,6 @@ from transformers import (
     HfArgumentParser,
     TrainerCallback,
     TrainingArguments,
-    ViTConfig,
-    ViTModel,
 )
 
 from timesformer_hf import TimeSformerForVideoClassification, TimeSformerVideoProcessor
@@ -232,18 +230,7 @@ def test_tiny_model_learns_motion(tmp_path):
 
 
 def test_model_from_an_image_vit_folder_keeps_its_normalisation(tmp_path):
-    vit_config = ViTConfig(
-        image_size=32,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        intermediate_size=64,
-    )
-    ViTModel(vit_config, add_pooling_layer=False).save_pretrained(tmp_path)
-    (tmp_path / "preprocessor_config.json").write_text(
-        json.dumps({"image_mean": [0.5] * 3, "image_std": [0.5] * 3})
-    )
+    write_tiny_vit(tmp_path)
     model, processor = load_model_and_processor(ModelArguments(init_from_image=str(tmp_path)), ["a", "b"], 4)
     assert model.config.num_frames == 4 and model.config.id2label == {0: "a", 1: "b"}
     assert list(processor.image_mean) == [0.5] * 3 and processor.crop_size["height"] == 32
