@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .extras import require
 from .files import write_atomically
 
 __all__ = ["accuracy_report", "confusion_matrix", "plot_confusion_matrix"]
@@ -52,13 +53,9 @@ def accuracy_report(
 
 def plot_confusion_matrix(matrix: np.ndarray, label_names: Sequence[str], path: str | os.PathLike) -> None:
     """A PNG of the confusion matrix, restricted to the classes that occur (as true or predicted labels)."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as error:
-        raise ImportError(
-            "The confusion-matrix plot needs matplotlib: pip install 'timesformer-hf[viz]'."
-        ) from error
+    feature = "The confusion-matrix plot"
+    FigureCanvasAgg = require("matplotlib.backends.backend_agg", feature).FigureCanvasAgg
+    Figure = require("matplotlib.figure", feature).Figure
     matrix = np.asarray(matrix)
     shown = np.flatnonzero(matrix.sum(0) + matrix.sum(1))
     matrix = matrix[np.ix_(shown, shown)]
