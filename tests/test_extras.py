@@ -13,7 +13,7 @@ from timesformer_hf.extras import EXTRAS, require
 def test_a_missing_optional_module_names_its_extra(module, monkeypatch):
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
     with pytest.raises(
-        ImportError, match=rf"^Pictures need {module}: pip install 'timesformer-hf\[{EXTRAS[module]}\]'"
+        ImportError, match=rf"^Pictures needs {module}: pip install 'timesformer-hf\[{EXTRAS[module]}\]'"
     ):
         require(module, "Pictures")
 
