@@ -1,8 +1,8 @@
 """Video classification data sets for fine-tuning: lazily decoded `datasets.Dataset`s, the original augmentation, a
 collator.
 
-A data set is a table of video paths and labels (a `ClassLabel`), built from a folder with one sub-folder per class
-or from a CSV/JSON(L) list. [`probe_videos`] adds the frame count and rate of every video and drops (and logs) the ones
+A data set is a table of video paths and labels (a `ClassLabel`, or a list of them for multi-label data: several
+labels per video), built from a folder with one sub-folder per class or from a CSV/JSON(L) list. [`probe_videos`] adds the frame count and rate of every video and drops (and logs) the ones
 that cannot be read. [`VideoClipTransform`] then samples, decodes and transforms clips on access, with the sampling
 and normalisation of a [`TimeSformerVideoProcessor`], so training sees what inference will see.
 
@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, Features, Value
@@ -42,10 +43,14 @@ from .video_processing_timesformer import TimeSformerVideoProcessor
 logger = logging.get_logger(__name__)
 
 __all__ = [
+    "LABEL_SEPARATOR",
     "VIDEO_EXTENSIONS",
     "VideoClipTransform",
+    "class_label",
     "collate_videos",
+    "is_multi_label",
     "load_video_dataset",
+    "multi_hot",
     "probe_videos",
     "split_train_validation",
     "video_folder_dataset",
@@ -53,6 +58,10 @@ __all__ = [
 ]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
+# Between the labels of a multi-label video in a CSV cell: `a.mp4,running|jumping`.
+LABEL_SEPARATOR = "|"
+# A list feature: `datasets.List` from datasets 4 on, `Sequence` before.
+_ListFeature = getattr(datasets, "List", datasets.Sequence)
 
 # The original's random short side in training, by crop size: [256, 320] for 224, [448, 512] for 448. Other crop
 # sizes scale the 224 range proportionally.
@@ -67,8 +76,51 @@ def default_short_side_range(crop: int) -> tuple[int, int]:
     return round(crop * DEFAULT_SCALE_RANGE[0]), round(crop * DEFAULT_SCALE_RANGE[1])
 
 
-def _features(label_names: Sequence[str]) -> Features:
-    return Features({"video": Value("string"), "label": ClassLabel(names=list(label_names))})
+def _features(label_names: Sequence[str], multi_label: bool = False) -> Features:
+    label = ClassLabel(names=list(label_names))
+    return Features({"video": Value("string"), "label": _ListFeature(label) if multi_label else label})
+
+
+def is_multi_label(feature: Any) -> bool:
+    """Whether a label feature holds several labels per video: a list of `ClassLabel` (`List` or `Sequence`)."""
+    return not isinstance(feature, ClassLabel) and isinstance(getattr(feature, "feature", None), ClassLabel)
+
+
+def class_label(feature: Any) -> ClassLabel:
+    """The `ClassLabel` of a label feature, single-label or multi-label: its `names` are the model's labels.
+
+    Example:
+
+    ```python
+    >>> from datasets import List
+    >>> class_label(List(ClassLabel(names=["jump", "run"]))).names
+    ['jump', 'run']
+
+    ```
+    """
+    inner = feature.feature if is_multi_label(feature) else feature
+    if not isinstance(inner, ClassLabel):
+        raise ValueError(
+            f"The label column is {feature}, not a ClassLabel or a list of them: cast it, e.g. "
+            "`dataset.cast_column('label', ClassLabel(names=[...]))`."
+        )
+    return inner
+
+
+def multi_hot(label_ids: Sequence[int], num_labels: int) -> torch.Tensor:
+    """A `(num_labels,)` float vector with 1 at `label_ids`: a multi-label target.
+
+    Example:
+
+    ```python
+    >>> multi_hot([0, 2], 4)
+    tensor([1., 0., 1., 0.])
+
+    ```
+    """
+    target = torch.zeros(num_labels)
+    target[list(label_ids)] = 1.0
+    return target
 
 
 def video_folder_dataset(
@@ -106,17 +158,52 @@ def video_folder_dataset(
     return Dataset.from_dict({"video": videos, "label": labels}, features=_features(label_names))
 
 
+def _label_ids(
+    raw_labels: list[Any], label_names: Sequence[str] | None, path: Path
+) -> tuple[list[str], list[int]]:
+    """Label names and ids of `raw_labels` (names, or integer ids named after themselves without `label_names`)."""
+    if all(isinstance(label, int) or str(label).isdigit() for label in raw_labels):
+        ids = [int(label) for label in raw_labels]
+        names = (
+            list(label_names)
+            if label_names is not None
+            else [str(i) for i in range(max(ids, default=-1) + 1)]
+        )
+        return names, ids
+    names = list(label_names) if label_names is not None else sorted(set(map(str, raw_labels)))
+    unknown = sorted(set(map(str, raw_labels)) - set(names))
+    if unknown:
+        raise ValueError(f"{path} has labels {unknown[:10]} that are not among the labels {names}.")
+    return names, [names.index(str(label)) for label in raw_labels]
+
+
+def _label_list(label: Any, separator: str) -> list[Any]:
+    """The labels of one multi-label row: a JSON list, or a CSV cell of names separated by `separator`."""
+    if isinstance(label, list):
+        return label
+    if label is None:
+        return []
+    return [part.strip() for part in str(label).split(separator) if part.strip()]
+
+
 def video_list_dataset(
     path: str | os.PathLike,
     *,
     video_column: str = "video",
     label_column: str = "label",
     label_names: Sequence[str] | None = None,
+    multi_label: bool | None = None,
+    label_separator: str = LABEL_SEPARATOR,
 ) -> Dataset:
     """A data set from a CSV, JSON or JSON Lines list of videos and labels.
 
     Relative video paths are taken relative to the list's folder. Labels may be names or integer ids (ids need
     `label_names`, or are named after themselves).
+
+    A video may have several labels (a multi-label data set, whose `label` feature is a list of `ClassLabel`): a
+    JSON list per row (`[]` for none), or in a text cell (CSV) the names separated by `label_separator` (`|`). By default
+    (`multi_label=None`) a list holding such a row is multi-label; pass `multi_label=True` when none of the rows
+    happens to have several labels (e.g. a validation list), `False` to refuse lists.
 
     Example of a CSV file:
 
@@ -124,6 +211,13 @@ def video_list_dataset(
     video,label
     clips/a.mp4,archery
     clips/b.mp4,bowling
+    ```
+
+    and of a multi-label JSON Lines file:
+
+    ```text
+    {"video": "clips/a.mp4", "label": ["running", "jumping"]}
+    {"video": "clips/b.mp4", "label": []}
     ```
     """
     path = Path(path)
@@ -150,17 +244,27 @@ def video_list_dataset(
             "--video-column/--label-column (video_column/label_column in Python)."
         )
     raw_labels = [row[label_column] for row in rows]
-    if all(isinstance(label, int) or str(label).isdigit() for label in raw_labels):
-        ids = [int(label) for label in raw_labels]
-        label_names = list(label_names) if label_names is not None else [str(i) for i in range(max(ids) + 1)]
-    else:
-        label_names = list(label_names) if label_names is not None else sorted(set(map(str, raw_labels)))
-        unknown = sorted(set(map(str, raw_labels)) - set(label_names))
-        if unknown:
-            raise ValueError(f"{path} has labels {unknown[:10]} that are not among the labels {label_names}.")
-        ids = [label_names.index(str(label)) for label in raw_labels]
+    listed = [label for label in raw_labels if isinstance(label, list) or label_separator in str(label or "")]
+    if multi_label is None:
+        multi_label = bool(listed)
     videos = [str(path.parent / row[video_column]) for row in rows]
-    return Dataset.from_dict({"video": videos, "label": ids}, features=_features(label_names))
+    if not multi_label:
+        if listed:
+            raise ValueError(
+                f"{path} gives several labels for a video (e.g. {listed[0]!r}), but one label per video is "
+                "expected here: use a multi-label model (trained on such a list), or one label per row."
+            )
+        label_names, ids = _label_ids(raw_labels, label_names, path)
+        return Dataset.from_dict({"video": videos, "label": ids}, features=_features(label_names))
+    per_video = [_label_list(label, label_separator) for label in raw_labels]
+    label_names, flat_ids = _label_ids([label for labels in per_video for label in labels], label_names, path)
+    ids, start = [], 0
+    for labels in per_video:
+        ids.append(sorted(set(flat_ids[start : start + len(labels)])))
+        start += len(labels)
+    return Dataset.from_dict(
+        {"video": videos, "label": ids}, features=_features(label_names, multi_label=True)
+    )
 
 
 def load_video_dataset(source: str | os.PathLike, **kwargs: Any) -> Dataset:
@@ -189,6 +293,8 @@ def split_train_validation(
             f"--train-val-split is the fraction of every class held out for validation, between 0 and 1; got "
             f"{fraction}. Or give a validation set with --validation-dir."
         )
+    if is_multi_label(dataset.features["label"]):
+        return _split_at_random(dataset, fraction, seed)
     labels = np.asarray(dataset["label"])
     names = dataset.features["label"].names
     counts = np.bincount(labels, minlength=len(names))
@@ -206,6 +312,18 @@ def split_train_validation(
         count = min(math.ceil(round(fraction * len(members), 9)), len(members) - 1)
         held_out[members[:count]] = True
     return dataset.select(np.flatnonzero(~held_out)), dataset.select(np.flatnonzero(held_out))
+
+
+def _split_at_random(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """Multi-label data (no one class per video): `ceil(fraction * n)` random videos held out, at least one and
+    never all."""
+    if len(dataset) < 2:
+        raise ValueError(
+            "Cannot hold out validation videos from a single video: give a validation set with --validation-file."
+        )
+    count = min(max(math.ceil(round(fraction * len(dataset), 9)), 1), len(dataset) - 1)
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    return dataset.select(np.sort(order[count:])), dataset.select(np.sort(order[:count]))
 
 
 def _probe(example: dict[str, Any]) -> dict[str, Any]:
@@ -258,12 +376,18 @@ class VideoClipTransform:
     A video that fails to decode is logged with its path and yields `pixel_values=None`, which [`collate_videos`]
     drops. Randomness comes from `torch`'s generator, so `Trainer`'s seed and per-worker seeding apply.
 
+    Labels pass through as they are (class ids), except for multi-label data (a list of label ids per video): with
+    `num_labels` set, they become multi-hot float vectors of that length (see [`multi_hot`]), the targets of the
+    BCE loss.
+
     Args:
         processor: The processor saved with the model.
         training: Random sampling and augmentation (`True`) or the deterministic evaluation view (`False`).
         horizontal_flip: Flip half of the training clips.
         short_side_range: Range of the random short side in training; defaults to the original's: `[256, 320]`
             for a 224 crop, `[448, 512]` for 448, and the 224 range scaled proportionally for other crop sizes.
+        num_labels: The number of classes of a multi-label data set (`class_label(feature).num_classes`); `None`
+            for single-label data.
     """
 
     def __init__(
@@ -273,8 +397,10 @@ class VideoClipTransform:
         training: bool,
         horizontal_flip: bool = True,
         short_side_range: tuple[int, int] | None = None,
+        num_labels: int | None = None,
     ) -> None:
         self.processor = processor
+        self.num_labels = num_labels
         self.training = training
         self.horizontal_flip = horizontal_flip
         self.crop_height, self.crop_width = processor.crop_size["height"], processor.crop_size["width"]
@@ -332,11 +458,26 @@ class VideoClipTransform:
                 pixel_values.append(None)
                 continue
             pixel_values.append(self.transform(frames))
-        return {"pixel_values": pixel_values, "labels": batch["label"]}
+        return {"pixel_values": pixel_values, "labels": self.targets(batch["label"])}
+
+    def targets(self, labels: list) -> list:
+        """Class ids as they are; lists of label ids (multi-label) as multi-hot vectors of `num_labels`."""
+        if self.num_labels is not None:
+            return [multi_hot(ids, self.num_labels) for ids in labels]
+        if labels and isinstance(labels[0], list):
+            raise ValueError(
+                "The data set has several labels per video (multi-label): pass VideoClipTransform(num_labels=...) "
+                "so that they become multi-hot targets."
+            )
+        return labels
 
 
 def collate_videos(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Stack `pixel_values` and `labels`, leaving out the examples whose video failed to decode."""
+    """Stack `pixel_values` and `labels`, leaving out the examples whose video failed to decode.
+
+    Labels are class ids (a `(batch,)` long tensor) or multi-hot vectors (multi-label: a `(batch, num_labels)` float
+    tensor, from [`VideoClipTransform`] with `num_labels`).
+    """
     kept = [example for example in examples if example["pixel_values"] is not None]
     if not kept:
         raise RuntimeError(
@@ -345,5 +486,16 @@ def collate_videos(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         )
     return {
         "pixel_values": torch.stack([example["pixel_values"] for example in kept]),
-        "labels": torch.tensor([example["labels"] for example in kept]),
+        "labels": _stack_labels([example["labels"] for example in kept]),
     }
+
+
+def _stack_labels(labels: list[Any]) -> torch.Tensor:
+    if isinstance(labels[0], torch.Tensor):
+        return torch.stack(labels)
+    if isinstance(labels[0], list):
+        raise ValueError(
+            "Labels are lists of label ids (multi-label data): make them multi-hot vectors first, with "
+            "VideoClipTransform(num_labels=...) or multi_hot()."
+        )
+    return torch.tensor(labels)

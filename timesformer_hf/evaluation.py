@@ -1,13 +1,24 @@
-"""Accuracy of a model on a labelled video set, with the original test protocol (views' softmax scores averaged).
+"""Accuracy of a model on a labelled video set, with the original test protocol (views' softmax scores averaged), and
+the metrics of multi-label models (several labels per video): mean average precision and F1 at a threshold.
 
 Example:
 
 ```python
 >>> import numpy as np
 >>> probabilities = np.array([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.1, 0.6, 0.3]])
->>> report = accuracy_report(probabilities, np.array([0, 2, 1]), ["a", "b", "c"])
+>>> report = accuracy_report(probabilities, np.array([0, 2, 1]), ["a", "b", "c"], ks=(1, 2))
 >>> report["top1_accuracy"], report["top2_accuracy"], report["per_class_accuracy"]
 (0.6666666666666666, 1.0, {'a': 1.0, 'b': 1.0, 'c': 0.0})
+
+```
+
+A multi-label model, scored by its sigmoid probabilities (two videos, two classes):
+
+```python
+>>> targets = np.array([[1, 0], [1, 1]])
+>>> report = multi_label_report(np.array([[0.9, 0.6], [0.4, 0.8]]), targets, ["run", "jump"])
+>>> report["map_macro"], report["f1_micro"]
+(1.0, 0.6666666666666666)
 
 ```
 """
@@ -23,7 +34,14 @@ import numpy as np
 from .extras import require
 from .files import write_atomically
 
-__all__ = ["accuracy_report", "confusion_matrix", "plot_confusion_matrix"]
+__all__ = [
+    "accuracy_report",
+    "average_precision",
+    "confusion_matrix",
+    "multi_label_metrics",
+    "multi_label_report",
+    "plot_confusion_matrix",
+]
 
 
 def confusion_matrix(predicted: np.ndarray, labels: np.ndarray, num_labels: int) -> np.ndarray:
@@ -48,6 +66,82 @@ def accuracy_report(
         label_names[c]: float(correct[labels == c].mean()) for c in sorted(set(labels.tolist()))
     }
     report["confusion_matrix"] = confusion_matrix(ranking[:, 0], labels, num_labels).tolist()
+    return report
+
+
+def average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
+    """Average precision of scores against binary targets: `sum_k (R_k - R_{k-1}) P_k` over the distinct scores,
+    best first (tied scores count together), as scikit-learn's `average_precision_score`.
+
+    NaN when no target is positive (undefined: scikit-learn warns and gives 0 there).
+
+    Example:
+
+    ```python
+    >>> average_precision(np.array([0.9, 0.8, 0.3, 0.1]), np.array([1, 0, 1, 0]))  # (1/2)(1) + (1/2)(2/3)
+    0.8333333333333333
+
+    ```
+    """
+    scores, targets = np.asarray(scores, dtype=np.float64), np.asarray(targets) > 0
+    positives = int(targets.sum())
+    if positives == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    scores, targets = scores[order], targets[order]
+    last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]  # the last of each run of equal scores
+    true_positives = np.cumsum(targets)[last]
+    precision, recall = true_positives / (last + 1), true_positives / positives
+    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+
+
+def multi_label_metrics(
+    probabilities: np.ndarray, targets: np.ndarray, threshold: float = 0.5
+) -> dict[str, float]:
+    """Mean average precision and, predicting the labels whose probability is at least `threshold`, F1, precision
+    and recall, from `(videos, classes)` probabilities and multi-hot targets.
+
+    - `map_macro`: the mean of the classes' average precisions, over the classes with a positive target (a class
+      no video has is left out: its average precision is undefined); `map_micro`: the average precision of all
+      (video, class) pairs as one ranking. Both are NaN when no target is positive.
+    - `f1_micro`, `precision_micro`, `recall_micro`: from the true and false positives of all classes together
+      (0 where nothing is predicted or positive); `f1_macro`: the mean per-class F1 over the classes of `map_macro`.
+    """
+    probabilities, targets = np.asarray(probabilities, dtype=np.float64), np.asarray(targets) > 0
+    if probabilities.ndim != 2 or probabilities.shape != targets.shape:
+        raise ValueError(
+            f"Expected (videos, classes) probabilities and multi-hot targets of the same shape, got "
+            f"{probabilities.shape} and {targets.shape}."
+        )
+    present = targets.any(0)
+    class_ap = [average_precision(probabilities[:, c], targets[:, c]) for c in np.flatnonzero(present)]
+    predicted = probabilities >= threshold
+    true_positives = (predicted & targets).sum(0)
+    false_positives, false_negatives = (predicted & ~targets).sum(0), (~predicted & targets).sum(0)
+    tp, fp, fn = true_positives.sum(), false_positives.sum(), false_negatives.sum()
+    class_f1 = 2 * true_positives / np.maximum(2 * true_positives + false_positives + false_negatives, 1)
+    return {
+        "map_macro": float(np.mean(class_ap)) if class_ap else float("nan"),
+        "map_micro": average_precision(probabilities.ravel(), targets.ravel()),
+        "f1_macro": float(class_f1[present].mean()) if present.any() else float("nan"),
+        "f1_micro": float(2 * tp / max(2 * tp + fp + fn, 1)),
+        "precision_micro": float(tp / max(tp + fp, 1)),
+        "recall_micro": float(tp / max(tp + fn, 1)),
+    }
+
+
+def multi_label_report(
+    probabilities: np.ndarray, targets: np.ndarray, label_names: Sequence[str], threshold: float = 0.5
+) -> dict[str, Any]:
+    """[`multi_label_metrics`] of `(videos, classes)` probabilities and multi-hot targets, with the threshold and the
+    average precision of every class that occurs in `targets`."""
+    targets = np.asarray(targets) > 0
+    report: dict[str, Any] = {"num_videos": len(targets), "threshold": threshold}
+    report |= multi_label_metrics(probabilities, targets, threshold)
+    report["per_class_average_precision"] = {
+        label_names[c]: average_precision(probabilities[:, c], targets[:, c])
+        for c in np.flatnonzero(targets.any(0))
+    }
     return report
 
 

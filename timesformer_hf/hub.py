@@ -69,6 +69,8 @@ _METRIC_NAMES = {
     "accuracy": "Accuracy",
     "top1_accuracy": "Top-1 accuracy",
     "top5_accuracy": "Top-5 accuracy",
+    "map_macro": "mAP (macro)",
+    "map_micro": "mAP (micro)",
     "loss": "Loss",
 }
 

@@ -377,12 +377,14 @@ def preprocess_videos(
     return {"pixel_values": views}
 
 
-def average_view_scores(logits: torch.Tensor, num_views: int) -> torch.Tensor:
+def average_view_scores(logits: torch.Tensor, num_views: int, *, multi_label: bool = False) -> torch.Tensor:
     """Average the softmax scores of the views of each video, as the original multi-view test.
 
     Args:
         logits: `(batch * num_views, num_labels)`, views of a video consecutive (the processors' output order).
         num_views: Views per video, e.g. `num_temporal_clips * num_spatial_crops`.
+        multi_label: Average sigmoid scores instead, one per label: for a multi-label model
+            (`model.config.problem_type == "multi_label_classification"`).
 
     Returns:
         `(batch, num_labels)` probabilities.
@@ -401,7 +403,8 @@ def average_view_scores(logits: torch.Tensor, num_views: int) -> torch.Tensor:
             f"Expected logits of shape (batch * {num_views}, num_labels), got {tuple(logits.shape)}; "
             "the views of each video must be consecutive."
         )
-    return logits.softmax(-1).unflatten(0, (-1, num_views)).mean(1)
+    scores = logits.sigmoid() if multi_label else logits.softmax(-1)
+    return scores.unflatten(0, (-1, num_views)).mean(1)
 
 
 class TimeSformerProcessingDefaults:

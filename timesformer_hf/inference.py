@@ -45,10 +45,13 @@ __all__ = [
     "VideoOutput",
     "WindowOutput",
     "default_num_clips",
+    "is_multi_label_model",
+    "labels_above",
     "load_model",
     "plan_windows",
     "resolve_device",
     "resolve_dtype",
+    "report_predictions",
     "top_predictions",
     "video_name",
     "window_indices",
@@ -341,9 +344,10 @@ class InferenceEngine:
     """Runs a model over many videos, batching views across videos while workers decode the next ones.
 
     Args:
-        model: A `TimeSformerForVideoClassification` (`output="probabilities"`) or `TimeSformerModel` (`"cls"`: the
-            final CLS token, its `pooler_output`; `"mean"`: the mean of the final patch tokens), on its device and
-            in its dtype (see [`load_model`]).
+        model: A `TimeSformerForVideoClassification` (`output="probabilities"`: softmax scores, or sigmoid ones for
+            a multi-label model, see [`is_multi_label_model`]) or `TimeSformerModel` (`"cls"`: the final CLS token,
+            its `pooler_output`; `"mean"`: the mean of the final patch tokens), on its device and in its dtype (see
+            [`load_model`]).
         processor: The model's `TimeSformerVideoProcessor` (sampling, resize, crop, normalisation).
         output: What each view gives, averaged over the views of a window and over the windows of a video.
         batch_size: Views per forward pass.
@@ -399,6 +403,7 @@ class InferenceEngine:
         self.plan = _ViewPlan(num_clips, num_crops, window, stride or window)
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
+        self.multi_label = is_multi_label_model(model.config)
         self.num_forwards = 0
         self._buffer: torch.Tensor | None = None
 
@@ -410,7 +415,8 @@ class InferenceEngine:
         self.num_forwards += 1
         _release_free_heap()  # about a millisecond; keeps a long job's peak memory flat
         if self.output == "probabilities":
-            values = outputs.logits.float().softmax(-1)
+            logits = outputs.logits.float()
+            values = logits.sigmoid() if self.multi_label else logits.softmax(-1)
         elif self.output == "cls":
             values = outputs.pooler_output
         else:
@@ -513,10 +519,44 @@ class InferenceEngine:
         return top_predictions(probabilities, self.model.config.id2label, k)
 
 
+def is_multi_label_model(config: Any) -> bool:
+    """Whether a model config is multi-label (`problem_type="multi_label_classification"`): its probabilities are
+    the sigmoid of the logits, one per label, not a softmax over the labels."""
+    return getattr(config, "problem_type", None) == "multi_label_classification"
+
+
 def top_predictions(probabilities: np.ndarray, id2label: dict[int, str], k: int = 5) -> list[dict[str, Any]]:
     """`[{"label", "score"}, ...]` for the `k` most probable classes, best first."""
     order = np.argsort(-probabilities, kind="stable")[:k]
     return [{"label": id2label[int(i)], "score": float(probabilities[i])} for i in order]
+
+
+def labels_above(
+    probabilities: np.ndarray, id2label: dict[int, str], threshold: float = 0.5
+) -> list[dict[str, Any]]:
+    """`[{"label", "score"}, ...]` for every class whose probability is at least `threshold`, best first: the labels
+    a multi-label model predicts.
+
+    Example:
+
+    ```python
+    >>> labels_above(np.array([0.9, 0.2, 0.6]), {0: "run", 1: "sit", 2: "jump"}, threshold=0.5)
+    [{'label': 'run', 'score': 0.9}, {'label': 'jump', 'score': 0.6}]
+
+    ```
+    """
+    count = int((probabilities >= threshold).sum())
+    return top_predictions(probabilities, id2label, count)
+
+
+def report_predictions(
+    probabilities: np.ndarray, config: Any, *, k: int = 5, threshold: float = 0.5
+) -> list[dict[str, Any]]:
+    """What a model predicts for a video: the `k` most probable labels ([`top_predictions`]), or for a multi-label
+    model every label scoring at least `threshold` ([`labels_above`])."""
+    if is_multi_label_model(config):
+        return labels_above(probabilities, config.id2label, threshold)
+    return top_predictions(probabilities, config.id2label, k)
 
 
 def _video_list(videos: Sequence[VideoInput] | Any) -> Sequence[VideoInput]:

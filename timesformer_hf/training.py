@@ -19,6 +19,10 @@ Example:
 ... )  # doctest: +SKIP
 >>> metrics["eval_top1_accuracy"]  # doctest: +SKIP
 ```
+
+A list whose rows hold several labels per video trains a multi-label model (`problem_type=
+"multi_label_classification"`, a BCE loss, mAP and F1 metrics); `ModelArguments(lora_r=8)` fine-tunes LoRA adapters
+and the classifier instead of every weight, and saves the merged model.
 """
 
 from __future__ import annotations
@@ -46,24 +50,29 @@ from transformers.utils import logging as hf_logging
 from .configuration_timesformer import TimeSformerConfig, to_pair
 from .data import (
     VideoClipTransform,
+    class_label,
     collate_videos,
+    is_multi_label,
     load_video_dataset,
     probe_videos,
     split_train_validation,
 )
+from .extras import require
 from .hub import build_model_card, push_repo, save_repo
 from .image_processing_timesformer import TimeSformerImageProcessor
-from .metrics import TOP_K_ACCURACY
+from .metrics import MULTI_LABEL, TOP_K_ACCURACY
 from .modeling_timesformer import TimeSformerForVideoClassification
 from .video_processing_timesformer import FRAME_SAMPLINGS, TimeSformerVideoProcessor
 
 logger = hf_logging.get_logger(__name__)
 
 __all__ = [
+    "LORA_TARGET_MODULES",
     "NO_WEIGHT_DECAY_PATTERNS",
     "DataTrainingArguments",
     "ModelArguments",
     "TimeSformerTrainer",
+    "apply_lora",
     "build_compute_metrics",
     "load_model_and_processor",
     "resolve_horizontal_flip",
@@ -93,6 +102,11 @@ TRAIN_EXAMPLE = (
 
 # Parameters that get no weight decay besides biases and norms: the learned tokens and embeddings.
 NO_WEIGHT_DECAY_PATTERNS = ("cls_token", "position_embeddings", "time_embeddings")
+
+# LoRA's default targets (module name endings): the attention and MLP projections of every layer, spatial and
+# temporal: `qkv`, the attention outputs and the MLP (`attention.output.dense`, `temporal_attention.output.dense`,
+# `intermediate.dense`, `output.dense`) and the temporal projection `temporal_dense`.
+LORA_TARGET_MODULES = ("qkv", "dense", "temporal_dense")
 
 
 @dataclass
@@ -135,6 +149,36 @@ class ModelArguments:
             "model's, when its model card names one; none for a model trained from scratch)."
         },
     )
+    lora_r: int | None = field(
+        default=None,
+        metadata={
+            "help": "Fine-tune LoRA adapters of this rank (and the classifier) instead of every weight; needs peft "
+            "(pip install 'timesformer-hf[peft]'). The final repo holds the merged model."
+        },
+    )
+    lora_alpha: float = field(
+        default=16, metadata={"help": "LoRA scaling numerator (the update is alpha/r)."}
+    )
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA inputs."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": f"Module name endings that get adapters (default: {' '.join(LORA_TARGET_MODULES)}: the "
+            "attention and MLP projections, spatial and temporal)."
+        },
+    )
+    save_adapter: bool = field(
+        default=False,
+        metadata={
+            "help": "With --lora-r, also save the adapter alone (and the classifier) in <output_dir>/adapter."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.lora_r is not None and self.lora_r < 1:
+            raise ValueError(f"--lora-r is the rank of the LoRA adapters, at least 1; got {self.lora_r}.")
+        if self.save_adapter and self.lora_r is None:
+            raise ValueError("--save-adapter keeps the LoRA adapter: give --lora-r too (e.g. --lora-r 8).")
 
 
 @dataclass
@@ -217,27 +261,48 @@ class TimeSformerTrainer(Trainer):
         ]
 
 
-def build_compute_metrics(k: tuple[int, ...] = (1, 5), num_labels: int | None = None) -> Any:
-    """`compute_metrics` for `Trainer`: `top{k}_accuracy` with the metric module shipped in the package (offline).
+def build_compute_metrics(
+    k: tuple[int, ...] = (1, 5),
+    num_labels: int | None = None,
+    *,
+    multi_label: bool = False,
+    threshold: float = 0.5,
+) -> Any:
+    """`compute_metrics` for `Trainer`, with the metric modules shipped in the package (offline).
 
-    With `num_labels`, only the `k` below it are reported (top-5 of 5 classes is always 100%), and top-1 always.
+    Single-label: `top{k}_accuracy`; with `num_labels`, only the `k` below it are reported (top-5 of 5 classes is
+    always 100%), and top-1 always. Multi-label: mAP (`map_macro`, `map_micro`) and, predicting the labels whose
+    sigmoid probability is at least `threshold`, `f1_macro`, `f1_micro`, `precision_micro` and `recall_micro` (see
+    `timesformer_hf.evaluation.multi_label_metrics`).
 
     Example:
 
     ```python
     >>> compute_metrics = build_compute_metrics(num_labels=4)  # top-1 only
+    >>> compute_metrics = build_compute_metrics(multi_label=True, threshold=0.5)  # mAP and F1
     ```
     """
+    if multi_label:
+        metric = evaluate.load(MULTI_LABEL)
+
+        def compute_multi_label(prediction: EvalPrediction) -> dict[str, float]:
+            probabilities = torch.from_numpy(np.asarray(_logits(prediction), dtype=np.float32)).sigmoid()
+            return metric.compute(
+                predictions=probabilities.numpy(), references=prediction.label_ids, threshold=threshold
+            )
+
+        return compute_multi_label
     k = tuple(value for value in k if value == 1 or num_labels is None or value < num_labels)
     metric = evaluate.load(TOP_K_ACCURACY)
 
     def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
-        logits = (
-            prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        )
-        return metric.compute(predictions=logits, references=prediction.label_ids, k=list(k))
+        return metric.compute(predictions=_logits(prediction), references=prediction.label_ids, k=list(k))
 
     return compute_metrics
+
+
+def _logits(prediction: EvalPrediction) -> np.ndarray:
+    return prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
 
 
 def parse_config_overrides(overrides: str | None) -> dict[str, Any]:
@@ -271,12 +336,21 @@ def _vit_normalisation(path: str) -> dict[str, Any]:
 
 
 def load_model_and_processor(
-    model_args: ModelArguments, label_names: list[str], num_frames: int | None = None
+    model_args: ModelArguments,
+    label_names: list[str],
+    num_frames: int | None = None,
+    *,
+    multi_label: bool = False,
 ) -> tuple[TimeSformerForVideoClassification, TimeSformerVideoProcessor]:
-    """The model to fine-tune, with a new head for `label_names`, and its video processor."""
+    """The model to fine-tune, with a new head for `label_names`, and its video processor.
+
+    `multi_label` sets `problem_type="multi_label_classification"` (a BCE loss on multi-hot targets, sigmoid
+    probabilities at inference); otherwise `"single_label_classification"`, whatever the base model was.
+    """
     labels = {  # num_labels follows from id2label
         "id2label": dict(enumerate(label_names)),
         "label2id": {name: i for i, name in enumerate(label_names)},
+        "problem_type": "multi_label_classification" if multi_label else "single_label_classification",
     }
     overrides = parse_config_overrides(model_args.config_overrides)
     if num_frames is not None:
@@ -333,6 +407,34 @@ def load_model_and_processor(
     return model, processor
 
 
+def apply_lora(model: TimeSformerForVideoClassification, model_args: ModelArguments) -> Any:
+    """`model` wrapped with `peft` LoRA adapters (`model_args.lora_*`) on its attention and MLP projections, every
+    other weight frozen except the classifier, which is trained in full. Logs the trainable parameter count.
+
+    Example:
+
+    ```python
+    >>> peft_model = apply_lora(model, ModelArguments(lora_r=8))  # doctest: +SKIP
+    >>> merged = peft_model.merge_and_unload()  # a plain TimeSformerForVideoClassification again  # doctest: +SKIP
+    ```
+    """
+    peft = require("peft", "LoRA fine-tuning (--lora-r)")
+    config = peft.LoraConfig(
+        r=model_args.lora_r,
+        lora_alpha=model_args.lora_alpha,
+        lora_dropout=model_args.lora_dropout,
+        target_modules=list(model_args.lora_target_modules or LORA_TARGET_MODULES),
+        modules_to_save=["classifier"],
+    )
+    model = peft.get_peft_model(model, config)
+    trainable, total = model.get_nb_trainable_parameters()
+    logger.info(
+        f"LoRA r={model_args.lora_r}: {trainable:,} trainable parameters of {total:,} ({trainable / total:.2%}), "
+        "the adapters and the classifier"
+    )
+    return model
+
+
 def resolve_horizontal_flip(horizontal_flip: bool | None, frame_sampling: str) -> bool:
     """`--horizontal-flip`, by default on except for SSv2 sampling (the original never flips Something-Something,
     whose classes depend on direction)."""
@@ -379,10 +481,16 @@ def _load_splits(data_args: DataTrainingArguments, seed: int) -> tuple[Dataset, 
     list_kwargs = {"video_column": data_args.video_column, "label_column": data_args.label_column}
     train_source = data_args.train_dir or data_args.train_file
     train = load_video_dataset(train_source, **({} if data_args.train_dir else list_kwargs))
-    label_names = train.features["label"].names
+    multi_label = is_multi_label(train.features["label"])
+    label_names = class_label(train.features["label"]).names
     validation_source = data_args.validation_dir or data_args.validation_file
     if validation_source:
-        extra = {} if data_args.validation_dir else list_kwargs
+        if multi_label and data_args.validation_dir:
+            raise ValueError(
+                f"The training list {train_source} has several labels per video (multi-label), which a folder of "
+                "class sub-folders cannot hold: give the validation videos as a list, --validation-file."
+            )
+        extra = {} if data_args.validation_dir else {**list_kwargs, "multi_label": multi_label}
         validation = load_video_dataset(validation_source, label_names=label_names, **extra)
     else:
         train, validation = split_train_validation(train, data_args.train_val_split, seed)
@@ -439,8 +547,10 @@ def _model_card(
     results = {
         name.removeprefix("eval_"): round(100 * value, 2)
         for name, value in eval_metrics.items()
-        if name.endswith("accuracy")
+        if name.endswith("accuracy") or name.startswith("eval_map_")
     }
+    multi_label = "eval_map_macro" in eval_metrics
+    metrics_note = "Mean average precision in percent." if multi_label else "Accuracies in percent."
     return build_model_card(
         model.config,
         model_name=repo_name,
@@ -449,7 +559,7 @@ def _model_card(
         base_model=base_model if base_model and not os.path.isdir(base_model) else None,
         dataset_name=dataset_name,
         eval_results=results or None,
-        description=f"TimeSformer fine-tuned on {dataset_name} with `timesformer-hf train`. Accuracies in percent.",
+        description=f"TimeSformer fine-tuned on {dataset_name} with `timesformer-hf train`. {metrics_note}",
         license=resolve_license(model_args),
     )
 
@@ -477,23 +587,30 @@ def run_training(
     transformers.set_seed(training_args.seed)
 
     train_set, eval_set = _load_splits(data_args, training_args.seed)
-    label_names = train_set.features["label"].names
-    model, processor = load_model_and_processor(model_args, label_names, data_args.num_frames)
+    multi_label = is_multi_label(train_set.features["label"])
+    label_names = class_label(train_set.features["label"]).names
+    model, processor = load_model_and_processor(
+        model_args, label_names, data_args.num_frames, multi_label=multi_label
+    )
     processor.num_frames = model.config.num_frames
     if data_args.frame_sampling is not None:
         processor.frame_sampling = data_args.frame_sampling
     if data_args.sampling_rate is not None:
         processor.sampling_rate = data_args.sampling_rate
     short_side_range = tuple(data_args.short_side_range) if data_args.short_side_range else None
+    num_labels = len(label_names) if multi_label else None  # multi-hot targets
     train_set.set_transform(
         VideoClipTransform(
             processor,
             training=True,
             horizontal_flip=resolve_horizontal_flip(data_args.horizontal_flip, processor.frame_sampling),
             short_side_range=short_side_range,
+            num_labels=num_labels,
         )
     )
-    eval_set.set_transform(VideoClipTransform(processor, training=False))
+    eval_set.set_transform(VideoClipTransform(processor, training=False, num_labels=num_labels))
+    if model_args.lora_r is not None:
+        model = apply_lora(model, model_args)
 
     # The raw columns (video path, frame count) feed the transform, so Trainer must not drop them.
     training_args.remove_unused_columns = False
@@ -503,7 +620,7 @@ def run_training(
     # The final repo is pushed with `push_repo` below, not by Trainer at every save.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     with training_args.main_process_first(desc="loading the metric"):
-        compute_metrics = build_compute_metrics(num_labels=len(label_names))
+        compute_metrics = build_compute_metrics(num_labels=len(label_names), multi_label=multi_label)
     trainer = TimeSformerTrainer(
         model=model,
         args=training_args,
@@ -517,6 +634,9 @@ def run_training(
     # `--do-eval` alone only evaluates; an eval strategy (which sets do_eval too) evaluates while training
     if training_args.do_train or not training_args.do_eval or training_args.eval_strategy != "no":
         result = trainer.train(resume_from_checkpoint=checkpoint)
+        if model_args.lora_r is not None:
+            trainable, total = model.get_nb_trainable_parameters()
+            result.metrics.update(trainable_parameters=trainable, total_parameters=total)
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
         trainer.save_state()
@@ -529,6 +649,13 @@ def run_training(
         if repo_name == "model":
             repo_name = Path(training_args.output_dir).resolve().name
         unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+        if model_args.lora_r is not None:
+            if model_args.save_adapter:
+                unwrapped.save_pretrained(Path(training_args.output_dir, "adapter"))
+                logger.info(f"Saved the LoRA adapter to {Path(training_args.output_dir, 'adapter')}")
+            unwrapped = (
+                unwrapped.merge_and_unload()
+            )  # the plain model: classify, export, remote code as usual
         image_processor = TimeSformerImageProcessor(
             **{name: getattr(processor, name) for name in _SHARED_FIELDS}
         )

@@ -9,16 +9,29 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CLIError
-from .options import add_inference_options, add_model_options, add_output_options, add_video_arguments
+from .options import (
+    add_inference_options,
+    add_model_options,
+    add_output_options,
+    add_threshold_option,
+    add_video_arguments,
+    check_threshold,
+)
 
-HELP = "Classify videos: the top-k labels of each (softmax scores averaged over its views or windows)."
+HELP = (
+    "Classify videos: the top-k labels of each (softmax scores averaged over its views or windows), or those above "
+    "--threshold for a multi-label model (sigmoid scores)."
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("classify", help=HELP, description=HELP)
     add_model_options(parser)
     add_video_arguments(parser)
-    parser.add_argument("--top-k", type=int, default=5, help="Labels per video and window (5).")
+    parser.add_argument(
+        "--top-k", type=int, default=5, help="Labels per video and window (5); not for multi-label models."
+    )
+    add_threshold_option(parser)
     parser.add_argument("--json", action="store_true", help="Print JSON lines (one object per video).")
     parser.add_argument(
         "--output",
@@ -29,26 +42,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _print(record: dict[str, Any], as_json: bool) -> None:
+def _print(record: dict[str, Any], as_json: bool, multi_label: bool = False) -> None:
+    """A video's predictions as JSON or a table; a window's best label (multi-label: every label above the
+    threshold, or `-`)."""
     if as_json:
         print(json.dumps(record), flush=True)
         return
     print(record["video"])
     for prediction in record["predictions"]:
         print(f"  {prediction['score']:7.2%}  {prediction['label']}")
+    if multi_label and not record["predictions"]:
+        print("  (no label above the threshold)")
     for window in record.get("windows", []):
-        best = window["predictions"][0]
-        print(f"    {window['start']:8.2f}-{window['end']:8.2f} s  {best['score']:7.2%}  {best['label']}")
+        span = f"    {window['start']:8.2f}-{window['end']:8.2f} s"
+        if multi_label:
+            labels = [f"{p['score']:7.2%}  {p['label']}" for p in window["predictions"]]
+            print(f"{span}  {', '.join(labels) or '-'}")
+        else:
+            best = window["predictions"][0]
+            print(f"{span}  {best['score']:7.2%}  {best['label']}")
     sys.stdout.flush()
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..inference import top_predictions
+    from ..inference import is_multi_label_model, report_predictions
     from ..results import PREDICTION_SUFFIXES, prediction_records, write_predictions
     from .jobs import Processes, load_engine, print_failures, run_stored, settings, video_paths
 
     if args.top_k < 1:
         raise CLIError(f"--top-k must be at least 1, got {args.top_k}.")
+    check_threshold(args.threshold)
     paths = video_paths(args.videos)
     if args.output is None:
         processes = Processes()
@@ -57,6 +80,11 @@ def run(args: argparse.Namespace) -> None:
                 "With several processes, give --output: each writes its part and the main one merges them."
             )
         engine = load_engine(args, processes, task="classify", output="probabilities")
+        config = engine.model.config
+
+        def predict(value: Any) -> list[dict[str, Any]]:
+            return report_predictions(value, config, k=args.top_k, threshold=args.threshold)
+
         results: dict[int, Any] = {}
         next_index = 0
         for result in engine.run(paths):  # printed in input order, each as soon as those before it are done
@@ -64,10 +92,7 @@ def run(args: argparse.Namespace) -> None:
             while next_index in results:
                 ready = results[next_index]
                 if ready.error is None:
-                    _print(
-                        prediction_records([ready], lambda value: engine.top_k(value, args.top_k))[0],
-                        args.json,
-                    )
+                    _print(prediction_records([ready], predict)[0], args.json, engine.multi_label)
                 next_index += 1
         print_failures([results[index] for index in sorted(results)])
         return
@@ -80,13 +105,13 @@ def run(args: argparse.Namespace) -> None:
     from .. import registration
 
     registration.register_auto_classes()
-    id2label = AutoConfig.from_pretrained(args.model, revision=args.revision).id2label
+    config = AutoConfig.from_pretrained(args.model, revision=args.revision)
 
-    def top_k(value: Any) -> list[dict[str, Any]]:
-        return top_predictions(value, id2label, args.top_k)
+    def predict(value: Any) -> list[dict[str, Any]]:
+        return report_predictions(value, config, k=args.top_k, threshold=args.threshold)
 
     def write(path: Path, results: list) -> None:
-        write_predictions(path, prediction_records(results, top_k), output.suffix)
+        write_predictions(path, prediction_records(results, predict), output.suffix)
 
     results = run_stored(
         args,
@@ -100,4 +125,4 @@ def run(args: argparse.Namespace) -> None:
     )
     for result in results or []:
         if result.error is None:
-            _print(prediction_records([result], top_k)[0], args.json)
+            _print(prediction_records([result], predict)[0], args.json, is_multi_label_model(config))

@@ -1,21 +1,36 @@
-"""`timesformer-hf evaluate MODEL DATA`: top-1/top-5 and per-class accuracy with the original test protocol."""
+"""`timesformer-hf evaluate MODEL DATA`: top-1/top-5 and per-class accuracy with the original test protocol; mAP and
+F1 at a threshold for multi-label models."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from .errors import CLIError
-from .options import add_inference_options, add_model_options, add_output_options
+from .options import (
+    add_inference_options,
+    add_model_options,
+    add_output_options,
+    add_threshold_option,
+    check_threshold,
+)
 
-HELP = "Evaluate a model on labelled videos (a class-folder tree or a CSV/JSON list), views' softmax scores averaged."
+HELP = (
+    "Evaluate a model on labelled videos (a class-folder tree or a CSV/JSON list), views' softmax scores averaged; "
+    "a multi-label model (sigmoid scores) on a list with several labels per video."
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help=HELP, description=HELP)
     add_model_options(parser)
-    parser.add_argument("data", help="A folder with one sub-folder per class, or a .csv/.json/.jsonl list.")
+    parser.add_argument(
+        "data",
+        help="A folder with one sub-folder per class, or a .csv/.json/.jsonl list (multi-label models: a list of "
+        "labels per row, in CSV separated by |).",
+    )
     parser.add_argument("--video-column", default="video", help="Video column of a list file (video).")
     parser.add_argument("--label-column", default="label", help="Label column of a list file (label).")
     parser.add_argument(
@@ -25,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--predictions", help="Also write per-video predictions (.jsonl, .csv or .parquet).")
     parser.add_argument("--top-k", type=int, default=5, help="Predictions per video in --predictions (5).")
+    add_threshold_option(parser)
     add_output_options(parser)
     add_inference_options(parser, windows=False)
     parser.set_defaults(run=run)
@@ -51,21 +67,26 @@ def run(args: argparse.Namespace) -> None:
 
     from .. import registration
     from ..data import load_video_dataset
-    from ..evaluation import accuracy_report, plot_confusion_matrix
     from ..files import write_atomically
-    from ..inference import top_predictions
+    from ..inference import is_multi_label_model, report_predictions
     from ..results import PREDICTION_SUFFIXES, prediction_records, write_features, write_predictions
     from .jobs import run_stored, settings
 
     if args.predictions and Path(args.predictions).suffix not in PREDICTION_SUFFIXES:
         raise CLIError(f"--predictions must end in {', '.join(PREDICTION_SUFFIXES)}, got {args.predictions}.")
+    check_threshold(args.threshold)
     registration.register_auto_classes()
-    id2label = AutoConfig.from_pretrained(args.model, revision=args.revision).id2label
+    config = AutoConfig.from_pretrained(args.model, revision=args.revision)
+    id2label, multi_label = config.id2label, is_multi_label_model(config)
     label_names = [id2label[i] for i in range(len(id2label))]
     columns = (
         {}
         if Path(args.data).is_dir()
-        else {"video_column": args.video_column, "label_column": args.label_column}
+        else {
+            "video_column": args.video_column,
+            "label_column": args.label_column,
+            "multi_label": multi_label,
+        }
     )
     try:
         dataset = load_video_dataset(args.data, label_names=label_names, **columns)
@@ -73,7 +94,7 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError(
             f"{error} Evaluate needs the model's label names ({len(label_names)} classes)."
         ) from error
-    videos, labels = dataset["video"], np.asarray(dataset["label"])
+    videos, labels = dataset["video"], _targets(dataset["label"], len(label_names), multi_label)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     store_output = output_dir / "probabilities.parquet"
@@ -102,25 +123,64 @@ def run(args: argparse.Namespace) -> None:
     if not done:
         raise CLIError("None of the videos could be read: nothing to evaluate.")
     probabilities = np.stack([result.value for result in done])
-    report = accuracy_report(probabilities, labels[[result.index for result in done]], label_names)
+    done_labels = labels[[result.index for result in done]]
+    report = _report(probabilities, done_labels, label_names, multi_label, args.threshold)
     report["failed"] = [{"video": r.video, "error": r.error} for r in results if r.error is not None]
     report["settings"] = job
     write_atomically(
         output_dir / "evaluation.json", lambda path: path.write_text(json.dumps(report, indent=2))
     )
+    plotted = "" if multi_label else _plot(report, label_names, output_dir)
+    if args.predictions:
+        records = prediction_records(
+            done, lambda value: report_predictions(value, config, k=args.top_k, threshold=args.threshold)
+        )
+        for record, target in zip(records, done_labels, strict=True):
+            record["label"] = (
+                [label_names[i] for i in np.flatnonzero(target)] if multi_label else label_names[target]
+            )
+        suffix = Path(args.predictions).suffix
+        write_atomically(args.predictions, lambda path: write_predictions(path, records, suffix))
+    shown = (
+        ("map_macro", "map_micro", "f1_micro") if multi_label else [n for n in report if n.startswith("top")]
+    )
+    print(f"{len(done)} videos  " + "  ".join(f"{name}: {report[name]:.2%}" for name in shown))
+    print(f"Wrote {output_dir / 'evaluation.json'}{plotted}")
+
+
+def _targets(labels: list, num_labels: int, multi_label: bool) -> Any:
+    """Class ids, or for a multi-label model `(videos, num_labels)` multi-hot targets (a folder's videos have one)."""
+    import numpy as np
+
+    if not multi_label:
+        return np.asarray(labels)
+    from ..data import multi_hot
+
+    return np.stack(
+        [multi_hot(ids if isinstance(ids, list) else [ids], num_labels).numpy() for ids in labels]
+    )
+
+
+def _report(
+    probabilities: Any, labels: Any, label_names: list[str], multi_label: bool, threshold: float
+) -> dict[str, Any]:
+    from ..evaluation import accuracy_report, multi_label_report
+
+    if multi_label:
+        return multi_label_report(probabilities, labels, label_names, threshold)
+    return accuracy_report(probabilities, labels, label_names)
+
+
+def _plot(report: dict[str, Any], label_names: list[str], output_dir: Path) -> str:
+    """The confusion-matrix plot; what to add to the `Wrote ...` line."""
+    import numpy as np
+
+    from ..evaluation import plot_confusion_matrix
+
     try:
         plot_confusion_matrix(
             np.asarray(report["confusion_matrix"]), label_names, output_dir / "confusion_matrix.png"
         )
-        plotted = f", {output_dir / 'confusion_matrix.png'}"
+        return f", {output_dir / 'confusion_matrix.png'}"
     except ImportError as error:
-        plotted = f" (no confusion-matrix plot: {error})"
-    if args.predictions:
-        records = prediction_records(done, lambda value: top_predictions(value, id2label, args.top_k))
-        for record, result in zip(records, done, strict=True):
-            record["label"] = label_names[labels[result.index]]
-        suffix = Path(args.predictions).suffix
-        write_atomically(args.predictions, lambda path: write_predictions(path, records, suffix))
-    accuracies = "  ".join(f"{name}: {value:.2%}" for name, value in report.items() if name.startswith("top"))
-    print(f"{len(done)} videos  {accuracies}")
-    print(f"Wrote {output_dir / 'evaluation.json'}{plotted}")
+        return f" (no confusion-matrix plot: {error})"

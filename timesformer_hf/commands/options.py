@@ -12,6 +12,7 @@ __all__ = [
     "SPELLING_NOTE",
     "add_inference_options",
     "add_model_options",
+    "add_threshold_option",
     "add_video_arguments",
     "dashed",
 ]
@@ -89,6 +90,21 @@ def add_inference_options(parser: argparse.ArgumentParser, *, windows: bool = Tr
         views.add_argument(
             "--stride", type=float, metavar="SECONDS", help="Seconds between windows (default: --window)."
         )
+
+
+def add_threshold_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="Multi-label models: a label is predicted when its sigmoid probability is at least this (0.5).",
+    )
+
+
+def check_threshold(threshold: float) -> None:
+    """A threshold between 0 and 1 (probabilities), else a `ValueError` saying so."""
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"--threshold is a probability, between 0 and 1; got {threshold}.")
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
