@@ -1,0 +1,405 @@
+"""Multi-label data, metrics, training and predictions: several labels per video, BCE, mAP and F1, sigmoid scores."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, tiny_config
+from datasets import ClassLabel, Value
+from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
+from transformers import EvalPrediction, TrainingArguments
+
+from timesformer_hf import TimeSformerForVideoClassification, TimeSformerVideoProcessor, average_view_scores
+from timesformer_hf.commands.app import main
+from timesformer_hf.data import (
+    VideoClipTransform,
+    class_label,
+    collate_videos,
+    is_multi_label,
+    load_video_dataset,
+    probe_videos,
+    split_train_validation,
+    video_list_dataset,
+)
+from timesformer_hf.evaluation import average_precision, multi_label_metrics, multi_label_report
+from timesformer_hf.synthetic import ACTION_LABELS, action_video, write_action_dataset
+from timesformer_hf.training import DataTrainingArguments, ModelArguments, build_compute_metrics, run_training
+from timesformer_hf.video import read_video
+
+TINY_OVERRIDES = ",".join(f"{name}={value}" for name, value in TINY.items() if name != "num_labels")
+
+
+def random_case(seed, videos=40, classes=6, ties=False):
+    rng = np.random.default_rng(seed)
+    targets = (rng.random((videos, classes)) < 0.3).astype(int)
+    targets[0] = 1  # every class has a positive
+    scores = rng.random((videos, classes))
+    return (np.round(scores, 1) if ties else scores), targets
+
+
+# ---- metrics ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct-scores", "tied-scores"])
+@pytest.mark.parametrize("seed", range(5))
+def test_map_matches_scikit_learn(seed, ties):
+    scores, targets = random_case(seed, ties=ties)
+    metrics = multi_label_metrics(scores, targets)
+    assert metrics["map_macro"] == pytest.approx(
+        average_precision_score(targets, scores, average="macro"), abs=1e-12
+    )
+    assert metrics["map_micro"] == pytest.approx(
+        average_precision_score(targets, scores, average="micro"), abs=1e-12
+    )
+    for c in range(targets.shape[1]):
+        assert average_precision(scores[:, c], targets[:, c]) == pytest.approx(
+            average_precision_score(targets[:, c], scores[:, c]), abs=1e-12
+        )
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.8])
+def test_f1_precision_recall_match_scikit_learn(threshold):
+    scores, targets = random_case(7)
+    metrics = multi_label_metrics(scores, targets, threshold)
+    predicted = (scores >= threshold).astype(int)
+    assert metrics["f1_micro"] == pytest.approx(f1_score(targets, predicted, average="micro"))
+    assert metrics["f1_macro"] == pytest.approx(
+        f1_score(targets, predicted, average="macro", zero_division=0)
+    )
+    assert metrics["precision_micro"] == pytest.approx(precision_score(targets, predicted, average="micro"))
+    assert metrics["recall_micro"] == pytest.approx(recall_score(targets, predicted, average="micro"))
+
+
+def test_average_precision_by_hand():
+    # ranked: + - + - ; precision at the two positives 1/1 and 2/3, each half the recall
+    assert average_precision(np.array([0.9, 0.8, 0.3, 0.1]), np.array([1, 0, 1, 0])) == pytest.approx(5 / 6)
+    # a tie of a positive and a negative counts as one step: precision 1/2 at recall 1
+    assert average_precision(np.array([0.5, 0.5]), np.array([1, 0])) == pytest.approx(0.5)
+    # two videos, two classes: run ranks its positives first (AP 1), jump too (AP 1); micro: + + - + -> 1, 1, 3/4
+    scores, targets = np.array([[0.9, 0.6], [0.4, 0.8]]), np.array([[1, 0], [1, 1]])
+    metrics = multi_label_metrics(scores, targets, threshold=0.5)
+    assert metrics["map_macro"] == 1.0
+    assert metrics["map_micro"] == pytest.approx((1 + 1 + 3 / 4) / 3)
+    # at 0.5: predicted (run, jump), (jump): tp 2, fp 1 (jump of video 0), fn 1 (run of video 1)
+    assert metrics["precision_micro"] == pytest.approx(2 / 3) and metrics["recall_micro"] == pytest.approx(
+        2 / 3
+    )
+    assert metrics["f1_micro"] == pytest.approx(2 / 3)
+
+
+def test_a_class_without_positives_is_left_out_of_the_macro_mean():
+    scores, targets = random_case(3)
+    targets[:, 2] = 0
+    metrics = multi_label_metrics(scores, targets)
+    present = [0, 1, 3, 4, 5]
+    assert metrics["map_macro"] == pytest.approx(
+        average_precision_score(targets[:, present], scores[:, present])
+    )
+    assert np.isnan(average_precision(scores[:, 2], targets[:, 2]))
+    report = multi_label_report(scores, targets, [f"c{i}" for i in range(6)])
+    assert sorted(report["per_class_average_precision"]) == ["c0", "c1", "c3", "c4", "c5"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn warns, and counts the class (as 0 in recent versions)
+        assert metrics["map_macro"] != pytest.approx(
+            average_precision_score(targets, scores, average="macro")
+        )
+    nothing = multi_label_metrics(scores, np.zeros_like(targets))
+    assert np.isnan(nothing["map_macro"]) and np.isnan(nothing["map_micro"])
+
+
+def test_metric_shapes_are_checked():
+    with pytest.raises(ValueError, match="same shape"):
+        multi_label_metrics(np.zeros((3, 2)), np.zeros((3, 3)))
+
+
+def test_trainer_metrics_are_computed_on_sigmoid_probabilities():
+    logits = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    targets = (np.random.default_rng(1).random((20, 4)) < 0.4).astype(np.int64)
+    targets[0] = 1
+    metrics = build_compute_metrics(num_labels=4, multi_label=True, threshold=0.4)(
+        EvalPrediction(predictions=logits, label_ids=targets)
+    )
+    expected = multi_label_metrics(torch.from_numpy(logits).sigmoid().numpy(), targets, threshold=0.4)
+    assert metrics == pytest.approx(expected)
+    assert sorted(metrics) == sorted(
+        ["map_macro", "map_micro", "f1_macro", "f1_micro", "precision_micro", "recall_micro"]
+    )
+
+
+def test_multi_view_scores_of_a_multi_label_model_are_sigmoids():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, -1.0]])
+    scores = average_view_scores(logits, num_views=3, multi_label=True)
+    torch.testing.assert_close(scores, logits.sigmoid().mean(0, keepdim=True))
+
+
+# ---- data ---------------------------------------------------------------------------------------------------
+
+
+def test_json_list_with_several_labels_per_video(tmp_path):
+    rows = [
+        {"video": "a.mp4", "label": ["run", "jump"]},
+        {"video": "b.mp4", "label": []},
+        {"video": "c.mp4", "label": ["sit", "run", "run"]},
+    ]
+    (tmp_path / "list.json").write_text(json.dumps(rows))
+    dataset = load_video_dataset(tmp_path / "list.json")
+    assert is_multi_label(dataset.features["label"])
+    assert class_label(dataset.features["label"]).names == ["jump", "run", "sit"]
+    assert dataset["label"] == [[0, 1], [], [1, 2]]
+    assert dataset["video"][0] == str(tmp_path / "a.mp4")
+    with pytest.raises(ValueError, match=r"\['sit'\] that are not among"):
+        load_video_dataset(tmp_path / "list.json", label_names=["jump", "run"])
+    with pytest.raises(ValueError, match="several labels for a video.*multi-label model"):
+        video_list_dataset(tmp_path / "list.json", multi_label=False)
+
+
+def test_csv_labels_separated_by_a_bar(tmp_path):
+    (tmp_path / "list.csv").write_text("video,label\na.mp4,run|jump\nb.mp4,\nc.mp4,sit\n")
+    dataset = video_list_dataset(tmp_path / "list.csv", label_names=["jump", "run", "sit", "swim"])
+    assert dataset["label"] == [[0, 1], [], [2]]
+    assert class_label(dataset.features["label"]).num_classes == 4
+    # a list where no video has several labels is multi-label only when asked
+    (tmp_path / "single.csv").write_text("video,label\na.mp4,run\nb.mp4,sit\n")
+    assert not is_multi_label(video_list_dataset(tmp_path / "single.csv").features["label"])
+    asked = video_list_dataset(tmp_path / "single.csv", multi_label=True)
+    assert is_multi_label(asked.features["label"]) and asked["label"] == [[0], [1]]
+
+
+def test_class_label_of_a_feature_that_is_not_one():
+    assert class_label(ClassLabel(names=["a"])).names == ["a"]
+    with pytest.raises(ValueError, match="cast it"):
+        class_label(Value("string"))
+
+
+@pytest.fixture(scope="module")
+def actions_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("actions")
+    write_action_dataset(root, num_train=8, num_eval=4, num_frames=4, size=32)
+    return root
+
+
+def test_action_videos_show_the_actions_only_in_motion():
+    still = action_video([], num_frames=8, size=32, rng=0)
+    both = action_video(ACTION_LABELS, num_frames=8, size=32, rng=0)
+    assert still.std(0).max() == 0  # nothing moves: every frame is the same
+    assert both[:, :16].std(0).max() > 0 and both[:, 16:].std(0).max() > 0  # the bar moves, the square blinks
+    with pytest.raises(ValueError, match="Unknown actions"):
+        action_video(["dancing"])
+
+
+def test_multi_hot_targets_reach_the_batch(actions_dir):
+    dataset = probe_videos(load_video_dataset(actions_dir / "train.json"))
+    rows = json.loads((actions_dir / "train.json").read_text())
+    assert class_label(dataset.features["label"]).names == list(ACTION_LABELS)
+    processor = TimeSformerVideoProcessor(
+        size={"shortest_edge": 32},
+        crop_size={"height": 32, "width": 32},
+        num_frames=4,
+        frame_sampling="uniform",
+    )
+    dataset.set_transform(VideoClipTransform(processor, training=False, num_labels=2))
+    batch = collate_videos([dataset[i] for i in range(4)])
+    assert batch["labels"].dtype == torch.float32
+    expected = [[float(name in row["label"]) for name in ACTION_LABELS] for row in rows[:4]]
+    assert batch["labels"].tolist() == expected
+    # the frames are those of the listed video
+    frames = read_video(str(actions_dir / rows[1]["video"]), np.arange(4))
+    direct = processor(frames, do_sample_frames=False, return_tensors="pt")["pixel_values"][0]
+    torch.testing.assert_close(batch["pixel_values"][1], direct)
+    dataset.set_transform(VideoClipTransform(processor, training=False))
+    with pytest.raises(ValueError, match="num_labels"):
+        dataset[0]
+
+
+def test_collating_label_lists_says_what_to_do():
+    example = {"pixel_values": torch.zeros(1), "labels": [0, 1]}
+    with pytest.raises(ValueError, match="multi-hot"):
+        collate_videos([example])
+
+
+def test_multi_label_split_holds_out_a_random_share(actions_dir):
+    dataset = load_video_dataset(actions_dir / "train.json")
+    train, validation = split_train_validation(dataset, 0.25, seed=0)
+    assert (len(train), len(validation)) == (6, 2)
+    assert sorted([*train["video"], *validation["video"]]) == sorted(dataset["video"])
+    assert is_multi_label(validation.features["label"])
+
+
+# ---- training and predictions -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def multi_label_run(actions_dir, tmp_path_factory):
+    """2 steps of a tiny model on the action list: `(run folder, metrics)`."""
+    output_dir = tmp_path_factory.mktemp("multi-label-run")
+    metrics = run_training(
+        ModelArguments(config_overrides=TINY_OVERRIDES),
+        DataTrainingArguments(
+            train_file=str(actions_dir / "train.json"),
+            validation_file=str(actions_dir / "validation.json"),
+            frame_sampling="uniform",
+            horizontal_flip=False,
+        ),
+        TrainingArguments(
+            output_dir=str(output_dir),
+            max_steps=2,
+            per_device_train_batch_size=4,
+            per_device_eval_batch_size=4,
+            report_to="none",
+            save_strategy="no",
+            disable_tqdm=True,
+            dataloader_pin_memory=False,
+        ),
+    )
+    return output_dir, metrics
+
+
+def test_multi_label_training_saves_a_multi_label_model(multi_label_run, actions_dir):
+    output_dir, metrics = multi_label_run
+    for name in ("map_macro", "map_micro", "f1_macro", "f1_micro", "precision_micro", "recall_micro"):
+        assert 0 <= metrics[f"eval_{name}"] <= 1
+    assert "eval_top1_accuracy" not in metrics
+    config = json.loads((output_dir / "model" / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification"
+    assert config["id2label"] == {"0": "blinking_square", "1": "moving_bar"}
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    card = (output_dir / "model" / "README.md").read_text()
+    assert "mAP (macro)" in card and "Mean average precision in percent" in card
+    # the loss is the BCE of the logits and the multi-hot targets
+    model = TimeSformerForVideoClassification.from_pretrained(output_dir / "model").eval()
+    pixel_values, targets = torch.randn(2, 4, 3, 32, 32), torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    with torch.no_grad():
+        output = model(pixel_values, labels=targets)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(output.logits, targets)
+    torch.testing.assert_close(output.loss, expected)
+
+
+def test_multi_label_validation_needs_a_list(actions_dir, tmp_path):
+    with pytest.raises(ValueError, match="--validation-file"):
+        run_training(
+            ModelArguments(config_overrides=TINY_OVERRIDES),
+            DataTrainingArguments(train_file=str(actions_dir / "train.json"), validation_dir=str(tmp_path)),
+            TrainingArguments(output_dir=str(tmp_path / "run"), report_to="none"),
+        )
+
+
+def classify_json(capsys, *arguments):
+    assert main(["classify", *map(str, arguments), "--num-workers", "0", "--json"]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_classify_lists_the_labels_above_the_threshold(multi_label_run, actions_dir, capsys):
+    repo = multi_label_run[0] / "model"
+    video = actions_dir / "validation" / "0003.mp4"
+    (record,) = classify_json(capsys, repo, video, "--threshold", "0")
+    assert sorted(p["label"] for p in record["predictions"]) == sorted(ACTION_LABELS)
+    # sigmoid probabilities of the model itself (one uniform clip of the 4 frames)
+    model = TimeSformerForVideoClassification.from_pretrained(repo).eval()
+    processor = TimeSformerVideoProcessor.from_pretrained(repo)
+    inputs = processor(read_video(str(video), np.arange(4)), do_sample_frames=False, return_tensors="pt")
+    with torch.no_grad():
+        probabilities = model(**inputs).logits[0].sigmoid()
+    for prediction in record["predictions"]:
+        index = model.config.label2id[prediction["label"]]
+        assert prediction["score"] == pytest.approx(float(probabilities[index]), abs=1e-5)
+    (best, second) = record["predictions"]
+    middle = (best["score"] + second["score"]) / 2
+    (record,) = classify_json(capsys, repo, video, "--threshold", middle)
+    assert [p["label"] for p in record["predictions"]] == [best["label"]]
+    (record,) = classify_json(capsys, repo, video, "--threshold", 1)
+    assert record["predictions"] == []
+    assert main(["classify", str(repo), str(video), "--num-workers", "0", "--threshold", "1"]) == 0
+    assert "(no label above the threshold)" in capsys.readouterr().out
+    assert main(["classify", str(repo), str(video), "--threshold", "2"]) == 1
+    assert "--threshold is a probability" in capsys.readouterr().err
+
+
+def test_evaluate_reports_map_and_f1(multi_label_run, actions_dir, tmp_path, capsys):
+    repo = multi_label_run[0] / "model"
+    output_dir = tmp_path / "evaluation"
+    arguments = [str(repo), str(actions_dir / "validation.json"), "--num-workers", "0", "--threshold", "0.5"]
+    assert (
+        main(
+            [
+                "evaluate",
+                *arguments,
+                "--output-dir",
+                str(output_dir),
+                "--predictions",
+                str(tmp_path / "p.jsonl"),
+            ]
+        )
+        == 0
+    )
+    assert "map_macro" in capsys.readouterr().out
+    report = json.loads((output_dir / "evaluation.json").read_text())
+    rows = json.loads((actions_dir / "validation.json").read_text())
+    records = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [record["label"] for record in records] == [row["label"] for row in rows]
+    probabilities = classify_json(
+        capsys, repo, *(actions_dir / row["video"] for row in rows), "--threshold", "0"
+    )
+    scores = np.array(
+        [
+            [next(p["score"] for p in r["predictions"] if p["label"] == name) for name in ACTION_LABELS]
+            for r in probabilities
+        ]
+    )
+    targets = np.array([[name in row["label"] for name in ACTION_LABELS] for row in rows])
+    expected = multi_label_metrics(scores, targets, threshold=0.5)
+    for name, value in expected.items():
+        assert report[name] == pytest.approx(value, abs=1e-5), name
+    assert report["threshold"] == 0.5 and not (output_dir / "confusion_matrix.png").exists()
+
+
+def test_a_single_label_model_is_not_evaluated_on_several_labels_per_video(actions_dir, tmp_path, capsys):
+    labels = dict(enumerate(ACTION_LABELS))
+    config = tiny_config(num_labels=2, id2label=labels, label2id={name: i for i, name in labels.items()})
+    TimeSformerForVideoClassification(config).save_pretrained(tmp_path / "single")
+    arguments = [
+        str(tmp_path / "single"),
+        str(actions_dir / "validation.json"),
+        "--output-dir",
+        str(tmp_path),
+    ]
+    assert main(["evaluate", *arguments]) == 1
+    assert "one label per video is expected here: use a multi-label model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tiny_model_learns_two_actions(tmp_path):
+    """A few hundred steps of the demo's tiny divided model on the two-action set: mAP >= 0.9."""
+    from timesformer_hf.demo import TINY_MODEL, LargeEmbeddingInit
+
+    write_action_dataset(tmp_path / "data", num_train=96, num_eval=32, seed=0)
+    metrics = run_training(
+        ModelArguments(config_overrides=TINY_MODEL),
+        DataTrainingArguments(
+            train_file=str(tmp_path / "data" / "train.json"),
+            validation_file=str(tmp_path / "data" / "validation.json"),
+            num_frames=8,
+            frame_sampling="uniform",
+            horizontal_flip=False,
+        ),
+        TrainingArguments(
+            output_dir=str(tmp_path / "run"),
+            num_train_epochs=40,
+            per_device_train_batch_size=16,
+            per_device_eval_batch_size=32,
+            learning_rate=1e-3,
+            weight_decay=0.05,
+            warmup_steps=0.1,
+            lr_scheduler_type="cosine",
+            save_strategy="no",
+            report_to="none",
+            dataloader_num_workers=1,
+            dataloader_pin_memory=False,
+            seed=0,
+            disable_tqdm=True,
+        ),
+        callbacks=[LargeEmbeddingInit()],
+    )
+    assert metrics["eval_map_macro"] >= 0.9, metrics
