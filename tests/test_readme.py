@@ -60,6 +60,7 @@ SANDBOX = {
     "data/train": "one sub-folder of mp4 files per label of REPO (2 videos each)",
     "data/val": "the same layout, 1 video per label",
     "train.csv": "video,label rows for the videos of data/train",
+    "actions.jsonl": "multi-label rows for the videos of data/train: the direction, and `fast` for speed 2",
     "path/to/vit": "a tiny transformers ViT (save_pretrained) with a ViT image processor config",
     "TimeSformer_divST_8x32_224_K400.pyth": "a tiny checkpoint, original keys (8 frames, 400 classes)",
     "checkpoints": "2 tiny original checkpoints (divided and joint attention)",
@@ -210,7 +211,7 @@ def _synthetic_video(path: Path, seconds: int, seed: int) -> None:
 
 
 def _data(root: Path) -> None:
-    """`data/train`, `data/val` (REPO's labels) and `train.csv`."""
+    """`data/train`, `data/val` (REPO's labels), `train.csv` and `actions.jsonl`."""
     from timesformer_hf.synthetic import write_motion_dataset
 
     write_motion_dataset(root / "motion", num_train_per_class=2, num_eval_per_class=1, num_frames=8, size=32)
@@ -221,6 +222,12 @@ def _data(root: Path) -> None:
     videos = sorted((root / "data" / "train").rglob("*.mp4"))
     rows = ["video,label"] + [f"{video.relative_to(root)},{video.parent.name}" for video in videos]
     (root / "train.csv").write_text("\n".join(rows) + "\n")
+    actions = []
+    for video in videos:
+        direction, speed = video.parent.name.split("_")
+        labels = [direction] + (["fast"] if speed == "2" else [])
+        actions.append(json.dumps({"video": str(video.relative_to(root)), "label": labels}))
+    (root / "actions.jsonl").write_text("\n".join(actions) + "\n")
 
 
 def _checkpoint(path: Path, attention: str = "divided_space_time") -> Path:
