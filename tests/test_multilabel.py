@@ -268,6 +268,7 @@ def test_multi_label_training_saves_a_multi_label_model(multi_label_run, actions
     assert state["global_step"] == 2
     card = (output_dir / "model" / "README.md").read_text()
     assert "mAP (macro)" in card and "Mean average precision in percent" in card
+    assert "- Classes: 2 (multi-label: sigmoid scores)" in card and "logits[0].sigmoid() >= 0.5" in card
     # the loss is the BCE of the logits and the multi-hot targets
     model = TimeSformerForVideoClassification.from_pretrained(output_dir / "model").eval()
     pixel_values, targets = torch.randn(2, 4, 3, 32, 32), torch.tensor([[1.0, 0.0], [1.0, 1.0]])

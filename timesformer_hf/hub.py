@@ -83,7 +83,13 @@ _ATTENTION_NAMES = {
 }
 
 
-def _usage_snippet(repo_id: str, remote_code: bool, is_local: bool = False) -> str:
+def _usage_snippet(repo_id: str, remote_code: bool, is_local: bool = False, multi_label: bool = False) -> str:
+    prediction = (
+        "# multi-label: every label whose sigmoid probability is at least 0.5\n"
+        "print([model.config.id2label[i] for i in (logits[0].sigmoid() >= 0.5).nonzero().flatten().tolist()])\n"
+        if multi_label
+        else "print(model.config.id2label[logits.argmax(-1).item()])\n"
+    )
     snippet = (
         "```python\n"
         "import torch\n"
@@ -95,9 +101,7 @@ def _usage_snippet(repo_id: str, remote_code: bool, is_local: bool = False) -> s
         "# decodes the video and samples frames as the original did at test time\n"
         'inputs = processor("video.mp4", do_sample_frames=True, return_tensors="pt")\n'
         "with torch.no_grad():\n"
-        "    logits = model(**inputs).logits\n"
-        "print(model.config.id2label[logits.argmax(-1).item()])\n"
-        "```"
+        "    logits = model(**inputs).logits\n" + prediction + "```"
     )
     if remote_code:
         snippet += (
@@ -227,6 +231,7 @@ def build_model_card(
     location = repo_id or (os.fspath(saved_to) if saved_to is not None else model_name)
     height, width = to_pair(config.image_size)
     num_labels = len(config.id2label) if config.id2label else config.num_labels
+    multi_label = getattr(config, "problem_type", None) == "multi_label_classification"
     sections = [
         f"# {model_name}",
         description
@@ -239,9 +244,13 @@ def build_model_card(
         f"{config.num_hidden_layers} layers, hidden size {config.hidden_size}, {config.num_attention_heads} heads, "
         f"patch size {config.patch_size}\n"
         f"- Input: {config.num_frames} frames of {height}x{width}\n"
-        f"- Classes: {num_labels}" + (f"\n- License: {license}" if license else ""),
+        f"- Classes: {num_labels}"
+        + (" (multi-label: sigmoid scores)" if multi_label else "")
+        + (f"\n- License: {license}" if license else ""),
         "## How to use\n\n"
-        + _usage_snippet(location, remote_code, is_local=repo_id is None and saved_to is not None),
+        + _usage_snippet(
+            location, remote_code, is_local=repo_id is None and saved_to is not None, multi_label=multi_label
+        ),
     ]
     if eval_results:
         sections.append("## Evaluation results\n\n" + _results_table(eval_results, dataset_name))
