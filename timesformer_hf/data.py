@@ -2,9 +2,10 @@
 collator.
 
 A data set is a table of video paths and labels (a `ClassLabel`, or a list of them for multi-label data: several
-labels per video), built from a folder with one sub-folder per class or from a CSV/JSON(L) list. [`probe_videos`] adds the frame count and rate of every video and drops (and logs) the ones
-that cannot be read. [`VideoClipTransform`] then samples, decodes and transforms clips on access, with the sampling
-and normalisation of a [`TimeSformerVideoProcessor`], so training sees what inference will see.
+labels per video), built from a folder with one sub-folder per class or from a CSV/JSON(L) list. [`probe_videos`]
+adds the frame count and rate of every video and drops (and logs) the ones that cannot be read.
+[`VideoClipTransform`] then samples, decodes and transforms clips on access, with the sampling and normalisation of a
+[`TimeSformerVideoProcessor`], so training sees what inference will see.
 
 Example:
 
@@ -201,9 +202,9 @@ def video_list_dataset(
     `label_names`, or are named after themselves).
 
     A video may have several labels (a multi-label data set, whose `label` feature is a list of `ClassLabel`): a
-    JSON list per row (`[]` for none), or in a text cell (CSV) the names separated by `label_separator` (`|`). By default
-    (`multi_label=None`) a list holding such a row is multi-label; pass `multi_label=True` when none of the rows
-    happens to have several labels (e.g. a validation list), `False` to refuse lists.
+    JSON list per row (`[]` for none), or in a text cell (CSV) the names separated by `label_separator` (`|`). By
+    default (`multi_label=None`) a list holding such a row is multi-label; pass `multi_label=True` when none of the
+    rows happens to have several labels (e.g. a validation list), `False` to refuse lists.
 
     Example of a CSV file:
 
