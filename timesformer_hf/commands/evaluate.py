@@ -7,17 +7,23 @@ import json
 from pathlib import Path
 
 from .errors import CLIError
-from .options import add_inference_options, add_model_options, add_output_options
+from .options import add_dataset_options, add_inference_options, add_model_options, add_output_options
 
-HELP = "Evaluate a model on labelled videos (a class-folder tree or a CSV/JSON list), views' softmax scores averaged."
+HELP = (
+    "Evaluate a model on labelled videos (a class-folder tree, a CSV/JSON list or a `datasets` data set), views' "
+    "softmax scores averaged."
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help=HELP, description=HELP)
     add_model_options(parser)
-    parser.add_argument("data", help="A folder with one sub-folder per class, or a .csv/.json/.jsonl list.")
-    parser.add_argument("--video-column", default="video", help="Video column of a list file (video).")
-    parser.add_argument("--label-column", default="label", help="Label column of a list file (label).")
+    parser.add_argument(
+        "data",
+        nargs="?",
+        help="A folder with one sub-folder per class, or a .csv/.json/.jsonl list; or --dataset-name.",
+    )
+    add_dataset_options(parser, labels=True)
     parser.add_argument(
         "--output-dir",
         default="evaluation",
@@ -50,34 +56,35 @@ def run(args: argparse.Namespace) -> None:
     from transformers import AutoConfig
 
     from .. import registration
-    from ..data import load_video_dataset
     from ..evaluation import accuracy_report, plot_confusion_matrix
     from ..files import write_atomically
     from ..inference import top_predictions
     from ..results import PREDICTION_SUFFIXES, prediction_records, write_features, write_predictions
-    from .jobs import run_stored, settings
+    from ..sources import NamedVideos
+    from .jobs import run_stored, settings, video_source
 
     if args.predictions and Path(args.predictions).suffix not in PREDICTION_SUFFIXES:
         raise CLIError(f"--predictions must end in {', '.join(PREDICTION_SUFFIXES)}, got {args.predictions}.")
     registration.register_auto_classes()
     id2label = AutoConfig.from_pretrained(args.model, revision=args.revision).id2label
     label_names = [id2label[i] for i in range(len(id2label))]
-    columns = (
-        {}
-        if Path(args.data).is_dir()
-        else {"video_column": args.video_column, "label_column": args.label_column}
-    )
+    source = video_source(args, args.data)
     try:
-        dataset = load_video_dataset(args.data, label_names=label_names, **columns)
+        dataset = source.load(args.split, label_names=label_names)
     except ValueError as error:
         raise CLIError(
             f"{error} Evaluate needs the model's label names ({len(label_names)} classes)."
         ) from error
-    videos, labels = dataset["video"], np.asarray(dataset["label"])
+    videos, labels = NamedVideos(dataset, args.split), np.asarray(dataset["label"])
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     store_output = output_dir / "probabilities.parquet"
-    job = settings(args, data=str(Path(args.data).resolve()))
+    data = (
+        [args.dataset_name, args.dataset_config_name, args.split]
+        if args.dataset_name
+        else str(Path(args.data).resolve())
+    )
+    job = settings(args, data=data)
 
     def write(path: Path, results: list) -> None:
         write_features(path, results, ".parquet")
@@ -86,7 +93,7 @@ def run(args: argparse.Namespace) -> None:
         args,
         store_output,
         videos,
-        videos,
+        videos.names,
         task="classify",
         engine_output="probabilities",
         write=write,
@@ -97,7 +104,7 @@ def run(args: argparse.Namespace) -> None:
 
         if not Processes().is_main or not store_output.exists():
             return
-        results = read_probabilities(store_output, videos)  # complete from an earlier run: report again
+        results = read_probabilities(store_output, videos.names)  # complete from an earlier run: report again
     done = [result for result in results if result.error is None]
     if not done:
         raise CLIError("None of the videos could be read: nothing to evaluate.")

@@ -30,6 +30,24 @@ def video_paths(sources: Sequence[str]) -> list[str]:
     return paths
 
 
+def video_source(args: argparse.Namespace, files: str | Sequence[str] | None) -> Any:
+    """The `timesformer_hf.sources.VideoSource` of `--dataset-name`, or of `files` (a folder or a list file),
+    whichever of the two was given."""
+    from ..sources import VideoSource
+
+    if files and args.dataset_name:
+        raise CLIError("Give the videos as files or folders, or as a data set with --dataset-name, not both.")
+    if not (files or args.dataset_name):
+        raise CLIError("Give the videos: files or folders, or a data set with --dataset-name.")
+    columns = {
+        "video_column_name": args.video_column_name,
+        "label_column_name": getattr(args, "label_column_name", None),
+    }
+    if args.dataset_name:
+        return VideoSource.from_datasets(args.dataset_name, config_name=args.dataset_config_name, **columns)
+    return VideoSource.from_path(files, **columns)
+
+
 class Processes:
     """This process's rank among those `accelerate launch` / `torchrun` started (one process otherwise)."""
 
