@@ -111,7 +111,7 @@ def motion(tmp_path_factory):
 FORMS = {
     "videofolder": {},
     "parquet": {},
-    "webdataset": {"video_column_name": "mp4", "label_column_name": "cls", "label_names": CLASSES},
+    "webdataset": {"video_column_name": "mp4", "label_column_name": "cls", "class_names": CLASSES},
     "saved": {"video_column_name": "clip", "label_column_name": "action"},
 }
 
@@ -163,12 +163,13 @@ def train(dataset_name: Path, output_dir: Path, *, streaming: bool, callbacks=()
         ],  # with 32x32 videos and crops: training sees the whole frame, as evaluation
         **source,
     )
-    return run_training(
-        ModelArguments(config_overrides=TINY_OVERRIDES),
-        arguments,
-        training_args(output_dir, max_steps=2),
-        callbacks=list(callbacks),
+    args = training_args(output_dir, max_steps=2)
+    metrics = run_training(
+        ModelArguments(config_overrides=TINY_OVERRIDES), arguments, args, callbacks=list(callbacks)
     )
+    # a stream is read by each process (its own shards), not by the main one for all
+    assert args.accelerator_config.dispatch_batches is (False if streaming else None)
+    return metrics
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["map-style", "streaming"])
@@ -176,7 +177,7 @@ def train(dataset_name: Path, output_dir: Path, *, streaming: bool, callbacks=()
 def test_train_from_each_form_feeds_the_videos_frames_and_labels(motion, tmp_path, form, streaming):
     source = dict(FORMS[form])
     if streaming and form == "parquet":  # names without a ClassLabel: a stream needs them up front
-        source["label_names"] = CLASSES
+        source["class_names"] = CLASSES
     capture = CaptureInputs()
     metrics = train(motion[form], tmp_path / "run", streaming=streaming, callbacks=[capture], **source)
     assert "eval_top1_accuracy" in metrics
@@ -202,7 +203,7 @@ def test_two_processes_each_read_their_own_shards_of_a_streamed_set(motion, tmp_
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "-m", "timesformer_hf.cli", "train", "--dataset-name", str(motion["parquet"]), "--streaming",
-        "--label-names", *CLASSES, "--max-steps", "2",
+        "--class-names", *CLASSES, "--max-steps", "2",
         "--config_overrides", TINY_OVERRIDES, "--frame_sampling", "uniform", "--horizontal_flip", "False",
         "--output_dir", str(output_dir), "--per_device_train_batch_size", "2", "--save_strategy", "no",
         "--report_to", "none", "--disable_tqdm", "True", "--dataloader_pin_memory", "False",
@@ -240,14 +241,14 @@ def test_accelerate_shards_a_streamed_set_between_processes(motion):
     assert len(seen[0]) == len(seen[1]) == 4 and not set(seen[0]) & set(seen[1])
 
 
-def test_streaming_needs_max_steps_and_label_names(motion, tmp_path):
+def test_streaming_needs_max_steps_and_class_names(motion, tmp_path):
     with pytest.raises(ValueError, match="--max-steps"):
         run_training(
             ModelArguments(config_overrides=TINY_OVERRIDES),
-            DataTrainingArguments(dataset_name=str(motion["parquet"]), streaming=True, label_names=CLASSES),
+            DataTrainingArguments(dataset_name=str(motion["parquet"]), streaming=True, class_names=CLASSES),
             training_args(tmp_path / "run", num_train_epochs=1),
         )
-    with pytest.raises(ValueError, match="--label-names"):  # labels as names without a ClassLabel
+    with pytest.raises(ValueError, match="--class-names"):  # labels as names without a ClassLabel
         VideoSource.from_datasets(str(motion["parquet"]), streaming=True).load("train")
     with pytest.raises(ValueError, match="--dataset-name"):
         DataTrainingArguments(train_dir=str(motion["root"] / "train"), streaming=True)

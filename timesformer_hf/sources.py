@@ -250,7 +250,7 @@ def _encode_labels(
             raise ValueError(
                 f"The labels of {where} are {'names' if inner.dtype in _STRING_TYPES else 'ids'} without a "
                 "ClassLabel, and a streamed data set is not read up front: give the class names in id order with "
-                "--label-names."
+                "--class-names."
             )
         label_names = _found_labels(dataset["label"], multi, inner.dtype in _STRING_TYPES)
     elif not streaming:

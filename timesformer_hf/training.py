@@ -178,11 +178,12 @@ class DataTrainingArguments:
             "aliases": ["--label_column", "--label-column"],
         },
     )
-    label_names: list[str] | None = field(
+    class_names: list[str] | None = field(
         default=None,
         metadata={
             "help": "Class names in id order, for labels given as ids or names without a ClassLabel (required "
-            "with --streaming, whose labels are not read up front)."
+            "with --streaming, whose labels are not read up front). (TrainingArguments' --label-names is another "
+            "thing: the names of the label inputs.)"
         },
     )
     streaming: bool = field(
@@ -481,7 +482,7 @@ def _load_splits(
     data_args: DataTrainingArguments, seed: int, token: str | None = None
 ) -> tuple[Dataset | IterableDataset, Dataset | IterableDataset]:
     source = data_source(data_args, token)
-    train = source.load(data_args.train_split_name, label_names=data_args.label_names)
+    train = source.load(data_args.train_split_name, label_names=data_args.class_names)
     validation = _validation(source, data_args, label_names_of(train.features["label"]))
     if validation is None:
         train, validation = split_train_validation(train, data_args.train_val_split, seed)
