@@ -185,6 +185,9 @@ def test_train_from_each_form_feeds_the_videos_frames_and_labels(motion, tmp_pat
     model = TimeSformerForVideoClassification.from_pretrained(repo)
     label_names = SAVED_CLASSES if form == "saved" else CLASSES  # a ClassLabel's own order, else sorted names
     assert [model.config.id2label[i] for i in range(4)] == label_names
+    assert (
+        f"fine-tuned on {motion[form].name} " in (repo / "README.md").read_text()
+    )  # the card names the source
     processor = TimeSformerVideoProcessor.from_pretrained(repo)
     for training, split, count in ((True, "train", 8), (False, "validation", 4)):
         expected = direct_clips(motion["root"], split, processor)
@@ -272,6 +275,15 @@ def test_source_errors_name_the_fix(motion):
         VideoSource.from_datasets(str(motion["parquet"])).load("train", label_names=CLASSES[1:])
     with pytest.raises(ValueError, match="one training set"):
         DataTrainingArguments(dataset_name="x", train_dir="y")
+
+
+def test_source_names(tmp_path):
+    hub = VideoSource.from_datasets("user/clips")
+    assert (hub.name, hub.hub_id) == ("user/clips", "user/clips")
+    (tmp_path / "clips").mkdir()
+    local = VideoSource.from_datasets(str(tmp_path / "clips"))
+    assert (local.name, local.hub_id) == ("clips", None)
+    assert VideoSource.from_path(tmp_path / "clips").name == tmp_path.name  # data/train: "data"
 
 
 def test_old_column_option_spellings_are_aliases():

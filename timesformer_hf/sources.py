@@ -102,11 +102,12 @@ class VideoSource:
 
     @property
     def name(self) -> str:
-        """A readable name: the Hub id, else the folder's (or the list's folder's) name."""
-        path = Path(self.location)
-        if self.kind == "datasets" and not path.exists():
-            return self.location
-        return (path if path.is_dir() else path.parent).resolve().name
+        """A readable name (for model cards): the Hub id or the data set's folder name; for a class folder or a list
+        file, the name of the folder holding it (`data` for `data/train`)."""
+        if self.hub_id:
+            return self.hub_id
+        path = Path(self.location).resolve()
+        return path.name if self.kind == "datasets" else path.parent.name
 
     @property
     def hub_id(self) -> str | None:
