@@ -460,7 +460,7 @@ def test_a_block_without_a_runner_is_reported():
         [
             "README.md:3: a yaml block",
             "`docker run image`: no handler",
-            *(f"{key!r}: no such command" for key in ELLIPSIS),
+            *(f"{key!r}: no such command" for key in (*ELLIPSIS, *EXTRA_ARGS)),
             *(f"{key!r}: no such Python block" for key in FRESH_INTERPRETER),
         ]
     )
