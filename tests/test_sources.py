@@ -277,6 +277,26 @@ def test_source_errors_name_the_fix(motion):
         DataTrainingArguments(dataset_name="x", train_dir="y")
 
 
+def test_a_data_set_without_a_validation_split_holds_one_out_unless_streamed(motion, tmp_path):
+    from timesformer_hf.training import _load_splits
+
+    parquet = tmp_path / "train-only"
+    (parquet / "data").mkdir(parents=True)
+    for path in (motion["parquet"] / "data").glob("train-*.parquet"):
+        (parquet / "data" / path.name).symlink_to(path)
+    train, validation = _load_splits(
+        DataTrainingArguments(dataset_name=str(parquet), train_val_split=0.5), seed=0
+    )
+    assert (len(train), len(validation)) == (4, 4)  # half of every class's 2 videos
+    assert sorted(validation["label"]) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="--eval-split-name"):
+        _load_splits(
+            DataTrainingArguments(dataset_name=str(parquet), streaming=True, class_names=CLASSES), seed=0
+        )
+    with pytest.raises(MissingSplitError, match="'dev'"):  # named, so not replaced by a held-out part
+        _load_splits(DataTrainingArguments(dataset_name=str(parquet), eval_split_name="dev"), seed=0)
+
+
 def test_source_names(tmp_path):
     hub = VideoSource.from_datasets("user/clips")
     assert (hub.name, hub.hub_id) == ("user/clips", "user/clips")
@@ -493,7 +513,7 @@ def test_commands_take_files_or_a_data_set_not_both(motion, repo, tmp_path, caps
     assert (
         main(["evaluate", str(repo), "--dataset-name", str(motion["parquet"])]) == 1
     )  # 2 splits: which one?
-    assert "its splits are ['train', 'validation']" in capsys.readouterr().err
+    assert "several splits, ['train', 'validation']: choose one with --split" in capsys.readouterr().err
 
 
 @pytest.mark.slow

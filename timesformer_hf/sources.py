@@ -154,7 +154,7 @@ class VideoSource:
                 self.location, self.config_name, split=split, streaming=self.streaming, token=self.token
             )
         except ValueError as error:
-            if "unknown split" not in str(error).lower():
+            if not str(error).lower().startswith(("unknown split", "bad split")):  # not streamed, streamed
                 raise
             raise MissingSplitError(
                 f"{self.location} has no split {split!r} ({error}): set --train-split-name / --eval-split-name "
@@ -168,6 +168,10 @@ class VideoSource:
 def _pick_split(splits: Any, split: str | None, location: str) -> Any:
     if split is None and len(splits) == 1:
         return next(iter(splits.values()))
+    if split is None:
+        raise MissingSplitError(
+            f"{location} has several splits, {list(splits)}: choose one with --split (evaluate and features)."
+        )
     if split not in splits:
         raise MissingSplitError(
             f"{location} has no split {split!r}; its splits are {list(splits)}: set --train-split-name / "
