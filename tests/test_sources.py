@@ -492,6 +492,27 @@ def test_features_of_a_data_set(motion, repo, tmp_path):
     np.testing.assert_allclose(table["feature"], pq.read_table(files).to_pydict()["feature"], atol=1e-5)
 
 
+def test_a_job_on_another_data_set_with_the_same_row_names_is_not_taken_as_done(
+    motion, repo, tmp_path, capsys
+):
+    other = tmp_path / "other"
+    other.symlink_to(motion["saved"])
+    output = tmp_path / "features.parquet"
+    for dataset, status in ((motion["saved"], 0), (other, 1)):  # both name their rows validation/0...
+        argv = [
+            "features",
+            str(repo),
+            "--dataset-name",
+            str(dataset),
+            "--split",
+            "validation",
+            "--video-column",
+            "clip",
+        ]
+        assert main([*argv, "--output", str(output), "--num-workers", "0"]) == status
+    assert "written for other videos or settings" in capsys.readouterr().err
+
+
 def test_commands_take_files_or_a_data_set_not_both(motion, repo, tmp_path, capsys):
     assert (
         main(

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> None:
     from ..inference import top_predictions
     from ..results import PREDICTION_SUFFIXES, prediction_records, write_features, write_predictions
     from ..sources import NamedVideos
-    from .jobs import run_stored, settings, video_source
+    from .jobs import dataset_settings, run_stored, settings, video_source
 
     if args.predictions and Path(args.predictions).suffix not in PREDICTION_SUFFIXES:
         raise CLIError(f"--predictions must end in {', '.join(PREDICTION_SUFFIXES)}, got {args.predictions}.")
@@ -79,12 +79,8 @@ def run(args: argparse.Namespace) -> None:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     store_output = output_dir / "probabilities.parquet"
-    data = (
-        [args.dataset_name, args.dataset_config_name, args.split]
-        if args.dataset_name
-        else str(Path(args.data).resolve())
-    )
-    job = settings(args, data=data)
+    files = {"data": str(Path(args.data).resolve())} if args.data else {}
+    job = settings(args, **files, **dataset_settings(args))
 
     def write(path: Path, results: list) -> None:
         write_features(path, results, ".parquet")

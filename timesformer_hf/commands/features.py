@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> None:
     from ..files import write_atomically
     from ..results import FEATURE_SUFFIXES, feature_index, write_features
     from ..sources import NamedVideos
-    from .jobs import run_stored, settings, video_paths, video_source
+    from .jobs import dataset_settings, run_stored, settings, video_paths, video_source
 
     output = Path(args.output)
     if output.suffix not in FEATURE_SUFFIXES:
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> None:
             index = json.dumps(feature_index(results), indent=1)
             write_atomically(output.with_suffix(".json"), lambda json_path: json_path.write_text(index))
 
-    job = settings(args, pool=args.pool)
+    job = settings(args, pool=args.pool, **dataset_settings(args))
     results = run_stored(
         args, output, videos, names, task="features", engine_output=args.pool, write=write, job_settings=job
     )

@@ -113,6 +113,14 @@ def settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     return {**{name: getattr(args, name, None) for name in names}, **extra}
 
 
+def dataset_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What identifies a `--dataset-name` source among a job's settings (row names like `validation/0` do not);
+    nothing for files, which their paths name."""
+    if not args.dataset_name:
+        return {}
+    return {"dataset": [args.dataset_name, args.dataset_config_name, args.split]}
+
+
 def run_stored(
     args: argparse.Namespace,
     output: Path,
