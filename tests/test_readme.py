@@ -61,6 +61,8 @@ SANDBOX = {
     "data/val": "the same layout, 1 video per label",
     "train.csv": "video,label rows for the videos of data/train",
     "actions.jsonl": "multi-label rows for the videos of data/train: the direction, and `fast` for speed 2",
+    "user/motion-clips": "a Parquet data set in the Hub's layout (data/train-*.parquet, data/validation-*.parquet): "
+    "the videos of data/train and data/val embedded, labels a ClassLabel",
     "path/to/vit": "a tiny transformers ViT (save_pretrained) with a ViT image processor config",
     "TimeSformer_divST_8x32_224_K400.pyth": "a tiny checkpoint, original keys (8 frames, 400 classes)",
     "checkpoints": "2 tiny original checkpoints (divided and joint attention)",
@@ -87,8 +89,14 @@ ELLIPSIS = {
 }
 
 # A command (its start, as the README writes it) -> arguments appended only to keep it short on a CPU, with
-# the reason. None is needed today: on the tiny stand-ins every command takes seconds, training included.
-EXTRA_ARGS: dict[str, str] = {}
+# the reason. On the tiny stand-ins every command takes seconds, training included, except what sets a length in
+# steps.
+EXTRA_ARGS: dict[str, str] = {
+    # a streamed set's length is in steps: the example's thousands would take minutes; 2 show it trains
+    "timesformer-hf train --model-name-or-path timesformer-base-k400 --dataset-name user/motion-clips --streaming": (
+        "--max-steps 2"
+    ),
+}
 
 # Python blocks (their first line) that run in a fresh interpreter instead of the section's namespace: why.
 FRESH_INTERPRETER = {
@@ -228,6 +236,25 @@ def _data(root: Path) -> None:
         labels = [direction] + (["fast"] if speed == "2" else [])
         actions.append(json.dumps({"video": str(video.relative_to(root)), "label": labels}))
     (root / "actions.jsonl").write_text("\n".join(actions) + "\n")
+    _parquet_dataset(root / "data", root / "user" / "motion-clips")
+
+
+def _parquet_dataset(data: Path, folder: Path) -> None:
+    """`data/train` and `data/val` as a Parquet data set with the videos embedded, as on the Hub."""
+    from datasets import ClassLabel, Dataset, Features, Video
+
+    names = sorted(path.name for path in (data / "train").iterdir())
+    features = Features({"video": Video(decode=False), "label": ClassLabel(names=names)})
+    (folder / "data").mkdir(parents=True)
+    for split, source in (("train", "train"), ("validation", "val")):
+        videos = sorted((data / source).rglob("*.mp4"))
+        rows = {
+            "video": [{"path": video.name, "bytes": video.read_bytes()} for video in videos],
+            "label": [names.index(video.parent.name) for video in videos],
+        }
+        Dataset.from_dict(rows, features=features).to_parquet(
+            folder / "data" / f"{split}-00000-of-00001.parquet"
+        )
 
 
 def _checkpoint(path: Path, attention: str = "divided_space_time") -> Path:
@@ -440,7 +467,7 @@ def test_a_block_without_a_runner_is_reported():
         [
             "README.md:3: a yaml block",
             "`docker run image`: no handler",
-            *(f"{key!r}: no such command" for key in ELLIPSIS),
+            *(f"{key!r}: no such command" for key in (*ELLIPSIS, *EXTRA_ARGS)),
             *(f"{key!r}: no such Python block" for key in FRESH_INTERPRETER),
         ]
     )

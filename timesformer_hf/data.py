@@ -30,15 +30,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import datasets
 import numpy as np
 import torch
-from datasets import ClassLabel, Dataset, Features, Value
+from datasets import ClassLabel, Dataset, Features, List, Value, concatenate_datasets
 from transformers.image_utils import SizeDict
 from transformers.utils import logging
 
 from .image_processing_timesformer import resize_video, to_video_tensor
-from .video import VideoDecodeError, probe_video, read_video
+from .video import StoredVideo, VideoDecodeError, VideoReader, probe_video, stored_video_name, to_source
 from .video_processing_timesformer import TimeSformerVideoProcessor
 
 logger = logging.get_logger(__name__)
@@ -61,8 +60,6 @@ __all__ = [
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
 # Between the labels of a multi-label video in a CSV cell: `a.mp4,running|jumping`.
 LABEL_SEPARATOR = "|"
-# A list feature: `datasets.List` from datasets 4 on, `Sequence` before.
-_ListFeature = getattr(datasets, "List", datasets.Sequence)
 
 # The original's random short side in training, by crop size: [256, 320] for 224, [448, 512] for 448. Other crop
 # sizes scale the 224 range proportionally.
@@ -79,7 +76,7 @@ def default_short_side_range(crop: int) -> tuple[int, int]:
 
 def _features(label_names: Sequence[str], multi_label: bool = False) -> Features:
     label = ClassLabel(names=list(label_names))
-    return Features({"video": Value("string"), "label": _ListFeature(label) if multi_label else label})
+    return Features({"video": Value("string"), "label": List(label) if multi_label else label})
 
 
 def is_multi_label(feature: Any) -> bool:
@@ -327,34 +324,38 @@ def _split_at_random(dataset: Dataset, fraction: float, seed: int) -> tuple[Data
     return dataset.select(np.sort(order[count:])), dataset.select(np.sort(order[:count]))
 
 
-def _probe(example: dict[str, Any]) -> dict[str, Any]:
+def _probe(video: StoredVideo) -> dict[str, Any]:
     try:
-        metadata = probe_video(example["video"])
+        metadata = probe_video(to_source(video))
         return {"total_num_frames": metadata.total_num_frames, "fps": metadata.fps, "error": ""}
     except VideoDecodeError as error:
         return {"total_num_frames": 0, "fps": 0.0, "error": str(error)}
 
 
 def probe_videos(dataset: Dataset, num_proc: int | None = None) -> Dataset:
-    """Add `total_num_frames` and `fps` columns; drop the videos that cannot be read, logging each path and why.
+    """Add `total_num_frames` and `fps` columns; drop the videos that cannot be read, logging each and why.
 
-    Probing demuxes a video without decoding it (see `timesformer_hf.video.probe_video`), so it is cheap.
+    Videos are paths, bytes or `{"path", "bytes"}` values (a `datasets.Video(decode=False)` column). Probing
+    demuxes a video without decoding it (see `timesformer_hf.video.probe_video`), so it is cheap; only the new
+    columns are written, not a copy of embedded videos.
     """
     # explicit types: `map` would otherwise infer the column types from the first batch alone
     features = Features(
-        {
-            **dataset.features,
-            "total_num_frames": Value("int64"),
-            "fps": Value("float64"),
-            "error": Value("string"),
-        }
+        {"total_num_frames": Value("int64"), "fps": Value("float64"), "error": Value("string")}
     )
-    probed = dataset.map(_probe, num_proc=num_proc, features=features, desc="Probing videos")
-    broken = [
-        (row["video"], row["error"]) for row in probed.select_columns(["video", "error"]) if row["error"]
-    ]
-    for path, error in broken:
-        logger.warning(f"Skipping unreadable video {path}: {error}")
+    probes = dataset.map(
+        _probe,
+        input_columns="video",
+        remove_columns=dataset.column_names,
+        num_proc=num_proc,
+        features=features,
+        desc="Probing videos",
+    )
+    probed = concatenate_datasets([dataset, probes], axis=1)
+    broken = [index for index, error in enumerate(probes["error"]) if error]
+    for index in broken:
+        name = stored_video_name(dataset[index]["video"]) or f"row {index}"
+        logger.warning(f"Skipping unreadable video {name}: {probes[index]['error']}")
     if broken:
         logger.warning(f"Skipped {len(broken)} of {len(dataset)} videos that could not be read.")
         probed = probed.filter(
@@ -374,8 +375,9 @@ class VideoClipTransform:
     crop of the processor's `crop_size`, a horizontal flip with probability 1/2 (turn it off for data where
     direction matters, e.g. Something-Something or left/right motion), then the processor's normalisation.
 
-    A video that fails to decode is logged with its path and yields `pixel_values=None`, which [`collate_videos`]
-    drops. Randomness comes from `torch`'s generator, so `Trainer`'s seed and per-worker seeding apply.
+    Videos are paths, bytes or `{"path", "bytes"}` values, decoded from memory. A video that fails to decode is
+    logged, counted (`failures`) and yields `pixel_values=None`, which [`collate_videos`] drops. Randomness comes
+    from `torch`'s generator, so `Trainer`'s seed and per-worker seeding apply.
 
     Labels pass through as they are (class ids), except for multi-label data (a list of label ids per video): with
     `num_labels` set, they become multi-hot float vectors of that length (see [`multi_hot`]), the targets of the
@@ -416,6 +418,7 @@ class VideoClipTransform:
                 f"({self.crop_height}x{self.crop_width}) or above."
             )
         self.short_side_range = short_side_range
+        self.failures = 0  # videos that did not decode, in this process
 
     def sample_indices(self, total_num_frames: int, fps: float) -> np.ndarray:
         seed = int(torch.randint(2**31 - 1, ())) if self.training else None
@@ -447,19 +450,25 @@ class VideoClipTransform:
             video, do_resize=False, do_center_crop=False, **single_view, return_tensors="pt"
         )["pixel_values"][0]
 
+    def clip(self, video: StoredVideo) -> torch.Tensor | None:
+        """The transformed clip of a path, bytes or `{"path", "bytes"}` video; `None` (logged, counted in
+        `failures`) when it does not decode."""
+        try:
+            with VideoReader(to_source(video)) as reader:
+                metadata = reader.metadata
+                frames = reader.read(self.sample_indices(metadata.total_num_frames, metadata.fps))
+        except (VideoDecodeError, IndexError) as error:
+            self.failures += 1
+            name = stored_video_name(video) or "(embedded video)"
+            logger.warning(f"Skipping video {name} in this batch ({self.failures} skipped so far): {error}")
+            return None
+        return self.transform(frames)
+
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        pixel_values = []
-        for path, total_num_frames, fps in zip(
-            batch["video"], batch["total_num_frames"], batch["fps"], strict=True
-        ):
-            try:
-                frames = read_video(path, self.sample_indices(total_num_frames, fps))
-            except (VideoDecodeError, IndexError) as error:
-                logger.warning(f"Skipping video {path} in this batch: {error}")
-                pixel_values.append(None)
-                continue
-            pixel_values.append(self.transform(frames))
-        return {"pixel_values": pixel_values, "labels": self.targets(batch["label"])}
+        return {
+            "pixel_values": [self.clip(video) for video in batch["video"]],
+            "labels": self.targets(batch["label"]),
+        }
 
     def targets(self, labels: list) -> list:
         """Class ids as they are; lists of label ids (multi-label) as multi-hot vectors of `num_labels`."""

@@ -55,9 +55,18 @@ class LargeEmbeddingInit(TrainerCallback):
 
 
 def train_model(
-    attention_type: str, data_dir: Path, run_dir: Path, repo_dir: Path, epochs: int = 40, seed: int = 0
+    attention_type: str,
+    data_dir: Path,
+    run_dir: Path,
+    repo_dir: Path,
+    epochs: int = 40,
+    seed: int = 0,
+    *,
+    dataset_name: str | None = None,
 ) -> tuple[dict[str, float], float]:
-    """Fine-tune a tiny TimeSformer on the motion data set in `data_dir`; return its metrics and wall time."""
+    """Fine-tune a tiny TimeSformer on the motion data set in `data_dir` (its `train` and `validation` folders), or
+    in the `datasets` data set `dataset_name` (its `train` and `validation` splits); return its metrics and wall
+    time."""
     from transformers import TrainingArguments
 
     training_args = TrainingArguments(
@@ -78,10 +87,13 @@ def train_model(
         seed=seed,
         disable_tqdm=False,
     )
+    source = (
+        {"dataset_name": dataset_name}
+        if dataset_name
+        else {"train_dir": str(data_dir / "train"), "validation_dir": str(data_dir / "validation")}
+    )
     data_args = DataTrainingArguments(
-        train_dir=str(data_dir / "train"),
-        validation_dir=str(data_dir / "validation"),
-        dataset_name="synthetic-motion",
+        **source,
         num_frames=8,
         frame_sampling="uniform",  # each video is one 8-frame cycle of the motion
         horizontal_flip=False,  # a flip turns "right" into "left"

@@ -25,7 +25,6 @@ a.mp4 [{'label': 'right_1', 'score': 0.97}, {'label': 'left_2', 'score': 0.01}]
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -36,7 +35,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .video import VideoDecodeError, VideoReader, sample_ssv2_indices, sample_uniform_indices
+from .video import (
+    StoredVideo,
+    VideoDecodeError,
+    VideoReader,
+    sample_ssv2_indices,
+    sample_uniform_indices,
+    stored_video_name,
+    to_source,
+)
 
 __all__ = [
     "DTYPES",
@@ -60,7 +67,7 @@ __all__ = [
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MAX_AUTO_CLIPS = 10
 Output = Literal["probabilities", "cls", "mean"]
-VideoInput = str | os.PathLike | bytes | dict
+VideoInput = StoredVideo
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -239,15 +246,7 @@ _malloc_trim = _find_malloc_trim()
 
 def video_name(video: VideoInput, index: int) -> str:
     """How a video is called in outputs: its path, else its position."""
-    if isinstance(video, dict):
-        video = video.get("path") or f"#{index}"
-    return os.fspath(video) if isinstance(video, str | os.PathLike) else f"#{index}"
-
-
-def _open_source(video: VideoInput) -> Any:
-    if isinstance(video, dict):
-        video = video["bytes"] if video.get("bytes") is not None else video["path"]
-    return io.BytesIO(video) if isinstance(video, bytes) else video
+    return stored_video_name(video) or f"#{index}"
 
 
 @dataclass
@@ -298,7 +297,7 @@ class _ViewDataset(IterableDataset):
             video = self.videos[index]
             name = video_name(video, index)
             try:
-                with VideoReader(_open_source(video)) as reader:
+                with VideoReader(to_source(video)) as reader:
                     yield from self._chunks(reader, index, name)
             except VideoDecodeError as error:
                 yield _Chunk(index, name, error=str(error))

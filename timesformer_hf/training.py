@@ -41,7 +41,7 @@ import evaluate
 import numpy as np
 import torch
 import transformers
-from datasets import Dataset
+from datasets import Dataset, IterableDataset
 from huggingface_hub import ModelCard, hf_hub_download
 from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
@@ -53,7 +53,6 @@ from .data import (
     class_label,
     collate_videos,
     is_multi_label,
-    load_video_dataset,
     probe_videos,
     split_train_validation,
 )
@@ -62,6 +61,7 @@ from .hub import build_model_card, push_repo, save_repo
 from .image_processing_timesformer import TimeSformerImageProcessor
 from .metrics import MULTI_LABEL, TOP_K_ACCURACY
 from .modeling_timesformer import TimeSformerForVideoClassification
+from .sources import MissingSplitError, VideoSource
 from .video_processing_timesformer import FRAME_SAMPLINGS, TimeSformerVideoProcessor
 
 logger = hf_logging.get_logger(__name__)
@@ -195,17 +195,63 @@ class DataTrainingArguments:
     validation_file: str | None = field(
         default=None, metadata={"help": "CSV/JSON(L) list of validation videos."}
     )
-    video_column: str = field(default="video", metadata={"help": "Column of the video paths in a list file."})
-    label_column: str = field(default="label", metadata={"help": "Column of the labels in a list file."})
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "A `datasets` data set instead of folders or lists: a Hub id, or a local path `load_dataset` "
+            "reads (videofolder, Parquet, WebDataset, Arrow files) or a `save_to_disk` folder."
+        },
+    )
+    dataset_config_name: str | None = field(
+        default=None, metadata={"help": "Configuration of the `datasets` data set."}
+    )
+    train_split_name: str = field(default="train", metadata={"help": "Training split of --dataset-name."})
+    eval_split_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Validation split of --dataset-name (default: 'validation' if it has one, else a held-out "
+            "part of the training split, see --train-val-split)."
+        },
+    )
+    video_column_name: str = field(
+        default="video",
+        metadata={
+            "help": "Column of the videos (paths, a Video feature, or bytes) in a list file or data set.",
+            "aliases": ["--video_column", "--video-column"],
+        },
+    )
+    label_column_name: str = field(
+        default="label",
+        metadata={
+            "help": "Column of the labels (a ClassLabel, names, ids, or lists of them) in a list file or data set.",
+            "aliases": ["--label_column", "--label-column"],
+        },
+    )
+    class_names: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Class names in id order, for labels given as ids or names without a ClassLabel (required "
+            "with --streaming, whose labels are not read up front). (TrainingArguments' --label-names is another "
+            "thing: the names of the label inputs.)"
+        },
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Read --dataset-name as it trains (shards in turn, shuffled with a buffer), for data sets "
+            "larger than the disk; give the training length with --max-steps."
+        },
+    )
+    shuffle_buffer_size: int = field(
+        default=1000,
+        metadata={"help": "Videos held (undecoded, in memory) to shuffle a streamed training set."},
+    )
     train_val_split: float = field(
         default=0.15,
         metadata={
             "help": "Fraction of every class held out for validation when no validation set is given (at least one "
             "video per class)."
         },
-    )
-    dataset_name: str | None = field(
-        default=None, metadata={"help": "Name of the data set for the model card."}
     )
     num_frames: int | None = field(default=None, metadata={"help": "Frames per clip (default: the model's)."})
     frame_sampling: str | None = field(
@@ -236,12 +282,25 @@ class DataTrainingArguments:
     probe_num_proc: int | None = field(default=None, metadata={"help": "Processes for probing the videos."})
 
     def __post_init__(self) -> None:
-        if not (self.train_dir or self.train_file):
+        sources = [name for name in ("train_dir", "train_file", "dataset_name") if getattr(self, name)]
+        if not sources:
             raise ValueError(
-                "Training needs videos: --train-dir (a folder with one sub-folder of videos per class) or "
-                "--train-file (a CSV/JSON list of video,label rows), and --output-dir for the run, e.g. "
-                f"`{TRAIN_EXAMPLE}` (`timesformer-hf train --help` lists every option)."
+                "Training needs videos: --train-dir (a folder with one sub-folder of videos per class), "
+                "--train-file (a CSV/JSON list of video,label rows) or --dataset-name (a `datasets` data set), "
+                f"and --output-dir for the run, e.g. `{TRAIN_EXAMPLE}` (`timesformer-hf train --help` lists every "
+                "option)."
             )
+        if len(sources) > 1:
+            raise ValueError(
+                f"Give one training set, not {' and '.join('--' + s.replace('_', '-') for s in sources)}."
+            )
+        if self.dataset_name and (self.validation_dir or self.validation_file):
+            raise ValueError(
+                "With --dataset-name the validation set is a split of it (--eval-split-name), not "
+                "--validation-dir or --validation-file."
+            )
+        if self.streaming and not self.dataset_name:
+            raise ValueError("--streaming reads a `datasets` data set: give it with --dataset-name.")
         if self.frame_sampling is not None and self.frame_sampling not in FRAME_SAMPLINGS:
             raise ValueError(
                 f"--frame-sampling must be one of {FRAME_SAMPLINGS}, got {self.frame_sampling!r}."
@@ -477,30 +536,100 @@ def _check_repo_dir(repo_dir: Path, default: bool) -> None:
     )
 
 
-def _load_splits(data_args: DataTrainingArguments, seed: int) -> tuple[Dataset, Dataset]:
-    list_kwargs = {"video_column": data_args.video_column, "label_column": data_args.label_column}
-    train_source = data_args.train_dir or data_args.train_file
-    train = load_video_dataset(train_source, **({} if data_args.train_dir else list_kwargs))
-    multi_label = is_multi_label(train.features["label"])
-    label_names = class_label(train.features["label"]).names
-    validation_source = data_args.validation_dir or data_args.validation_file
-    if validation_source:
-        if multi_label and data_args.validation_dir:
-            raise ValueError(
-                f"The training list {train_source} has several labels per video (multi-label), which a folder of "
-                "class sub-folders cannot hold: give the validation videos as a list, --validation-file."
-            )
-        extra = {} if data_args.validation_dir else {**list_kwargs, "multi_label": multi_label}
-        validation = load_video_dataset(validation_source, label_names=label_names, **extra)
-    else:
-        train, validation = split_train_validation(train, data_args.train_val_split, seed)
-    if data_args.max_train_samples is not None:
-        train = train.shuffle(seed=seed).select(range(min(data_args.max_train_samples, len(train))))
-    if data_args.max_eval_samples is not None:
-        validation = validation.shuffle(seed=seed).select(
-            range(min(data_args.max_eval_samples, len(validation)))
+def data_source(data_args: DataTrainingArguments, token: str | None = None) -> VideoSource:
+    """The training videos' [`VideoSource`]: `--dataset-name`, `--train-dir` or `--train-file`."""
+    columns = {
+        "video_column_name": data_args.video_column_name,
+        "label_column_name": data_args.label_column_name,
+    }
+    if data_args.dataset_name:
+        return VideoSource.from_datasets(
+            data_args.dataset_name,
+            config_name=data_args.dataset_config_name,
+            streaming=data_args.streaming,
+            token=token,
+            **columns,
         )
+    return VideoSource.from_path(data_args.train_dir or data_args.train_file, **columns)
+
+
+def _limit(dataset: Dataset | IterableDataset, count: int | None, seed: int) -> Dataset | IterableDataset:
+    if count is None:
+        return dataset
+    if isinstance(dataset, IterableDataset):
+        return dataset.take(count)
+    return dataset.shuffle(seed=seed).select(range(min(count, len(dataset))))
+
+
+def _validation(source: VideoSource, data_args: DataTrainingArguments, label_feature: Any) -> Any:
+    """The validation set: a list or folder, or the eval split of a data set; `None` to hold one out."""
+    label_names, multi_label = class_label(label_feature).names, is_multi_label(label_feature)
+    if multi_label and data_args.validation_dir:
+        raise ValueError(
+            f"The training videos of {source.location} have several labels each (multi-label), which a folder of "
+            "class sub-folders cannot hold: give the validation videos as a list, --validation-file."
+        )
+    validation_path = data_args.validation_dir or data_args.validation_file
+    if validation_path:
+        columns = {
+            "video_column_name": source.video_column_name,
+            "label_column_name": source.label_column_name,
+        }
+        validation = VideoSource.from_path(validation_path, **columns)
+        return validation.load(label_names=label_names, multi_label=multi_label)
+    if source.kind != "datasets":
+        return None
+    try:
+        return source.load(data_args.eval_split_name or "validation", label_names=label_names)
+    except MissingSplitError as error:
+        if data_args.eval_split_name:
+            raise
+        if source.streaming:
+            raise ValueError(
+                f"{error} A streamed data set is not split into training and validation: name its validation "
+                "split with --eval-split-name."
+            ) from error
+        return None
+
+
+def _load_splits(
+    data_args: DataTrainingArguments, seed: int, token: str | None = None
+) -> tuple[Dataset | IterableDataset, Dataset | IterableDataset]:
+    source = data_source(data_args, token)
+    train = source.load(data_args.train_split_name, label_names=data_args.class_names)
+    validation = _validation(source, data_args, train.features["label"])
+    if validation is None:
+        train, validation = split_train_validation(train, data_args.train_val_split, seed)
+    train = _limit(train, data_args.max_train_samples, seed)
+    validation = _limit(validation, data_args.max_eval_samples, seed)
+    if source.streaming:  # decode errors are skipped (and counted) as the videos are read
+        return train, validation
     return probe_videos(train, data_args.probe_num_proc), probe_videos(validation, data_args.probe_num_proc)
+
+
+def _apply_transform(
+    dataset: Dataset | IterableDataset, transform: VideoClipTransform
+) -> Dataset | IterableDataset:
+    """Decode and transform clips as rows are read: `set_transform`, or a lazy `map` for a streamed set."""
+    if isinstance(dataset, IterableDataset):
+        return dataset.map(transform, batched=True, batch_size=1, remove_columns=list(dataset.features))
+    dataset.set_transform(transform)
+    return dataset
+
+
+def _check_streaming(data_args: DataTrainingArguments, training_args: TrainingArguments) -> None:
+    """A streamed set has no length: the run's length is `--max-steps`; each process reads its own shards."""
+    if not data_args.streaming:
+        return
+    if training_args.max_steps <= 0:
+        raise ValueError(
+            "--streaming reads the data set as training goes, without knowing its length: give the training "
+            "length in steps with --max-steps N (instead of --num-train-epochs)."
+        )
+    # accelerate then gives each process its own shards of a `datasets.IterableDataset` (when there are at least
+    # as many shards as processes; else each reads all and keeps its share), instead of the main process reading
+    # every batch and sending it to the others
+    training_args.accelerator_config.dispatch_batches = False
 
 
 def _setup_logging(training_args: TrainingArguments) -> None:
@@ -533,16 +662,14 @@ def _resume_checkpoint(training_args: TrainingArguments) -> str | None:
 def _model_card(
     model: TimeSformerForVideoClassification,
     model_args: ModelArguments,
-    data_args: DataTrainingArguments,
+    source: VideoSource,
     repo_name: str,
     eval_metrics: dict[str, float],
     *,
     repo_id: str | None,
     repo_dir: Path,
 ) -> Any:
-    dataset_name = (
-        data_args.dataset_name or Path(data_args.train_dir or data_args.train_file).resolve().parent.name
-    )
+    dataset_name = source.name
     base_model = model_args.model_name_or_path or model_args.init_from_image
     results = {
         name.removeprefix("eval_"): round(100 * value, 2)
@@ -557,6 +684,7 @@ def _model_card(
         repo_id=repo_id,
         saved_to=repo_dir,
         base_model=base_model if base_model and not os.path.isdir(base_model) else None,
+        datasets=[source.hub_id] if source.hub_id else (),
         dataset_name=dataset_name,
         eval_results=results or None,
         description=f"TimeSformer fine-tuned on {dataset_name} with `timesformer-hf train`. {metrics_note}",
@@ -586,7 +714,8 @@ def run_training(
     checkpoint = _resume_checkpoint(training_args)
     transformers.set_seed(training_args.seed)
 
-    train_set, eval_set = _load_splits(data_args, training_args.seed)
+    _check_streaming(data_args, training_args)
+    train_set, eval_set = _load_splits(data_args, training_args.seed, model_args.token)
     multi_label = is_multi_label(train_set.features["label"])
     label_names = class_label(train_set.features["label"]).names
     model, processor = load_model_and_processor(
@@ -599,16 +728,23 @@ def run_training(
         processor.sampling_rate = data_args.sampling_rate
     short_side_range = tuple(data_args.short_side_range) if data_args.short_side_range else None
     num_labels = len(label_names) if multi_label else None  # multi-hot targets
-    train_set.set_transform(
+    if data_args.streaming:
+        train_set = train_set.shuffle(seed=training_args.seed, buffer_size=data_args.shuffle_buffer_size)
+        logger.info(
+            f"Streaming {data_args.dataset_name}: {train_set.n_shards} training shards for "
+            f"{training_args.world_size} process(es)"
+        )
+    train_set = _apply_transform(
+        train_set,
         VideoClipTransform(
             processor,
             training=True,
             horizontal_flip=resolve_horizontal_flip(data_args.horizontal_flip, processor.frame_sampling),
             short_side_range=short_side_range,
             num_labels=num_labels,
-        )
+        ),
     )
-    eval_set.set_transform(VideoClipTransform(processor, training=False, num_labels=num_labels))
+    eval_set = _apply_transform(eval_set, VideoClipTransform(processor, training=False, num_labels=num_labels))
     if model_args.lora_r is not None:
         model = apply_lora(model, model_args)
 
@@ -667,7 +803,7 @@ def run_training(
             model_card=_model_card(
                 unwrapped,
                 model_args,
-                data_args,
+                data_source(data_args),
                 repo_name,
                 eval_metrics,
                 repo_id=(training_args.hub_model_id or repo_name) if push_to_hub else None,

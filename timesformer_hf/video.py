@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "StoredVideo",
     "VideoDecodeError",
     "VideoMetadata",
     "VideoReader",
@@ -33,10 +35,37 @@ __all__ = [
     "sample_ssv2_indices",
     "sample_uniform_indices",
     "stack_frames",
+    "stored_video_name",
+    "to_source",
 ]
 
 VideoSource = str | os.PathLike | IO[bytes]
 SeedLike = int | np.random.Generator | None
+# A video as data sets hold it: a path, its bytes, or a `datasets.Video(decode=False)` value `{"path", "bytes"}`.
+StoredVideo = str | os.PathLike | bytes | dict
+
+
+def to_source(video: StoredVideo) -> VideoSource:
+    """What [`VideoReader`] opens for a stored video: its path, or its bytes as an in-memory file (no temporary file).
+
+    Example:
+
+    ```python
+    >>> to_source({"path": "clip.mp4", "bytes": None})
+    'clip.mp4'
+
+    ```
+    """
+    if isinstance(video, dict):
+        video = video["bytes"] if video.get("bytes") is not None else video["path"]
+    return io.BytesIO(video) if isinstance(video, bytes) else video
+
+
+def stored_video_name(video: StoredVideo) -> str | None:
+    """The path of a stored video (the file name inside an archive for embedded bytes), `None` when it has none."""
+    if isinstance(video, dict):
+        video = video.get("path")
+    return os.fspath(video) if isinstance(video, str | os.PathLike) else None
 
 
 def stack_frames(frames: Sequence[np.ndarray]) -> np.ndarray:

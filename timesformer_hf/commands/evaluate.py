@@ -10,6 +10,7 @@ from typing import Any
 
 from .errors import CLIError
 from .options import (
+    add_dataset_options,
     add_inference_options,
     add_model_options,
     add_output_options,
@@ -18,8 +19,8 @@ from .options import (
 )
 
 HELP = (
-    "Evaluate a model on labelled videos (a class-folder tree or a CSV/JSON list), views' softmax scores averaged; "
-    "a multi-label model (sigmoid scores) on a list with several labels per video."
+    "Evaluate a model on labelled videos (a class-folder tree, a CSV/JSON list or a `datasets` data set), views' "
+    "softmax scores averaged; a multi-label model (sigmoid scores) on a list with several labels per video."
 )
 
 
@@ -28,11 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_options(parser)
     parser.add_argument(
         "data",
+        nargs="?",
         help="A folder with one sub-folder per class, or a .csv/.json/.jsonl list (multi-label models: a list of "
-        "labels per row, in CSV separated by |).",
+        "labels per row, in CSV separated by |); or --dataset-name.",
     )
-    parser.add_argument("--video-column", default="video", help="Video column of a list file (video).")
-    parser.add_argument("--label-column", default="label", help="Label column of a list file (label).")
+    add_dataset_options(parser, labels=True)
     parser.add_argument(
         "--output-dir",
         default="evaluation",
@@ -66,11 +67,11 @@ def run(args: argparse.Namespace) -> None:
     from transformers import AutoConfig
 
     from .. import registration
-    from ..data import load_video_dataset
     from ..files import write_atomically
     from ..inference import is_multi_label_model, report_predictions
     from ..results import PREDICTION_SUFFIXES, prediction_records, write_features, write_predictions
-    from .jobs import run_stored, settings
+    from ..sources import NamedVideos
+    from .jobs import dataset_settings, run_stored, settings, video_source
 
     if args.predictions and Path(args.predictions).suffix not in PREDICTION_SUFFIXES:
         raise CLIError(f"--predictions must end in {', '.join(PREDICTION_SUFFIXES)}, got {args.predictions}.")
@@ -79,26 +80,20 @@ def run(args: argparse.Namespace) -> None:
     config = AutoConfig.from_pretrained(args.model, revision=args.revision)
     id2label, multi_label = config.id2label, is_multi_label_model(config)
     label_names = [id2label[i] for i in range(len(id2label))]
-    columns = (
-        {}
-        if Path(args.data).is_dir()
-        else {
-            "video_column": args.video_column,
-            "label_column": args.label_column,
-            "multi_label": multi_label,
-        }
-    )
+    source = video_source(args, args.data)
     try:
-        dataset = load_video_dataset(args.data, label_names=label_names, **columns)
+        dataset = source.load(args.split, label_names=label_names, multi_label=multi_label)
     except ValueError as error:
         raise CLIError(
             f"{error} Evaluate needs the model's label names ({len(label_names)} classes)."
         ) from error
-    videos, labels = dataset["video"], _targets(dataset["label"], len(label_names), multi_label)
+    videos = NamedVideos(dataset, args.split)
+    labels = _targets(dataset["label"], len(label_names), multi_label)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     store_output = output_dir / "probabilities.parquet"
-    job = settings(args, data=str(Path(args.data).resolve()))
+    files = {"data": str(Path(args.data).resolve())} if args.data else {}
+    job = settings(args, **files, **dataset_settings(args))
 
     def write(path: Path, results: list) -> None:
         write_features(path, results, ".parquet")
@@ -107,7 +102,7 @@ def run(args: argparse.Namespace) -> None:
         args,
         store_output,
         videos,
-        videos,
+        videos.names,
         task="classify",
         engine_output="probabilities",
         write=write,
@@ -118,7 +113,7 @@ def run(args: argparse.Namespace) -> None:
 
         if not Processes().is_main or not store_output.exists():
             return
-        results = read_probabilities(store_output, videos)  # complete from an earlier run: report again
+        results = read_probabilities(store_output, videos.names)  # complete from an earlier run: report again
     done = [result for result in results if result.error is None]
     if not done:
         raise CLIError("None of the videos could be read: nothing to evaluate.")

@@ -30,6 +30,24 @@ def video_paths(sources: Sequence[str]) -> list[str]:
     return paths
 
 
+def video_source(args: argparse.Namespace, files: str | Sequence[str] | None) -> Any:
+    """The `timesformer_hf.sources.VideoSource` of `--dataset-name`, or of `files` (a folder or a list file),
+    whichever of the two was given."""
+    from ..sources import VideoSource
+
+    if files and args.dataset_name:
+        raise CLIError("Give the videos as files or folders, or as a data set with --dataset-name, not both.")
+    if not (files or args.dataset_name):
+        raise CLIError("Give the videos: files or folders, or a data set with --dataset-name.")
+    columns = {
+        "video_column_name": args.video_column_name,
+        "label_column_name": getattr(args, "label_column_name", None),
+    }
+    if args.dataset_name:
+        return VideoSource.from_datasets(args.dataset_name, config_name=args.dataset_config_name, **columns)
+    return VideoSource.from_path(files, **columns)
+
+
 class Processes:
     """This process's rank among those `accelerate launch` / `torchrun` started (one process otherwise)."""
 
@@ -93,6 +111,14 @@ def settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     """What determines a job's results: a resumed job must have the same."""
     names = ("model", "revision", "dtype", "num_clips", "num_crops", "frame_sampling", "window", "stride")
     return {**{name: getattr(args, name, None) for name in names}, **extra}
+
+
+def dataset_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What identifies a `--dataset-name` source among a job's settings (row names like `validation/0` do not);
+    nothing for files, which their paths name."""
+    if not args.dataset_name:
+        return {}
+    return {"dataset": [args.dataset_name, args.dataset_config_name, args.split]}
 
 
 def run_stored(

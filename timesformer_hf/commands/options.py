@@ -10,6 +10,7 @@ from collections.abc import Sequence
 __all__ = [
     "ArgumentParser",
     "SPELLING_NOTE",
+    "add_dataset_options",
     "add_inference_options",
     "add_model_options",
     "add_threshold_option",
@@ -119,5 +120,31 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_video_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("videos", nargs="+", help="Video files or folders (searched recursively).")
+def add_video_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    text = "Video files or folders (searched recursively)" + ("." if required else "; or --dataset-name.")
+    parser.add_argument("videos", nargs="+" if required else "*", help=text)
+
+
+def add_dataset_options(parser: argparse.ArgumentParser, *, labels: bool) -> None:
+    """A `datasets` data set in place of files (see `timesformer_hf.sources`), as the `train` options name it."""
+    group = parser.add_argument_group("a `datasets` data set instead of files")
+    group.add_argument(
+        "--dataset-name",
+        help="A Hub id, or a local path datasets.load_dataset reads (videofolder, Parquet, WebDataset, Arrow), or "
+        "a save_to_disk folder.",
+    )
+    group.add_argument("--dataset-config-name", help="Configuration of the data set.")
+    group.add_argument("--split", help="Split of the data set to read (default: its only split).")
+    group.add_argument(
+        "--video-column-name",
+        "--video-column",
+        default="video",
+        help="Column of the videos (a Video feature, paths or bytes) of a data set or list file (video).",
+    )
+    if labels:
+        group.add_argument(
+            "--label-column-name",
+            "--label-column",
+            default="label",
+            help="Column of the labels (a ClassLabel, names or ids) of a data set or list file (label).",
+        )
