@@ -55,6 +55,7 @@ DEFAULT_OPSET = 18
 # Max abs difference from PyTorch fp32 allowed by the self-check; fp16 relative to the largest output magnitude.
 TOLERANCES = {"fp32": 1e-4, "fp16": 2e-2}
 FEATURE_OUTPUTS = ("last_hidden_state", "pooler_output")
+ATTENTION_OP = "Attention"  # ONNX Runtime's fused self-attention (com.microsoft), with its QKV projection
 Task = Literal["classify", "features"]
 
 
@@ -140,6 +141,95 @@ def _inference_copy(model: torch.nn.Module) -> torch.nn.Module:
     return model.fuse_temporal_projections()
 
 
+# ---- fused attention: ONNX Runtime's `Attention` op -----------------------------------------------------------
+
+
+@torch.library.custom_op("timesformer_hf::onnx_attention", mutates_args=())
+def onnx_attention(
+    hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, num_heads: int
+) -> torch.Tensor:
+    """Self-attention with its QKV projection, as ONNX Runtime's `com.microsoft.Attention` computes it: `hidden_states`
+    `(batch, seq, D)`, `weight` `(D, 3D)` (the transposed `qkv` weight), `bias` `(3D,)`; returns `(batch, seq, D)`."""
+    batch_size, seq_length, hidden_size = hidden_states.shape
+    head_dim = hidden_size // num_heads
+    qkv = (hidden_states @ weight + bias).view(batch_size, seq_length, 3, num_heads, head_dim)
+    query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    weights = torch.softmax(query @ key.transpose(-1, -2) * head_dim**-0.5, dim=-1)
+    return (weights @ value).transpose(1, 2).reshape(batch_size, seq_length, hidden_size)
+
+
+@onnx_attention.register_fake
+def _(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, num_heads: int) -> torch.Tensor:
+    return hidden_states.new_empty(hidden_states.shape)
+
+
+class _FusedSelfAttention(torch.nn.Module):
+    """A `TimeSformerSelfAttention` exported as one `Attention` node (QKV projection, softmax attention)."""
+
+    def __init__(self, attention: torch.nn.Module) -> None:
+        super().__init__()
+        qkv = attention.qkv
+        bias = qkv.bias if qkv.bias is not None else torch.zeros(qkv.out_features)
+        self.register_buffer("weight", qkv.weight.detach().t().contiguous())
+        self.register_buffer("bias", bias.detach().clone())
+        self.num_heads = attention.num_heads
+
+    def forward(
+        self, hidden_states: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, None]:
+        return onnx_attention(hidden_states, self.weight, self.bias, self.num_heads), None
+
+
+def _with_fused_attention(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `model` whose self-attentions export as ONNX Runtime `Attention` nodes (same outputs)."""
+    from .modeling_timesformer import TimeSformerAttention
+
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if isinstance(module, TimeSformerAttention):
+            module.attention = _FusedSelfAttention(module.attention)
+    return model
+
+
+def _attention_onnx(hidden_states: Any, weight: Any, bias: Any, num_heads: int) -> Any:
+    """`onnx_attention` for the `torch.export` exporter."""
+    import onnxscript
+
+    return onnxscript.values.Opset("com.microsoft", 1).Attention(
+        hidden_states, weight, bias, num_heads=num_heads
+    )
+
+
+def _attention_symbolic(graph: Any, hidden_states: Any, weight: Any, bias: Any, num_heads: Any) -> Any:
+    """`onnx_attention` for the TorchScript exporter."""
+    from torch.onnx import symbolic_helper
+
+    heads = symbolic_helper._get_const(num_heads, "i", "num_heads")
+    output = graph.op("com.microsoft::Attention", hidden_states, weight, bias, num_heads_i=heads)
+    output.setType(hidden_states.type())  # the output has the input's shape and type
+    return output
+
+
+def _register_attention_op(opset: int) -> None:
+    """Make `com.microsoft.Attention` known to ONNX (for onnxscript) and `onnx_attention` to the TorchScript exporter."""
+    import onnx
+    from onnx.defs import OpSchema
+
+    if not onnx.defs.has(ATTENTION_OP, domain="com.microsoft"):
+        parameter = OpSchema.FormalParameter
+        schema = OpSchema(
+            ATTENTION_OP,
+            "com.microsoft",
+            1,
+            inputs=[parameter("input", "T"), parameter("weights", "T"), parameter("bias", "T")],
+            outputs=[parameter("output", "T")],
+            type_constraints=[("T", ["tensor(float)", "tensor(float16)"], "")],
+            attributes=[OpSchema.Attribute("num_heads", OpSchema.AttrType.INT, "heads")],
+        )
+        onnx.defs.register_schema(schema)
+    torch.onnx.register_custom_op_symbolic("timesformer_hf::onnx_attention", _attention_symbolic, opset)
+
+
 # ---- export and graph work ------------------------------------------------------------------------------------
 
 
@@ -158,14 +248,27 @@ def _trace_input(config: Any, dynamic_frames: bool, dynamic_size: bool) -> torch
 
 
 def export_graph(
-    model: torch.nn.Module, path: Path, *, dynamic_frames: bool, dynamic_size: bool, opset: int
+    model: torch.nn.Module,
+    path: Path,
+    *,
+    dynamic_frames: bool,
+    dynamic_size: bool,
+    opset: int,
+    fused_attention: bool = True,
 ) -> str:
     """Write the ONNX graph of `model` (see [`_inference_copy`]) to `path`; returns the exporter used.
+
+    With `fused_attention`, every self-attention (QKV projection included) is one ONNX Runtime `Attention` node: the
+    exporters' decomposed attention (split, transposes, scaled matmuls) costs about 10% of the CPU time, and the
+    int8 quantizer turns `Attention` into its int8 `QAttention`.
 
     The `torch.export` exporter (the default of `torch.onnx.export`) is used for a fixed frame count and size: the
     model branches in Python on them (resizing the embeddings or not), which `torch.export` specialises. Dynamic
     frames or size use the TorchScript exporter, traced on the resizing path, with dynamic axes.
     """
+    if fused_attention:
+        _register_attention_op(opset)
+        model = _with_fused_attention(model)
     wrapper = _ExportWrapper(model).eval()
     example = _trace_input(model.config, dynamic_frames, dynamic_size)
     names = {"input_names": ["pixel_values"], "output_names": list(wrapper.output_names)}
@@ -181,6 +284,9 @@ def export_graph(
                     external_data=False,
                     dynamo=True,
                     verbose=False,
+                    custom_translation_table={
+                        torch.ops.timesformer_hf.onnx_attention.default: _attention_onnx
+                    },
                     **names,
                 )
                 return "dynamo"
@@ -205,7 +311,7 @@ def export_graph(
 
 def optimize_graph(path: Path, config: Any, dtype: str) -> None:
     """ONNX Runtime's transformer optimizer on the graph at `path`, in place: LayerNorm, SkipLayerNorm, GELU and bias
-    fusions (ONNX Runtime contrib ops), and the fp16 conversion (inputs and outputs stay fp32)."""
+    fusions (ONNX Runtime contrib ops, as the fused `Attention`), and the fp16 conversion (inputs and outputs stay fp32)."""
     optimizer = require("onnxruntime.transformers.optimizer", "ONNX export")
     with (
         _quiet("onnxruntime", "fusion_skiplayernorm", "onnx_model", "fusion_utils"),
@@ -224,7 +330,7 @@ def optimize_graph(path: Path, config: Any, dtype: str) -> None:
 
 
 def quantize_int8(source: Path, target: Path) -> None:
-    """Dynamic int8 quantization of the MatMuls (the linear layers and attention products) of the fp32 graph at
+    """Dynamic int8 quantization of the MatMuls (the linear layers) and fused `Attention` nodes of the fp32 graph at
     `source`, after ONNX Runtime's quantization pre-processing, into `target`."""
     quantization = require("onnxruntime.quantization", "int8 quantization")
     shape_inference = require("onnxruntime.quantization.shape_inference", "int8 quantization")
@@ -236,7 +342,7 @@ def quantize_int8(source: Path, target: Path) -> None:
             str(prepared),
             str(target),
             weight_type=quantization.QuantType.QInt8,
-            op_types_to_quantize=["MatMul"],
+            op_types_to_quantize=["MatMul", "Attention"],
             extra_options={
                 "DefaultTensorType": 1
             },  # FLOAT, for outputs of contrib ops without inferred types
@@ -460,7 +566,12 @@ def export_onnx(
     staging = make_staging_dir(output_dir, "onnx")
     try:
         exporter = export_graph(
-            model, staging / MODEL_FILE, dynamic_frames=dynamic_frames, dynamic_size=dynamic_size, opset=opset
+            model,
+            staging / MODEL_FILE,
+            dynamic_frames=dynamic_frames,
+            dynamic_size=dynamic_size,
+            opset=opset,
+            fused_attention=dtype == "fp32",  # ONNX Runtime's CPU Attention kernel is fp32 only
         )
         optimize_graph(staging / MODEL_FILE, config, dtype)
         shape, fixed = _axes(config, dynamic_frames, dynamic_size)
