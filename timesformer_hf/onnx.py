@@ -27,7 +27,7 @@ import logging
 import os
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,7 +69,7 @@ def _require_onnx(feature: str) -> None:
 
 
 @contextlib.contextmanager
-def _quiet(*loggers: str) -> Any:
+def _quiet(*loggers: str) -> Iterator[None]:
     """Warnings and the WARNING lines of these loggers off: exporter and optimizer chatter (the self-check judges)."""
     levels = {name: logging.getLogger(name).level for name in loggers}
     with warnings.catch_warnings():
@@ -128,8 +128,9 @@ def _load_repo(repo: str | os.PathLike, task: Task | None, revision: str | None)
 def _inference_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of `model` as it is exported: fp32, eval, temporal projections fused, eager attention, MLPs unchunked.
 
-    Eager attention and whole MLPs give plain MatMul/Softmax graphs, which ONNX Runtime fuses and runs faster than
-    the decomposed sdpa and the chunks (which would also fix the token count) of the PyTorch CPU path.
+    Eager attention computes what ONNX Runtime's fused `Attention` computes (and where attention is not fused, fp16,
+    exports as plain MatMul/Softmax rather than a decomposed sdpa); whole MLPs, because the CPU path's chunks would
+    fix the token count in the graph.
     """
     from .modeling_timesformer import TimeSformerLayer
 
