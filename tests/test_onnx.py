@@ -60,9 +60,9 @@ def exported(repo, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported_features(repo, tmp_path_factory):
-    """The backbone of `repo` exported with a dynamic frame count (the TorchScript exporter)."""
+    """The backbone of `repo` exported with a dynamic frame count (the TorchScript exporter), and in int8."""
     folder = tmp_path_factory.mktemp("onnx") / "features"
-    export_onnx(repo, folder, task="features", dynamic_frames=True)
+    export_onnx(repo, folder, task="features", dynamic_frames=True, quantize="int8")
     return folder
 
 
@@ -189,6 +189,8 @@ def test_backend_onnxruntime_extracts_the_features_pytorch_does(repo, exported_f
         for backend in ("pytorch", "onnxruntime")
     }
     assert features["pytorch"].shape == (1, 32)
+    int8 = json.loads((exported_features / "onnx_export.json").read_text())["int8"]["self_check"]
+    assert int8["cosine_similarity_mean"] > 0.99 and "top1_agreement" not in int8  # features have no classes
     np.testing.assert_allclose(features["onnxruntime"], features["pytorch"], atol=1e-4, rtol=0)
 
 
@@ -226,6 +228,7 @@ def test_agreement():
         "cosine_similarity_min": 0.0,
         "top1_agreement": 0.5,
     }
+    assert "top1_agreement" not in agreement(reference, reference, top1=False)  # features: no classes
 
 
 def test_providers_follow_the_device():

@@ -68,10 +68,10 @@ def summary(report: dict[str, Any], output: str) -> list[str]:
         if where == "file":
             lines.append(f"Wrote {output}/{values} (dynamic int8), agreement with PyTorch fp32:")
             continue
+        top1 = f"; top-1 agreement {values['top1_agreement']:.1%}" if "top1_agreement" in values else ""
         lines.append(
             f"  {where.replace('_', ' ')} ({values['count']} clips): cosine similarity mean "
-            f"{values['cosine_similarity_mean']:.4f}, min {values['cosine_similarity_min']:.4f}; top-1 agreement "
-            f"{values['top1_agreement']:.1%}"
+            f"{values['cosine_similarity_mean']:.4f}, min {values['cosine_similarity_min']:.4f}{top1}"
         )
     return lines
 
