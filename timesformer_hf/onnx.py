@@ -312,7 +312,7 @@ def export_graph(
 
 def optimize_graph(path: Path, config: Any, dtype: str) -> None:
     """ONNX Runtime's transformer optimizer on the graph at `path`, in place: LayerNorm, SkipLayerNorm, GELU and bias
-    fusions (ONNX Runtime contrib ops, as the fused `Attention`), and the fp16 conversion (inputs and outputs stay fp32)."""
+    fusions (ONNX Runtime contrib ops, as the fused `Attention`), and for fp16 the conversion (fp32 in and out)."""
     optimizer = require("onnxruntime.transformers.optimizer", "ONNX export")
     with (
         _quiet("onnxruntime", "fusion_skiplayernorm", "onnx_model", "fusion_utils"),
@@ -325,8 +325,8 @@ def optimize_graph(path: Path, config: Any, dtype: str) -> None:
             hidden_size=config.hidden_size,
             opt_level=0,
         )
-    if dtype == "fp16":
-        optimized.convert_float_to_float16(keep_io_types=True)
+        if dtype == "fp16":
+            optimized.convert_float_to_float16(keep_io_types=True)
     optimized.save_model_to_file(str(path))
 
 
