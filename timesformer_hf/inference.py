@@ -121,15 +121,22 @@ def load_model(
     attn_implementation: str | None = None,
     compile: bool = False,
     revision: str | None = None,
+    backend: Literal["pytorch", "onnxruntime"] = "pytorch",
 ) -> tuple[torch.nn.Module, Any]:
     """A model ready for inference and its video processor.
 
     The model is the classifier (`task="classify"`) or the backbone (`"features"`), in eval mode with its temporal
     projections fused (computed in fp32 before casting), on `device` in `dtype`, optionally `torch.compile`d.
+    With `backend="onnxruntime"`, `repo` is a folder written by `timesformer-hf export` and the model a
+    [`~timesformer_hf.onnx.TimeSformerOnnxModel`] (its precision was chosen at export: `dtype` stays fp32).
     """
     from .modeling_timesformer import TimeSformerForVideoClassification, TimeSformerModel
     from .video_processing_timesformer import TimeSformerVideoProcessor
 
+    if backend == "onnxruntime":
+        return _load_onnx_model(repo, task, device, dtype, attn_implementation, compile, revision)
+    if backend != "pytorch":
+        raise ValueError(f"Unknown backend {backend!r}: use pytorch or onnxruntime.")
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     model_class = TimeSformerForVideoClassification if task == "classify" else TimeSformerModel
@@ -138,6 +145,35 @@ def load_model(
     model = model.eval().fuse_temporal_projections().to(device=device, dtype=dtype)
     processor = TimeSformerVideoProcessor.from_pretrained(repo, revision=revision)
     return (torch.compile(model) if compile else model), processor
+
+
+def _load_onnx_model(
+    folder: str | os.PathLike,
+    task: str,
+    device: str | torch.device,
+    dtype: str | torch.dtype,
+    attn_implementation: str | None,
+    compile: bool,
+    revision: str | None,
+) -> tuple[Any, Any]:
+    """[`load_model`] with ONNX Runtime: the export in `folder` and its video processor."""
+    from .onnx import TimeSformerOnnxModel
+    from .video_processing_timesformer import TimeSformerVideoProcessor
+
+    pytorch_only = {
+        "--dtype": dtype not in ("fp32", torch.float32),
+        "--attn-implementation": attn_implementation is not None,
+        "--compile": compile,
+        "--revision": revision is not None,
+    }
+    if given := [name for name, is_set in pytorch_only.items() if is_set]:
+        raise ValueError(
+            f"--backend onnxruntime runs the graph as exported; {', '.join(given)}: for the PyTorch backend only "
+            "(the graph's precision is chosen by `timesformer-hf export --dtype`): drop "
+            f"{'it' if len(given) == 1 else 'them'}."
+        )
+    model = TimeSformerOnnxModel.from_pretrained(folder, device=device, task=task)
+    return model, TimeSformerVideoProcessor.from_pretrained(folder)
 
 
 def default_num_clips(processor: Any, total_num_frames: int, fps: float) -> int:
@@ -335,6 +371,14 @@ class _ViewDataset(IterableDataset):
             yield _Chunk(index, name, window.start, window.end, views, last=k == len(windows) - 1)
 
 
+def _placement(model: Any) -> tuple[torch.device, torch.dtype]:
+    """Where a model's inputs go, in which dtype: its parameters', or its own `device` and `dtype` (ONNX Runtime)."""
+    parameter = next(model.parameters(), None) if hasattr(model, "parameters") else None
+    if parameter is not None:
+        return parameter.device, parameter.dtype
+    return model.device, model.dtype
+
+
 def _identity(chunk: _Chunk) -> _Chunk:
     return chunk
 
@@ -400,8 +444,7 @@ class InferenceEngine:
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.plan = _ViewPlan(num_clips, num_crops, window, stride or window)
-        parameter = next(model.parameters())
-        self.device, self.dtype = parameter.device, parameter.dtype
+        self.device, self.dtype = _placement(model)
         self.multi_label = is_multi_label_model(model.config)
         self.num_forwards = 0
         self._buffer: torch.Tensor | None = None

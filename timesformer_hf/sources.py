@@ -138,7 +138,9 @@ class VideoSource:
             return load_video_dataset(self.location, label_names=label_names)
         if self.kind == "list":
             columns = {"video_column": self.video_column_name, "label_column": self.label_column_name}
-            return load_video_dataset(self.location, label_names=label_names, multi_label=multi_label, **columns)
+            return load_video_dataset(
+                self.location, label_names=label_names, multi_label=multi_label, **columns
+            )
         dataset = self._load_split(split)
         dataset = _select_columns(dataset, self, split)
         if self.label_column_name is None:

@@ -744,7 +744,9 @@ def run_training(
             num_labels=num_labels,
         ),
     )
-    eval_set = _apply_transform(eval_set, VideoClipTransform(processor, training=False, num_labels=num_labels))
+    eval_set = _apply_transform(
+        eval_set, VideoClipTransform(processor, training=False, num_labels=num_labels)
+    )
     if model_args.lora_r is not None:
         model = apply_lora(model, model_args)
 

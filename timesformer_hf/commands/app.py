@@ -7,6 +7,8 @@ timesformer-hf features REPO videos/ --output features.parquet --device cuda --d
 timesformer-hf evaluate REPO data/val --num-clips 3 --num-crops 3 --predictions predictions.csv
 timesformer-hf train --train-dir data/train --validation-dir data/val --output-dir runs/mine
 timesformer-hf convert --checkpoint TimeSformer_divST_8x32_224_K400.pyth --output-dir timesformer-base-k400
+timesformer-hf export REPO --output REPO-onnx --quantize int8
+timesformer-hf classify REPO-onnx video.mp4 --backend onnxruntime
 accelerate launch --num_processes 8 -m timesformer_hf.cli features REPO videos/ --output features.parquet
 ```
 """
@@ -16,11 +18,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from . import classify, convert, evaluate, features, train
+from . import classify, convert, evaluate, export, features, train
 from .errors import report_errors
 from .options import ArgumentParser
 
-COMMANDS = (classify, features, evaluate, train, convert)
+COMMANDS = (classify, features, evaluate, train, convert, export)
 
 
 def build_parser() -> ArgumentParser:

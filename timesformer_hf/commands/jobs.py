@@ -91,6 +91,7 @@ def load_engine(args: argparse.Namespace, processes: Processes, *, task: str, ou
         attn_implementation=args.attn_implementation,
         compile=args.compile,
         revision=args.revision,
+        backend=args.backend,
     )
     if args.frame_sampling:
         processor.frame_sampling = args.frame_sampling
@@ -109,7 +110,17 @@ def load_engine(args: argparse.Namespace, processes: Processes, *, task: str, ou
 
 def settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     """What determines a job's results: a resumed job must have the same."""
-    names = ("model", "revision", "dtype", "num_clips", "num_crops", "frame_sampling", "window", "stride")
+    names = (
+        "model",
+        "revision",
+        "backend",
+        "dtype",
+        "num_clips",
+        "num_crops",
+        "frame_sampling",
+        "window",
+        "stride",
+    )
     return {**{name: getattr(args, name, None) for name in names}, **extra}
 
 

@@ -60,6 +60,12 @@ def add_inference_options(parser: argparse.ArgumentParser, *, windows: bool = Tr
     )
     group.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="fp16 needs a GPU.")
     group.add_argument(
+        "--backend",
+        default="pytorch",
+        choices=("pytorch", "onnxruntime"),
+        help="onnxruntime: MODEL is a folder written by `timesformer-hf export` (default: pytorch).",
+    )
+    group.add_argument(
         "--attn-implementation",
         choices=("sdpa", "eager", "flash_attention_2", "flex_attention"),
         help="Attention kernel (default: sdpa).",

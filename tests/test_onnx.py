@@ -1,0 +1,251 @@
+"""ONNX export (self-check, int8, fp16), `TimeSformerOnnxModel` and `--backend onnxruntime`, on tiny models."""
+
+import json
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import randomize_, sample_video_path, tiny_config
+from onnx import numpy_helper
+
+from timesformer_hf import TimeSformerForVideoClassification, TimeSformerModel, TimeSformerVideoProcessor
+from timesformer_hf import onnx as onnx_export
+from timesformer_hf.commands.app import main
+from timesformer_hf.hub import save_repo
+from timesformer_hf.onnx import (
+    OnnxExportError,
+    TimeSformerOnnxModel,
+    agreement,
+    export_onnx,
+    onnx_providers,
+)
+from timesformer_hf.synthetic import motion_labels
+
+
+def run_cli(*argv):
+    return main([str(arg) for arg in argv])
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A tiny divided classifier (4 labels, 4 frames of 32x32) with its video processor."""
+    labels = motion_labels(4)
+    config = tiny_config(
+        num_labels=4, id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}
+    )
+    processor = TimeSformerVideoProcessor(
+        num_frames=4,
+        size={"shortest_edge": 32},
+        crop_size={"height": 32, "width": 32},
+        frame_sampling="uniform",
+    )
+    model = randomize_(TimeSformerForVideoClassification(config))
+    return save_repo(model, [processor], tmp_path_factory.mktemp("repo") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def exported(repo, tmp_path_factory):
+    """`timesformer-hf export REPO --output DIR --quantize int8` (fixed frames and size): `(DIR, its stdout)`."""
+    import contextlib
+    import io
+
+    output = tmp_path_factory.mktemp("onnx") / "tiny-onnx"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert run_cli("export", repo, "--output", output, "--quantize", "int8") == 0
+    return output, stdout.getvalue()
+
+
+@pytest.fixture(scope="module")
+def exported_features(repo, tmp_path_factory):
+    """The backbone of `repo` exported with a dynamic frame count (the TorchScript exporter), and in int8."""
+    folder = tmp_path_factory.mktemp("onnx") / "features"
+    export_onnx(repo, folder, task="features", dynamic_frames=True, quantize="int8")
+    return folder
+
+
+def test_export_of_every_attention_type_checks_itself_and_runs_other_shapes(attention_type, tmp_path):
+    model = randomize_(TimeSformerForVideoClassification(tiny_config(attention_type=attention_type)))
+    report = export_onnx(model, tmp_path / "out", dynamic_frames=True, dynamic_size=True)
+    check = report["check"]
+    assert check["max_abs_diff"] <= 1e-4 and check["tolerance"] == 1e-4
+    # two batch sizes, another frame count, another size
+    assert check["inputs"] == [[1, 4, 3, 32, 32], [2, 4, 3, 32, 32], [1, 2, 3, 32, 32], [1, 4, 3, 40, 48]]
+    assert report["fixed_axes"] == {} and report["inputs"]["pixel_values"] == [
+        "batch",
+        "frames",
+        3,
+        "height",
+        "width",
+    ]
+    assert json.loads((tmp_path / "out" / "onnx_export.json").read_text()) == report
+    onnx_model = TimeSformerOnnxModel.from_pretrained(tmp_path / "out")
+    assert onnx_model.config.attention_type == attention_type
+    pixel_values = torch.randn(3, 6, 3, 24, 40)  # a shape no check used
+    with torch.no_grad():
+        expected = model.eval()(pixel_values).logits
+    output = onnx_model(pixel_values=pixel_values)
+    assert type(output).__name__ == "TimeSformerVideoClassifierOutput"
+    torch.testing.assert_close(output.logits, expected, atol=1e-4, rtol=0)
+
+
+def test_export_command_says_which_axes_are_fixed_and_writes_a_self_contained_folder(exported):
+    folder, stdout = exported
+    assert (
+        "fixed axes: frames 4, height 32, width 32 (dynamic with --dynamic-frames --dynamic-size)" in stdout
+    )
+    assert "top-1 agreement" in stdout
+    names = {path.name for path in folder.iterdir()}
+    assert {"model.onnx", "model_int8.onnx", "config.json", "video_preprocessor_config.json"} <= names
+    report = json.loads((folder / "onnx_export.json").read_text())
+    assert report["exporter"] == "dynamo" and report["fixed_axes"] == {"frames": 4, "height": 32, "width": 32}
+    assert report["check"]["max_abs_diff"] <= 1e-4
+    assert report["int8"]["self_check"]["cosine_similarity_mean"] > 0.99
+    model = TimeSformerOnnxModel.from_pretrained(folder)
+    assert model(torch.randn(3, 4, 3, 32, 32)).logits.shape == (3, 4)  # the batch is dynamic
+    with pytest.raises(Exception, match="pixel_values"):  # the frame count is not
+        model(torch.randn(1, 5, 3, 32, 32))
+
+
+def corrupt_first_weight(path):
+    """Add noise to the first large float initializer (a weight) of the ONNX file at `path` (noise: a constant
+    added to an embedding would vanish in the LayerNorms)."""
+    model = onnx.load(str(path))
+    for initializer in model.graph.initializer:
+        weight = numpy_helper.to_array(initializer)
+        if weight.dtype == np.float32 and weight.size > 100:
+            noise = np.random.default_rng(0).normal(size=weight.shape).astype(np.float32)
+            initializer.CopyFrom(numpy_helper.from_array(weight + noise, initializer.name))
+            break
+    onnx.save(model, str(path))
+
+
+def test_a_corrupted_weight_fails_the_check_and_leaves_nothing(monkeypatch, tmp_path):
+    export_graph = onnx_export.export_graph
+
+    def export_then_corrupt(model, path, **kwargs):
+        exporter = export_graph(model, path, **kwargs)
+        corrupt_first_weight(path)
+        return exporter
+
+    monkeypatch.setattr(onnx_export, "export_graph", export_then_corrupt)
+    model = randomize_(TimeSformerForVideoClassification(tiny_config()))
+    with pytest.raises(OnnxExportError, match="does not match PyTorch: max abs difference"):
+        export_onnx(model, tmp_path / "out", dynamic_frames=True)
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor its staging copy
+
+
+def test_an_existing_folder_is_replaced_only_with_overwrite(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("keep")
+    model = randomize_(TimeSformerModel(tiny_config()))
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        export_onnx(model, tmp_path / "out", dynamic_frames=True)
+    assert (tmp_path / "out" / "mine.txt").read_text() == "keep"
+    report = export_onnx(model, tmp_path / "out", dynamic_frames=True, dtype="fp16", overwrite=True)
+    assert not (tmp_path / "out" / "mine.txt").exists()
+    # fp16: checked relative to the largest output, on the CPU
+    assert report["check"]["relative"] and report["check"]["max_abs_diff"] <= 2e-2
+    assert report["outputs"] == ["last_hidden_state", "pooler_output"]
+    pixel_values = torch.randn(2, 4, 3, 32, 32)
+    output = TimeSformerOnnxModel.from_pretrained(tmp_path / "out")(pixel_values)
+    assert type(output).__name__ == "TimeSformerModelOutput"
+    with torch.no_grad():
+        expected = model(pixel_values)
+    scale = expected.last_hidden_state.abs().max().item()
+    torch.testing.assert_close(
+        output.last_hidden_state, expected.last_hidden_state, atol=2e-2 * scale, rtol=0
+    )
+    torch.testing.assert_close(output.pooler_output, expected.pooler_output, atol=2e-2 * scale, rtol=0)
+
+
+def classify_json(*argv, capsys):
+    assert run_cli("classify", *argv, "--json", "--num-workers", "0", "--top-k", "4") == 0
+    return {p["label"]: p["score"] for p in json.loads(capsys.readouterr().out)["predictions"]}
+
+
+def test_backend_onnxruntime_classifies_a_real_video_as_pytorch_does(repo, exported, capsys):
+    video = sample_video_path("bikes.mp4")
+    pytorch = classify_json(repo, video, capsys=capsys)
+    onnxruntime = classify_json(exported[0], video, "--backend", "onnxruntime", capsys=capsys)
+    assert pytorch.keys() == onnxruntime.keys()
+    np.testing.assert_allclose([onnxruntime[k] for k in pytorch], list(pytorch.values()), atol=1e-4, rtol=0)
+
+
+def test_backend_onnxruntime_extracts_the_features_pytorch_does(repo, exported_features, tmp_path):
+    import pyarrow.parquet as pq
+
+    video = sample_video_path("carphone_pristine.mp4")
+    for backend, source in (("pytorch", repo), ("onnxruntime", exported_features)):
+        output = tmp_path / f"{backend}.parquet"
+        assert (
+            run_cli("features", source, video, "--output", output, "--backend", backend, "--num-workers", 0)
+            == 0
+        )
+    features = {
+        backend: np.stack(pq.read_table(tmp_path / f"{backend}.parquet")["feature"].to_pylist())
+        for backend in ("pytorch", "onnxruntime")
+    }
+    assert features["pytorch"].shape == (1, 32)
+    int8 = json.loads((exported_features / "onnx_export.json").read_text())["int8"]["self_check"]
+    assert int8["cosine_similarity_mean"] > 0.99 and "top1_agreement" not in int8  # features have no classes
+    np.testing.assert_allclose(features["onnxruntime"], features["pytorch"], atol=1e-4, rtol=0)
+
+
+def test_backend_onnxruntime_errors_are_one_line(repo, exported, capsys):
+    video = sample_video_path("bikes.mp4")
+    assert run_cli("classify", repo, video, "--backend", "onnxruntime") == 1
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "has no model.onnx" in error and "timesformer-hf export" in error
+    assert run_cli("classify", exported[0], video, "--backend", "onnxruntime", "--compile") == 1
+    assert "--compile: for the PyTorch backend only" in capsys.readouterr().err
+    output = exported[0].parent / "features.parquet"
+    assert run_cli("features", exported[0], video, "--output", output, "--backend", "onnxruntime") == 1
+    assert "--task features" in capsys.readouterr().err
+
+
+def test_int8_agrees_with_pytorch_on_the_demo_models_validation_videos(demo_model, tmp_path):
+    repo, data = demo_model
+    videos = sorted((data / "validation").rglob("*.mp4"))
+    report = export_onnx(repo, tmp_path / "onnx", quantize="int8", videos=videos)
+    on_videos = report["int8"]["videos"]
+    print(f"int8 vs PyTorch fp32 on {on_videos['count']} validation videos: {on_videos}")
+    assert on_videos["count"] == len(videos) == 32
+    assert on_videos["top1_agreement"] >= 0.95, f"int8 top-1 agreement: {on_videos}"
+    assert on_videos["cosine_similarity_mean"] >= 0.99, f"int8 agreement: {on_videos}"
+    int8 = TimeSformerOnnxModel.from_pretrained(tmp_path / "onnx", file_name="model_int8.onnx")
+    assert int8(torch.randn(1, 8, 3, 32, 32)).logits.shape == (1, 4)
+
+
+def test_agreement():
+    reference = [np.array([[1.0, 0.0], [0.0, 1.0]])]
+    result = agreement(reference, [np.array([[2.0, 0.0], [1.0, 0.0]])])
+    assert result == {
+        "count": 2,
+        "cosine_similarity_mean": 0.5,
+        "cosine_similarity_min": 0.0,
+        "top1_agreement": 0.5,
+    }
+    assert "top1_agreement" not in agreement(reference, reference, top1=False)  # features: no classes
+
+
+def test_providers_follow_the_device():
+    assert onnx_providers("cpu") == ["CPUExecutionProvider"]
+    with pytest.raises(ValueError, match="not 'mps'"):
+        onnx_providers("mps")
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        assert onnx_providers("auto") == ["CPUExecutionProvider"]
+        with pytest.raises(ValueError, match="onnxruntime-gpu"):
+            onnx_providers("cuda:1")
+
+
+@pytest.mark.parametrize("module", ["onnx", "onnxruntime", "onnxscript"])
+def test_export_without_the_extra_says_what_to_install(module, repo, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, module, None)  # import fails
+    assert run_cli("export", repo, "--output", tmp_path / "out") == 1
+    assert f"needs {module}: pip install 'timesformer-hf[onnx]'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,726 @@
+"""ONNX export of TimeSformer models, checked against PyTorch, and ONNX Runtime inference with the same outputs.
+
+[`export_onnx`] writes a self-contained folder: `model.onnx` (input `pixel_values`, `(batch, frames, 3, height,
+width)`), the repo's `config.json` and processor configs, `onnx_export.json` (what was exported and what the check
+measured) and, with `quantize="int8"`, `model_int8.onnx`. The graph goes through ONNX Runtime's transformer
+optimizer (LayerNorm, GELU and bias fusions) and is checked against PyTorch on random inputs; a graph that disagrees
+raises [`OnnxExportError`] and nothing is written. [`TimeSformerOnnxModel`] runs such a folder and returns the
+output classes of the PyTorch models, so the inference engine takes it as it takes them.
+
+Example:
+
+```python
+>>> from timesformer_hf.onnx import TimeSformerOnnxModel, export_onnx
+>>> report = export_onnx("path/to/repo", "path/to/onnx", quantize="int8")  # doctest: +SKIP
+>>> model = TimeSformerOnnxModel.from_pretrained("path/to/onnx")  # doctest: +SKIP
+>>> model(pixel_values=inputs["pixel_values"]).logits.shape  # doctest: +SKIP
+torch.Size([1, 400])
+```
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import os
+import shutil
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .extras import require
+from .files import apply_umask, make_staging_dir
+
+__all__ = [
+    "INT8_FILE",
+    "MODEL_FILE",
+    "REPORT_FILE",
+    "TOLERANCES",
+    "OnnxExportError",
+    "TimeSformerOnnxModel",
+    "export_onnx",
+    "onnx_providers",
+]
+
+MODEL_FILE = "model.onnx"
+INT8_FILE = "model_int8.onnx"
+REPORT_FILE = "onnx_export.json"
+DEFAULT_OPSET = 18
+# Max abs difference from PyTorch fp32 allowed by the self-check; fp16 relative to the largest output magnitude.
+TOLERANCES = {"fp32": 1e-4, "fp16": 2e-2}
+FEATURE_OUTPUTS = ("last_hidden_state", "pooler_output")
+ATTENTION_OP = "Attention"  # ONNX Runtime's fused self-attention (com.microsoft), with its QKV projection
+Task = Literal["classify", "features"]
+
+
+class OnnxExportError(ValueError):
+    """The exported graph does not give PyTorch's outputs (the self-check of [`export_onnx`])."""
+
+
+def _require_onnx(feature: str) -> None:
+    for module in ("onnx", "onnxruntime", "onnxscript"):
+        require(module, feature)
+
+
+@contextlib.contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """Warnings and the WARNING lines of these loggers off: exporter and optimizer chatter (the self-check judges)."""
+    levels = {name: logging.getLogger(name).level for name in loggers}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in loggers:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+
+
+# ---- the PyTorch side -----------------------------------------------------------------------------------------
+
+
+class _ExportWrapper(torch.nn.Module):
+    """`pixel_values` in, plain tensors out: `logits`, or `last_hidden_state` and `pooler_output`."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.output_names = ("logits",) if hasattr(model, "classifier") else FEATURE_OUTPUTS
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.model(pixel_values=pixel_values, return_dict=True)
+        return tuple(outputs[name] for name in self.output_names)
+
+
+def _default_task(config: Any) -> Task:
+    from .modeling_timesformer import _classifier_labels
+
+    return "classify" if _classifier_labels(config) is not None else "features"
+
+
+def _load_repo(repo: str | os.PathLike, task: Task | None, revision: str | None) -> tuple[Any, list[Any]]:
+    """The model of `repo` for `task` (default: what the repo holds) and the processors it has."""
+    from .configuration_timesformer import TimeSformerConfig
+    from .image_processing_timesformer import TimeSformerImageProcessor
+    from .modeling_timesformer import TimeSformerForVideoClassification, TimeSformerModel
+    from .video_processing_timesformer import TimeSformerVideoProcessor
+
+    config = TimeSformerConfig.from_pretrained(repo, revision=revision)
+    task = task or _default_task(config)
+    model_class = TimeSformerForVideoClassification if task == "classify" else TimeSformerModel
+    model = model_class.from_pretrained(repo, revision=revision)
+    processors = []
+    for processor_class in (TimeSformerImageProcessor, TimeSformerVideoProcessor):
+        try:
+            processors.append(processor_class.from_pretrained(repo, revision=revision))
+        except OSError:  # a repo may hold only one of the two
+            pass
+    return model, processors
+
+
+def _inference_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `model` as it is exported: fp32, eval, temporal projections fused, eager attention, MLPs unchunked.
+
+    Eager attention computes what ONNX Runtime's fused `Attention` computes (and where attention is not fused, fp16,
+    exports as plain MatMul/Softmax rather than a decomposed sdpa); whole MLPs, because the CPU path's chunks would
+    fix the token count in the graph.
+    """
+    from .modeling_timesformer import TimeSformerLayer
+
+    model = copy.deepcopy(model).float().eval()
+    model.set_attn_implementation("eager")
+    for module in model.modules():
+        if isinstance(module, TimeSformerLayer):
+            module.chunk_size_feed_forward = 0
+    return model.fuse_temporal_projections()
+
+
+# ---- fused attention: ONNX Runtime's `Attention` op -----------------------------------------------------------
+
+
+@torch.library.custom_op("timesformer_hf::onnx_attention", mutates_args=())
+def onnx_attention(
+    hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, num_heads: int
+) -> torch.Tensor:
+    """Self-attention with its QKV projection, as ONNX Runtime's `com.microsoft.Attention` computes it: `hidden_states`
+    `(batch, seq, D)`, `weight` `(D, 3D)` (the transposed `qkv` weight), `bias` `(3D,)`; returns `(batch, seq, D)`."""
+    batch_size, seq_length, hidden_size = hidden_states.shape
+    head_dim = hidden_size // num_heads
+    qkv = (hidden_states @ weight + bias).view(batch_size, seq_length, 3, num_heads, head_dim)
+    query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    weights = torch.softmax(query @ key.transpose(-1, -2) * head_dim**-0.5, dim=-1)
+    return (weights @ value).transpose(1, 2).reshape(batch_size, seq_length, hidden_size)
+
+
+@onnx_attention.register_fake
+def _(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, num_heads: int) -> torch.Tensor:
+    return hidden_states.new_empty(hidden_states.shape)
+
+
+class _FusedSelfAttention(torch.nn.Module):
+    """A `TimeSformerSelfAttention` exported as one `Attention` node (QKV projection, softmax attention)."""
+
+    def __init__(self, attention: torch.nn.Module) -> None:
+        super().__init__()
+        qkv = attention.qkv
+        bias = qkv.bias if qkv.bias is not None else torch.zeros(qkv.out_features)
+        self.register_buffer("weight", qkv.weight.detach().t().contiguous())
+        self.register_buffer("bias", bias.detach().clone())
+        self.num_heads = attention.num_heads
+
+    def forward(
+        self, hidden_states: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, None]:
+        return onnx_attention(hidden_states, self.weight, self.bias, self.num_heads), None
+
+
+def _with_fused_attention(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `model` whose self-attentions export as ONNX Runtime `Attention` nodes (same outputs)."""
+    from .modeling_timesformer import TimeSformerAttention
+
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if isinstance(module, TimeSformerAttention):
+            module.attention = _FusedSelfAttention(module.attention)
+    return model
+
+
+def _attention_onnx(hidden_states: Any, weight: Any, bias: Any, num_heads: int) -> Any:
+    """`onnx_attention` for the `torch.export` exporter."""
+    import onnxscript
+
+    return onnxscript.values.Opset("com.microsoft", 1).Attention(
+        hidden_states, weight, bias, num_heads=num_heads
+    )
+
+
+def _attention_symbolic(graph: Any, hidden_states: Any, weight: Any, bias: Any, num_heads: Any) -> Any:
+    """`onnx_attention` for the TorchScript exporter."""
+    from torch.onnx import symbolic_helper
+
+    heads = symbolic_helper._get_const(num_heads, "i", "num_heads")
+    output = graph.op("com.microsoft::Attention", hidden_states, weight, bias, num_heads_i=heads)
+    output.setType(hidden_states.type())  # the output has the input's shape and type
+    return output
+
+
+def _register_attention_op(opset: int) -> None:
+    """Make `com.microsoft.Attention` known to ONNX (for onnxscript) and `onnx_attention` to the TorchScript exporter."""
+    import onnx
+    from onnx.defs import OpSchema
+
+    if not onnx.defs.has(ATTENTION_OP, domain="com.microsoft"):
+        parameter = OpSchema.FormalParameter
+        schema = OpSchema(
+            ATTENTION_OP,
+            "com.microsoft",
+            1,
+            inputs=[parameter("input", "T"), parameter("weights", "T"), parameter("bias", "T")],
+            outputs=[parameter("output", "T")],
+            type_constraints=[("T", ["tensor(float)", "tensor(float16)"], "")],
+            attributes=[OpSchema.Attribute("num_heads", OpSchema.AttrType.INT, "heads")],
+        )
+        onnx.defs.register_schema(schema)
+    torch.onnx.register_custom_op_symbolic("timesformer_hf::onnx_attention", _attention_symbolic, opset)
+
+
+# ---- export and graph work ------------------------------------------------------------------------------------
+
+
+def _trace_input(config: Any, dynamic_frames: bool, dynamic_size: bool) -> torch.Tensor:
+    """The example input of the export: batch 2; another frame count / size than the config's where that axis is
+    dynamic, so that the traced graph holds the resizing of the time / position embeddings."""
+    from .configuration_timesformer import to_pair
+
+    (height, width), (patch_height, patch_width) = to_pair(config.image_size), to_pair(config.patch_size)
+    frames = config.num_frames + 1 if dynamic_frames else config.num_frames
+    if dynamic_size:
+        height, width = height + patch_height, width + patch_width
+    return torch.randn(
+        2, frames, config.num_channels, height, width, generator=torch.Generator().manual_seed(1)
+    )
+
+
+def export_graph(
+    model: torch.nn.Module,
+    path: Path,
+    *,
+    dynamic_frames: bool,
+    dynamic_size: bool,
+    opset: int,
+    fused_attention: bool = True,
+) -> str:
+    """Write the ONNX graph of `model` (see [`_inference_copy`]) to `path`; returns the exporter used.
+
+    With `fused_attention`, every self-attention (QKV projection included) is one ONNX Runtime `Attention` node: the
+    exporters' decomposed attention (split, transposes, scaled matmuls) costs about 10% of the CPU time, and the
+    int8 quantizer turns `Attention` into its int8 `QAttention`.
+
+    The `torch.export` exporter (the default of `torch.onnx.export`) is used for a fixed frame count and size: the
+    model branches in Python on them (resizing the embeddings or not), which `torch.export` specialises. Dynamic
+    frames or size use the TorchScript exporter, traced on the resizing path, with dynamic axes.
+    """
+    if fused_attention:
+        _register_attention_op(opset)
+        model = _with_fused_attention(model)
+    wrapper = _ExportWrapper(model).eval()
+    example = _trace_input(model.config, dynamic_frames, dynamic_size)
+    names = {"input_names": ["pixel_values"], "output_names": list(wrapper.output_names)}
+    with _quiet("torch.onnx"), torch.no_grad():
+        if not (dynamic_frames or dynamic_size):
+            try:
+                torch.onnx.export(
+                    wrapper,
+                    (example,),
+                    str(path),
+                    dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch")}},
+                    opset_version=opset,
+                    external_data=False,
+                    dynamo=True,
+                    verbose=False,
+                    custom_translation_table={
+                        torch.ops.timesformer_hf.onnx_attention.default: _attention_onnx
+                    },
+                    **names,
+                )
+                return "dynamo"
+            except Exception:  # noqa: BLE001 (any exporter failure: the TorchScript exporter is tried next)
+                path.unlink(missing_ok=True)
+        axes = {0: "batch"} | ({1: "frames"} if dynamic_frames else {})
+        axes |= {3: "height", 4: "width"} if dynamic_size else {}
+        output_axes = {name: {0: "batch"} for name in wrapper.output_names}
+        if "last_hidden_state" in output_axes and (dynamic_frames or dynamic_size):
+            output_axes["last_hidden_state"][1] = "sequence"
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            str(path),
+            dynamic_axes={"pixel_values": axes, **output_axes},
+            opset_version=opset,
+            dynamo=False,
+            **names,
+        )
+    return "torchscript"
+
+
+def optimize_graph(path: Path, config: Any, dtype: str) -> None:
+    """ONNX Runtime's transformer optimizer on the graph at `path`, in place: LayerNorm, SkipLayerNorm, GELU and bias
+    fusions (ONNX Runtime contrib ops, as the fused `Attention`), and for fp16 the conversion (fp32 in and out)."""
+    optimizer = require("onnxruntime.transformers.optimizer", "ONNX export")
+    with (
+        _quiet("onnxruntime", "fusion_skiplayernorm", "onnx_model", "fusion_utils"),
+        contextlib.redirect_stdout(None),
+    ):
+        optimized = optimizer.optimize_model(
+            str(path),
+            model_type="vit",
+            num_heads=config.num_attention_heads,
+            hidden_size=config.hidden_size,
+            opt_level=0,
+        )
+        if dtype == "fp16":
+            optimized.convert_float_to_float16(keep_io_types=True)
+    optimized.save_model_to_file(str(path))
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """Dynamic int8 quantization of the MatMuls (the linear layers) and fused `Attention` nodes of the fp32 graph at
+    `source`, after ONNX Runtime's quantization pre-processing, into `target`."""
+    quantization = require("onnxruntime.quantization", "int8 quantization")
+    shape_inference = require("onnxruntime.quantization.shape_inference", "int8 quantization")
+    prepared = target.with_name(f".{target.stem}.pre.onnx")
+    try:
+        # symbolic shape inference does not know the contrib ops of the optimized graph: ONNX's own inference runs
+        shape_inference.quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        quantization.quantize_dynamic(
+            str(prepared),
+            str(target),
+            weight_type=quantization.QuantType.QInt8,
+            op_types_to_quantize=["MatMul", "Attention"],
+            extra_options={
+                "DefaultTensorType": 1
+            },  # FLOAT, for outputs of contrib ops without inferred types
+        )
+    finally:
+        prepared.unlink(missing_ok=True)
+
+
+# ---- checks ---------------------------------------------------------------------------------------------------
+
+
+def _check_shapes(config: Any, dynamic_frames: bool, dynamic_size: bool) -> list[tuple[int, ...]]:
+    """Inputs of the self-check: 1 and 2 clips as configured, and another frame count / size where dynamic."""
+    from .configuration_timesformer import to_pair
+
+    (height, width), (patch_height, patch_width) = to_pair(config.image_size), to_pair(config.patch_size)
+    frames, channels = config.num_frames, config.num_channels
+    shapes = [(1, frames, channels, height, width), (2, frames, channels, height, width)]
+    if dynamic_frames:
+        shapes.append((1, max(1, frames // 2), channels, height, width))
+    if dynamic_size:
+        shapes.append((1, frames, channels, height + patch_height, width + 2 * patch_width))
+    return shapes
+
+
+def _random_inputs(shapes: Sequence[tuple[int, ...]]) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return [torch.randn(shape, generator=generator) for shape in shapes]
+
+
+@torch.no_grad()
+def _torch_outputs(model: torch.nn.Module, inputs: Sequence[torch.Tensor]) -> list[tuple[np.ndarray, ...]]:
+    wrapper = _ExportWrapper(model)
+    return [tuple(output.numpy() for output in wrapper(pixel_values)) for pixel_values in inputs]
+
+
+def _session(path: Path, providers: Sequence[Any] = ("CPUExecutionProvider",)) -> Any:
+    ort = require("onnxruntime", "ONNX Runtime inference")
+    return ort.InferenceSession(str(path), providers=list(providers))
+
+
+def _onnx_outputs(session: Any, inputs: Sequence[torch.Tensor]) -> list[tuple[np.ndarray, ...]]:
+    return [tuple(session.run(None, {"pixel_values": pixel_values.numpy()})) for pixel_values in inputs]
+
+
+def check_export(
+    path: Path,
+    inputs: Sequence[torch.Tensor],
+    expected: Sequence[tuple[np.ndarray, ...]],
+    dtype: str,
+) -> dict[str, Any]:
+    """Run the graph at `path` in ONNX Runtime (CPU) on `inputs`; raise [`OnnxExportError`] when an output is
+    further from `expected` (PyTorch fp32) than `TOLERANCES[dtype]` (fp16: times the largest output magnitude)."""
+    actual = _onnx_outputs(_session(path), inputs)
+    worst, allowed = 0.0, TOLERANCES[dtype]
+    for pixel_values, want, got in zip(inputs, expected, actual, strict=True):
+        scale = max(1.0, max(float(np.abs(w).max()) for w in want)) if dtype == "fp16" else 1.0
+        difference = max(
+            float(np.abs(w - g.astype(np.float32)).max()) for w, g in zip(want, got, strict=True)
+        )
+        if not difference <= allowed * scale:  # NaN fails too
+            raise OnnxExportError(
+                f"The ONNX graph does not match PyTorch: max abs difference {difference:.3g} on input of shape "
+                f"{tuple(pixel_values.shape)}, above the {dtype} tolerance {allowed * scale:.3g}; nothing was "
+                "written. Try another --opset, or report it with TIMESFORMER_HF_DEBUG=1's traceback."
+            )
+        worst = max(worst, difference / scale)
+    shapes = [list(pixel_values.shape) for pixel_values in inputs]
+    return {"max_abs_diff": worst, "tolerance": allowed, "relative": dtype == "fp16", "inputs": shapes}
+
+
+def agreement(
+    reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray], *, top1: bool = True
+) -> dict[str, float]:
+    """How closely `candidate` rows follow `reference` rows (logits or pooled features): the mean and minimum cosine
+    similarity, and with `top1` (logits) the share of rows with the same top-1 class.
+
+    Example:
+
+    ```python
+    >>> import numpy as np
+    >>> agreement([np.array([[1.0, 3.0]])], [np.array([[1.1, 2.9]])])["top1_agreement"]
+    1.0
+    ```
+    """
+    reference, candidate = np.concatenate(reference), np.concatenate(candidate)
+    norms = np.linalg.norm(reference, axis=-1) * np.linalg.norm(candidate, axis=-1)
+    cosine = (reference * candidate).sum(-1) / np.maximum(norms, 1e-12)
+    result = {
+        "count": len(reference),
+        "cosine_similarity_mean": float(cosine.mean()),
+        "cosine_similarity_min": float(cosine.min()),
+    }
+    if top1:
+        result["top1_agreement"] = float((reference.argmax(-1) == candidate.argmax(-1)).mean())
+    return result
+
+
+def _video_inputs(processors: Sequence[Any], videos: Sequence[str | os.PathLike]) -> list[torch.Tensor]:
+    """One clip of each video as the repo's video processor prepares it."""
+    from .video_processing_timesformer import TimeSformerVideoProcessor
+
+    processor = next((p for p in processors if isinstance(p, TimeSformerVideoProcessor)), None)
+    if processor is None:
+        raise ValueError("Agreement on videos needs the repo's video processor, and the model has none.")
+    return [processor(os.fspath(video), return_tensors="pt")["pixel_values"] for video in videos]
+
+
+def _int8_agreement(
+    path: Path,
+    model: torch.nn.Module,
+    inputs: Sequence[torch.Tensor],
+    expected: Sequence[tuple[np.ndarray, ...]],
+    video_inputs: Sequence[torch.Tensor],
+) -> dict[str, Any]:
+    """Agreement of the int8 graph with PyTorch fp32 on the self-check inputs and on the videos: on the logits, or on
+    `pooler_output` for a backbone (the last output either way)."""
+    session, top1 = _session(path), hasattr(model, "classifier")
+    int8_outputs = [outputs[-1] for outputs in _onnx_outputs(session, inputs)]
+    report = {"self_check": agreement([outputs[-1] for outputs in expected], int8_outputs, top1=top1)}
+    if video_inputs:
+        reference = [outputs[-1] for outputs in _torch_outputs(model, video_inputs)]
+        int8_outputs = [outputs[-1] for outputs in _onnx_outputs(session, video_inputs)]
+        report["videos"] = agreement(reference, int8_outputs, top1=top1)
+    return report
+
+
+# ---- the export -----------------------------------------------------------------------------------------------
+
+
+def _axes(config: Any, dynamic_frames: bool, dynamic_size: bool) -> tuple[list[Any], dict[str, int]]:
+    """The input's axes (names where dynamic) and the fixed frame count and size."""
+    from .configuration_timesformer import to_pair
+
+    height, width = to_pair(config.image_size)
+    fixed = {} if dynamic_frames else {"frames": config.num_frames}
+    fixed |= {} if dynamic_size else {"height": height, "width": width}
+    shape = [
+        "batch",
+        "frames" if dynamic_frames else config.num_frames,
+        config.num_channels,
+        "height" if dynamic_size else height,
+        "width" if dynamic_size else width,
+    ]
+    return shape, fixed
+
+
+def export_onnx(
+    model_or_repo: torch.nn.Module | str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    task: Task | None = None,
+    dynamic_frames: bool = False,
+    dynamic_size: bool = False,
+    dtype: Literal["fp32", "fp16"] = "fp32",
+    quantize: Literal["int8"] | None = None,
+    opset: int = DEFAULT_OPSET,
+    videos: Sequence[str | os.PathLike] = (),
+    overwrite: bool = False,
+    revision: str | None = None,
+) -> dict[str, Any]:
+    """
+    Export a TimeSformer to `output_dir/model.onnx`, check it against PyTorch, and write the folder atomically.
+
+    Args:
+        model_or_repo: A `TimeSformerForVideoClassification` / `TimeSformerModel`, or a repo folder or Hub id (its
+            config and processor configs are copied, so the folder is self-contained).
+        output_dir: The folder to write; an existing one that is not empty is replaced only with `overwrite`.
+        task: `"classify"` (output `logits`) or `"features"` (`last_hidden_state` and `pooler_output`: the
+            backbone); by default what the repo holds.
+        dynamic_frames, dynamic_size: Make the frame count / the height and width dynamic axes (the batch always is).
+        dtype: `"fp32"`, or `"fp16"` for GPU runtimes (inputs and outputs stay fp32).
+        quantize: `"int8"`: also write `model_int8.onnx`, dynamic int8 quantization for CPUs (fp32 only).
+        opset: The ONNX opset.
+        videos: Videos on which to measure the int8 model's agreement with PyTorch (one clip each).
+        overwrite: Replace an existing `output_dir`.
+        revision: Branch, tag or commit of a Hub repo.
+
+    Returns:
+        The report also written to `output_dir/onnx_export.json`: exporter, axes, the self-check's largest
+        difference and tolerance, and the int8 agreement (cosine similarity, top-1 agreement).
+
+    Raises:
+        OnnxExportError: The graph's outputs differ from PyTorch's beyond `TOLERANCES[dtype]`; nothing is written.
+
+    Example:
+
+    ```python
+    >>> report = export_onnx("path/to/repo", "path/to/onnx", dynamic_frames=True)  # doctest: +SKIP
+    >>> report["check"]["max_abs_diff"] < 1e-4  # doctest: +SKIP
+    True
+    ```
+    """
+    from .hub import _replace_dir, check_output_dir
+
+    _require_onnx("ONNX export")
+    if dtype not in TOLERANCES:
+        raise ValueError(f"Unknown dtype {dtype!r} for the ONNX export: use fp32 or fp16.")
+    if quantize not in (None, "int8"):
+        raise ValueError(f"Unknown quantization {quantize!r}: the export offers int8.")
+    if quantize and dtype != "fp32":
+        raise ValueError("--quantize int8 quantizes the fp32 graph: drop --dtype fp16, or export twice.")
+    if videos and not quantize:
+        raise ValueError("Videos are for measuring the int8 agreement: add --quantize int8.")
+    if task not in (None, "classify", "features"):
+        raise ValueError(f"Unknown task {task!r}: use classify (logits) or features (the backbone's tokens).")
+    output_dir = Path(output_dir)
+    check_output_dir(output_dir, overwrite=overwrite)
+    if isinstance(model_or_repo, torch.nn.Module):
+        source, processors = type(model_or_repo).__name__, []
+        model = getattr(model_or_repo, "timesformer", model_or_repo) if task == "features" else model_or_repo
+    else:
+        source = os.fspath(model_or_repo)
+        model, processors = _load_repo(model_or_repo, task, revision)
+    if task == "classify" and not hasattr(model, "classifier"):
+        raise ValueError(f"{source} is a backbone without a classifier: export it with task='features'.")
+    model = _inference_copy(model)
+    config = model.config
+    inputs = _random_inputs(_check_shapes(config, dynamic_frames, dynamic_size))
+    expected = _torch_outputs(model, inputs)
+    video_inputs = _video_inputs(processors, videos) if videos else []
+
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = make_staging_dir(output_dir, "onnx")
+    try:
+        exporter = export_graph(
+            model,
+            staging / MODEL_FILE,
+            dynamic_frames=dynamic_frames,
+            dynamic_size=dynamic_size,
+            opset=opset,
+            fused_attention=dtype == "fp32",  # ONNX Runtime's CPU Attention kernel is fp32 only
+        )
+        optimize_graph(staging / MODEL_FILE, config, dtype)
+        shape, fixed = _axes(config, dynamic_frames, dynamic_size)
+        report: dict[str, Any] = {
+            "source": source,
+            "task": "classify" if hasattr(model, "classifier") else "features",
+            "dtype": dtype,
+            "opset": opset,
+            "exporter": exporter,
+            "inputs": {"pixel_values": shape},
+            "outputs": list(_ExportWrapper(model).output_names),
+            "fixed_axes": fixed,
+            "check": check_export(staging / MODEL_FILE, inputs, expected, dtype),
+        }
+        if quantize:
+            quantize_int8(staging / MODEL_FILE, staging / INT8_FILE)
+            int8 = _int8_agreement(staging / INT8_FILE, model, inputs, expected, video_inputs)
+            report["int8"] = {"file": INT8_FILE, **int8}
+        config.save_pretrained(staging)
+        for processor in processors:
+            processor.save_pretrained(staging)
+        (staging / REPORT_FILE).write_text(json.dumps(report, indent=2))
+        apply_umask(staging)
+        _replace_dir(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return report
+
+
+# ---- running an export ----------------------------------------------------------------------------------------
+
+
+def onnx_providers(device: str | torch.device = "cpu") -> list[Any]:
+    """ONNX Runtime execution providers for a device as the commands spell it: `cpu`, `cuda`, `cuda:N` or `auto`
+    (CUDA where this ONNX Runtime has it, else the CPU). A device it cannot use is a `ValueError` saying so.
+
+    Example:
+
+    ```python
+    >>> onnx_providers("cpu")
+    ['CPUExecutionProvider']
+    ```
+    """
+    ort = require("onnxruntime", "ONNX Runtime inference")
+    device = str(device)
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if device == "cpu" or (device == "auto" and not has_cuda):
+        return ["CPUExecutionProvider"]
+    if device == "auto" or device.startswith("cuda"):
+        if not has_cuda:
+            raise ValueError(
+                f"Device {device!r} asked for, but this ONNX Runtime has no CUDA provider: pip install "
+                "onnxruntime-gpu, or use --device cpu."
+            )
+        index = int(device.partition(":")[2] or 0)
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    raise ValueError(f"ONNX Runtime runs on cpu or cuda here, not {device!r}: use --device cpu (or cuda).")
+
+
+class TimeSformerOnnxModel:
+    """
+    A folder written by [`export_onnx`], run by ONNX Runtime, called as the PyTorch model is: `pixel_values` (the
+    processor's output) in, [`TimeSformerVideoClassifierOutput`] or [`TimeSformerModelOutput`] out (CPU tensors).
+
+    Example:
+
+    ```python
+    >>> model = TimeSformerOnnxModel.from_pretrained("path/to/onnx")  # doctest: +SKIP
+    >>> model(**processor("video.mp4", return_tensors="pt")).logits.argmax(-1)  # doctest: +SKIP
+    tensor([3])
+    ```
+    """
+
+    main_input_name = "pixel_values"
+
+    def __init__(self, session: Any, config: Any, path: Path) -> None:
+        self.session = session
+        self.config = config
+        self.path = path
+        self.output_names = [output.name for output in session.get_outputs()]
+        self.device, self.dtype = torch.device("cpu"), torch.float32  # where inputs go and outputs come from
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        *,
+        file_name: str = MODEL_FILE,
+        device: str | torch.device = "cpu",
+        task: Task | None = None,
+        session_options: Any = None,
+    ) -> TimeSformerOnnxModel:
+        """Load `path/file_name` (`model_int8.onnx` for the int8 model) with its config, on `device` (see
+        [`onnx_providers`]); `task` checks that the graph has that task's outputs."""
+        from .configuration_timesformer import TimeSformerConfig
+
+        _require_onnx("ONNX Runtime inference")
+        ort = require("onnxruntime", "ONNX Runtime inference")
+        path = Path(path)
+        if not (path / file_name).is_file():
+            hint = (
+                f"timesformer-hf export {path} --output ONNX_DIR"
+                if path.is_dir()
+                else "timesformer-hf export"
+            )
+            raise FileNotFoundError(
+                f"{path} has no {file_name}: ONNX Runtime runs a folder written by `timesformer-hf export`; run "
+                f"`{hint}` first and pass that folder."
+            )
+        session = ort.InferenceSession(
+            str(path / file_name), sess_options=session_options, providers=onnx_providers(device)
+        )
+        model = cls(session, TimeSformerConfig.from_pretrained(path), path)
+        if task == "features" and "pooler_output" not in model.output_names:
+            raise ValueError(
+                f"{path} was exported for classification (outputs {model.output_names}); features need the "
+                "backbone: timesformer-hf export MODEL --task features --output DIR."
+            )
+        if task == "classify" and "logits" not in model.output_names:
+            raise ValueError(
+                f"{path} holds a backbone (outputs {model.output_names}), without a classifier: classify needs an "
+                "export of a classification model."
+            )
+        return model
+
+    def __call__(
+        self, pixel_values: torch.Tensor | np.ndarray, return_dict: bool = True, **kwargs: Any
+    ) -> Any:
+        from .modeling_timesformer import TimeSformerModelOutput, TimeSformerVideoClassifierOutput
+
+        if isinstance(pixel_values, torch.Tensor):
+            pixel_values = pixel_values.detach().to("cpu", torch.float32).numpy()
+        arrays = self.session.run(None, {"pixel_values": np.asarray(pixel_values, dtype=np.float32)})
+        tensors = {
+            name: torch.from_numpy(array) for name, array in zip(self.output_names, arrays, strict=True)
+        }
+        if "logits" in tensors:
+            output = TimeSformerVideoClassifierOutput(logits=tensors["logits"])
+        else:
+            output = TimeSformerModelOutput(**tensors)
+        return output if return_dict else output.to_tuple()
+
+    forward = __call__
+
+    def __repr__(self) -> str:
+        providers = self.session.get_providers()
+        return f"{type(self).__name__}({self.path}, outputs={self.output_names}, providers={providers})"
