@@ -54,13 +54,13 @@ def spatial_matrix(weights: torch.Tensor, video: int, num_patches: int, num_fram
     return matrix
 
 
-def step(attention: torch.Tensor, normalise: bool) -> torch.Tensor:
-    """`I + A`, rows renormalised (rollout) or not (relevance)."""
+def step(attention: torch.Tensor) -> torch.Tensor:
+    """`I + A`, rows renormalised."""
     matrix = torch.eye(len(attention), dtype=torch.float64) + attention
-    return matrix / matrix.sum(-1, keepdim=True) if normalise else matrix
+    return matrix / matrix.sum(-1, keepdim=True)
 
 
-def brute_force_maps(model, weights_of, attention_type, pixel_values, normalise):
+def brute_force_maps(model, weights_of, attention_type, pixel_values):
     """The CLS row of the product of every step's full matrix (the first step rightmost), as `(B, T, h, w)`.
 
     `weights_of(outputs)` gives each returned attention tensor's `(B', S, S)` matrix (spatial ones, then temporal).
@@ -76,21 +76,16 @@ def brute_force_maps(model, weights_of, attention_type, pixel_values, normalise)
             for frame in range(num_frames):
                 product = torch.eye(1 + num_patches, dtype=torch.float64)
                 for layer_weights in spatial:
-                    product = step(layer_weights[video * num_frames + frame], normalise) @ product
+                    product = step(layer_weights[video * num_frames + frame]) @ product
                 maps[video, frame] = product[0, 1:].reshape(grid) / num_frames
             continue
         product = torch.eye(1 + num_patches * num_frames, dtype=torch.float64)
         for layer, layer_weights in enumerate(spatial):
             if attention_type == "divided_space_time":
-                product = (
-                    step(temporal_matrix(temporal[layer], video, num_patches, num_frames), normalise)
-                    @ product
-                )
-                product = (
-                    step(spatial_matrix(layer_weights, video, num_patches, num_frames), normalise) @ product
-                )
+                product = step(temporal_matrix(temporal[layer], video, num_patches, num_frames)) @ product
+                product = step(spatial_matrix(layer_weights, video, num_patches, num_frames)) @ product
             else:
-                product = step(layer_weights[video], normalise) @ product
+                product = step(layer_weights[video]) @ product
         for patch, frame in itertools.product(range(num_patches), range(num_frames)):
             maps[video, frame].view(-1)[patch] = product[0, token(patch, frame, num_frames)]
     return maps
@@ -118,7 +113,7 @@ def test_rollout_equals_the_brute_force_rollout(attention_type, head_fusion, dis
             for ws in (outputs.attentions, temporal)
         ]
 
-    expected = brute_force_maps(model, weights_of, attention_type, pixel_values, normalise=True)
+    expected = brute_force_maps(model, weights_of, attention_type, pixel_values)
     maps = attention_rollout(model, pixel_values, head_fusion=head_fusion, discard_ratio=discard_ratio)
     assert maps.shape == (2, 3, 2, 3) and maps.dtype == torch.float32
     torch.testing.assert_close(maps.double(), expected, rtol=0, atol=1e-5)
@@ -135,10 +130,11 @@ def test_relevance_equals_the_brute_force_relevance(attention_type):
         score = outputs.logits[0, targets[0]] + outputs.logits[1, targets[1]]
         gradients = torch.autograd.grad(score, attentions)
         weighted = [(g * a).clamp(min=0).mean(1).double() for g, a in zip(gradients, attentions, strict=True)]
+        weighted = [w / w.sum(-1, keepdim=True).where(w.sum(-1, keepdim=True) > 0, 1.0) for w in weighted]
         return weighted[: len(outputs.attentions)], weighted[len(outputs.attentions) :]
 
     with torch.enable_grad():
-        expected = brute_force_maps(model, weights_of, attention_type, pixel_values.requires_grad_(), False)
+        expected = brute_force_maps(model, weights_of, attention_type, pixel_values.requires_grad_())
     maps = relevance(model, pixel_values.detach(), target=targets)
     assert maps.shape == (2, 3, 2, 3) and maps.dtype == torch.float32
     torch.testing.assert_close(maps.double(), expected, rtol=0, atol=1e-5)
@@ -155,6 +151,45 @@ def test_relevance_defaults_to_the_top_prediction():
     assert not torch.allclose(
         relevance(model, pixel_values, target=(top + 1) % 5), relevance(model, pixel_values)
     )
+
+
+def test_relevance_does_not_depend_on_the_scale_of_the_logits():
+    model = random_model("divided_space_time")
+    pixel_values = torch.randn(1, 4, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    maps = relevance(model, pixel_values)
+    with torch.no_grad():
+        model.classifier.weight.mul_(10.0)
+        model.classifier.bias.mul_(10.0)
+    torch.testing.assert_close(relevance(model, pixel_values), maps, rtol=1e-4, atol=1e-6)
+
+
+def bar_columns(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """`(frames,)`: the patch column holding the bright bar in each frame (the bar is one patch wide)."""
+    columns = pixel_values[0, :, 0].mean(1)  # (frames, width): the mean of each pixel column
+    return columns.unflatten(1, (-1, patch_size)).mean(-1).argmax(-1)
+
+
+def test_relevance_finds_the_moving_bar_of_the_demo(demo_model):
+    """On the trained demo model, the relevance per patch is higher on the bar than on the background."""
+    from timesformer_hf.inference import load_model
+
+    repo, data = demo_model
+    model, processor = load_model(repo, device="cpu")
+    videos = sorted((data / "validation").rglob("*.mp4"))
+    ratios = []
+    for video in videos:
+        pixel_values = processor(str(video), return_tensors="pt")["pixel_values"]
+        maps = relevance(model, pixel_values)[0]  # (frames, rows, columns)
+        on_bar = torch.zeros_like(maps, dtype=torch.bool)
+        on_bar[torch.arange(len(maps)), :, bar_columns(pixel_values, 8)] = True
+        ratios.append((maps[on_bar].mean() / maps[~on_bar].mean()).item())
+    ratios = torch.tensor(ratios)
+    report = (
+        f"relevance per patch, bar / background, over {len(videos)} videos: mean {ratios.mean():.2f}, "
+        f"min {ratios.min():.2f}, above 1 for {(ratios > 1).float().mean():.0%}"
+    )
+    print(report)
+    assert ratios.mean() > 1.3 and (ratios > 1).float().mean() >= 0.8, report
 
 
 # ---- planted attention: the CLS token looks at one patch of one frame ----------------------------------------

@@ -5,8 +5,8 @@ frames: how much the final CLS token (the feature the classifier reads) draws fr
 
 - [`attention_rollout`] (Abnar & Zuidema 2020): the attention weights of every block, heads fused, the residual
   path added (`A + I`, rows renormalised), multiplied through all blocks. Class-agnostic.
-- [`relevance`] (Chefer, Gur & Wolf 2021, "Generic Attention-model Explainability"): gradient-weighted attention
-  `mean_heads((dy/dA * A)^+)` for the score `y` of a target class, accumulated as `R = R + A R` from `R = I`.
+- [`relevance`] (after Chefer, Gur & Wolf 2021, "Generic Attention-model Explainability"): the same rollout of
+  gradient-weighted attention `mean_heads((dy/dA * A)^+)` for the logit `y` of a target class. Class-specific.
 
 How the token-mixing matrix of a block is built, in the model's token order `[CLS, p0t0, p0t1, ..., p1t0, ...]`
 (patch-major, time-minor):
@@ -77,28 +77,23 @@ def _forward(model: nn.Module, pixel_values: torch.Tensor) -> tuple[object, tupl
     return model(pixel_values=pixel_values, output_attentions=True, return_dict=True), grid
 
 
-def _propagate(row: torch.Tensor, weights: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
-    """`row @ D^-1 (I + weights)` for rows `(B', S)` and weights `(B', S, S)`; `scale` is the diagonal of `D`
-    (`(B', S)`, or `None` for `D = I`)."""
-    if scale is not None:
-        row = row / scale
+def _propagate(
+    row: torch.Tensor, weights: torch.Tensor, row_sums: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`row @ D^-1 (I + weights)` for rows `(B', S)` and weights `(B', S, S)`, where `D` holds the row sums of
+    `I + weights` (or `row_sums`, `(B', S)`, when given)."""
+    row = row / (1.0 + weights.sum(-1) if row_sums is None else row_sums)
     return row + torch.einsum("bs,bst->bt", row, weights)
 
 
-def _row_sums(weights: torch.Tensor, normalise: bool) -> torch.Tensor | None:
-    """The row sums of `I + weights` (`None` when rows are not renormalised)."""
-    return 1.0 + weights.sum(-1) if normalise else None
-
-
-def _through_temporal(row: torch.Tensor, weights: torch.Tensor, normalise: bool) -> torch.Tensor:
+def _through_temporal(row: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Through a divided block's temporal step: weights `(B*N, T, T)` mix each patch position's frames."""
     batch_size, num_frames = row.shape[0], weights.shape[-1]
-    patches = row[:, 1:].reshape(-1, num_frames)  # (B*N, T): patch-major, time-minor
-    patches = _propagate(patches, weights, _row_sums(weights, normalise))
+    patches = _propagate(row[:, 1:].reshape(-1, num_frames), weights)  # (B*N, T): patch-major, time-minor
     return torch.cat([row[:, :1], patches.reshape(batch_size, -1)], dim=1)
 
 
-def _through_spatial(row: torch.Tensor, weights: torch.Tensor, normalise: bool) -> torch.Tensor:
+def _through_spatial(row: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Through a divided block's spatial step: weights `(B*T, 1+N, 1+N)`, one frame each, whose CLS rows are
     averaged into the CLS row of the token-space matrix (the model averages the CLS copies' outputs)."""
     batch_size = row.shape[0]
@@ -107,15 +102,14 @@ def _through_spatial(row: torch.Tensor, weights: torch.Tensor, normalise: bool) 
     # token-space product, and the CLS outputs of the frames add up back into one.
     cls = (row[:, :1] / num_frames).expand(-1, num_frames)  # (B, T)
     patches = row[:, 1:].reshape(batch_size, num_tokens - 1, num_frames)  # (B, N, T)
-    frames = torch.cat([cls.unsqueeze(-1), patches.transpose(1, 2)], dim=2).reshape(
-        -1, num_tokens
-    )  # (B*T, 1+N)
-    scale = _row_sums(weights, normalise)
-    if scale is not None:  # the CLS row of the token-space matrix is the mean of the frames' CLS rows
-        scale = scale.view(batch_size, num_frames, num_tokens).clone()
-        scale[:, :, 0] = scale[:, :, 0].mean(1, keepdim=True)
-        scale = scale.view(-1, num_tokens)
-    frames = _propagate(frames, weights, scale).view(batch_size, num_frames, num_tokens)
+    frames = torch.cat([cls.unsqueeze(-1), patches.transpose(1, 2)], dim=2)  # (B, T, 1+N)
+    frames = frames.reshape(-1, num_tokens)
+    # the CLS row of the token-space matrix is the mean of the frames' CLS rows, and so is its sum
+    row_sums = (1.0 + weights.sum(-1)).view(batch_size, num_frames, num_tokens)
+    row_sums[:, :, 0] = row_sums[:, :, 0].mean(1, keepdim=True)
+    frames = _propagate(frames, weights, row_sums.view(-1, num_tokens)).view(
+        batch_size, num_frames, num_tokens
+    )
     patches = frames[:, :, 1:].transpose(1, 2).reshape(batch_size, -1)  # back to patch-major
     return torch.cat([frames[:, :, 0].sum(1, keepdim=True), patches], dim=1)
 
@@ -127,7 +121,6 @@ def _cls_row_maps(
     num_videos: int,
     num_frames: int,
     grid: tuple[int, int],
-    normalise: bool,
 ) -> torch.Tensor:
     """The CLS row of the product of every block's `D^-1 (I + A)` (last block first), as `(B, T, h, w)` maps.
 
@@ -137,16 +130,15 @@ def _cls_row_maps(
         row = spatial[0].new_zeros(num_videos * num_frames, spatial[0].shape[-1])
         row[:, 0] = 1.0 / num_frames
         for weights in reversed(spatial):
-            row = _propagate(row, weights, _row_sums(weights, normalise))
+            row = _propagate(row, weights)
         return row[:, 1:].reshape(num_videos, num_frames, *grid)
     row = spatial[0].new_zeros(num_videos, 1 + grid[0] * grid[1] * num_frames)
     row[:, 0] = 1.0
     for layer in reversed(range(len(spatial))):
         if attention_type == "divided_space_time":  # the block is the spatial step after the temporal one
-            row = _through_spatial(row, spatial[layer], normalise)
-            row = _through_temporal(row, temporal[layer], normalise)
+            row = _through_temporal(_through_spatial(row, spatial[layer]), temporal[layer])
         else:
-            row = _propagate(row, spatial[layer], _row_sums(spatial[layer], normalise))
+            row = _propagate(row, spatial[layer])
     maps = row[:, 1:].reshape(num_videos, grid[0] * grid[1], num_frames).transpose(1, 2)
     return maps.reshape(num_videos, num_frames, *grid)
 
@@ -208,8 +200,14 @@ def attention_rollout(
         pixel_values.shape[0],
         pixel_values.shape[1],
         grid,
-        normalise=True,
     )
+
+
+def _gradient_weighted(gradient: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """`mean_heads((gradient * weights)^+)` with each row rescaled to sum to 1 (or 0): `(B', S, S)` float32."""
+    weighted = (gradient.float() * weights.detach().float()).clamp(min=0).mean(1)
+    row_sums = weighted.sum(-1, keepdim=True)
+    return torch.where(row_sums > 0, weighted / row_sums.clamp(min=torch.finfo(torch.float32).tiny), 0.0)
 
 
 def _targets(target: int | Sequence[int] | torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
@@ -229,11 +227,14 @@ def relevance(
     model: nn.Module, pixel_values: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None
 ) -> torch.Tensor:
     """
-    Class-specific relevance of each patch of each input frame (Chefer et al. 2021, gradient-weighted attention).
+    Class-specific relevance of each patch of each input frame: a rollout of gradient-weighted attention.
 
-    For the logit `y` of the `target` class, every attention matrix `A` becomes `mean_heads((dy/dA * A)^+)`, and
-    `R = R + A R` accumulates them from `R = I` through the blocks in order (a divided block: temporal, then
-    spatial); the CLS row of `R` is returned. One forward and one backward pass; no parameter gets a gradient.
+    For the logit `y` of the `target` class, every attention matrix `A` becomes `mean_heads((dy/dA * A)^+)` as in
+    Chefer et al. 2021, its rows rescaled to sum to 1 (rows without relevance stay zero), and these are rolled out
+    as [`attention_rollout`] does. Chefer's own accumulation `R = R + A R` instead lets the size of the gradient
+    weigh the attention against the residual path, so multiplying the logits by a constant changes the map's
+    shape; with rows rescaled it does not, and on the demo model the map finds the moving bar (test_explain.py).
+    One forward and one backward pass; no parameter gets a gradient.
 
     Args:
         model: A `TimeSformerForVideoClassification` in eval mode, any device and dtype.
@@ -264,8 +265,7 @@ def relevance(
         attentions = [*outputs.attentions, *temporal]
         gradients = torch.autograd.grad(score, attentions, allow_unused=True, materialize_grads=True)
     weighted = [
-        (gradient.float() * weights.detach().float()).clamp(min=0).mean(1)
-        for gradient, weights in zip(gradients, attentions, strict=True)
+        _gradient_weighted(gradient, weights) for gradient, weights in zip(gradients, attentions, strict=True)
     ]
     num_layers = len(outputs.attentions)
     return _cls_row_maps(
@@ -275,7 +275,6 @@ def relevance(
         pixel_values.shape[0],
         pixel_values.shape[1],
         grid,
-        normalise=False,
     )
 
 
