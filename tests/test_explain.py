@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 import torch
-from conftest import randomize_, tiny_config
+from conftest import randomize_, sample_video_path, tiny_config
 
 from timesformer_hf import TimeSformerForVideoClassification, TimeSformerModel
 from timesformer_hf.explain import attention_rollout, relevance, upsample
@@ -281,3 +281,191 @@ def test_upsample_covers_each_patch():
     assert upsampled.shape == (1, 1, 16, 24)
     assert upsampled[0, 0, 8:, 8:16].unique().tolist() == [4.0]
     assert upsample(maps, (16, 24)).shape == (1, 1, 16, 24)
+
+
+# ---- the pictures: `explain` and `classify --plot` ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    from test_inference import tiny_processor
+
+    from timesformer_hf.hub import save_repo
+    from timesformer_hf.synthetic import motion_labels
+
+    labels = motion_labels(4)
+    config = tiny_config(
+        num_labels=4, id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}
+    )
+    model = randomize_(TimeSformerForVideoClassification(config))
+    return save_repo(model, [tiny_processor()], tmp_path_factory.mktemp("repo") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory):
+    """6 s of moving bars, 8 frames a second."""
+    import numpy as np
+
+    from timesformer_hf.synthetic import motion_video, write_video
+
+    path = tmp_path_factory.mktemp("long") / "long.mp4"
+    write_video(path, np.concatenate([motion_video("right_1", 8, 32, rng=i) for i in range(6)]), fps=8)
+    return path
+
+
+def run_cli(*argv) -> int:
+    from timesformer_hf.commands.app import main
+
+    return main([str(argument) for argument in argv])
+
+
+def one_line_error(capsys) -> str:
+    error = capsys.readouterr().err
+    assert error.startswith("timesformer-hf: error: ") and error.count("\n") == 1, error
+    return error
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("map.png", ()),
+        ("map.gif", ("--method", "rollout")),
+        ("map.mp4", ("--target", "left_2", "--fps", "4")),
+    ],
+)
+def test_explain_writes_pictures_that_decode(repo, tmp_path, capsys, name, options):
+    from PIL import Image
+
+    from timesformer_hf.video import probe_video
+
+    output = tmp_path / "out" / name
+    video = sample_video_path("bikes.mp4")
+    assert run_cli("explain", repo, video, "--output", output, "--device", "cpu", *options) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"Wrote {output} (") and "%" in printed
+    if name.endswith(".png"):
+        with Image.open(output) as image:
+            assert image.format == "PNG" and image.width > 500
+    elif name.endswith(".gif"):
+        with Image.open(output) as image:
+            assert image.format == "GIF" and image.n_frames == 4  # the repo's 4 frames
+        assert "attention rollout" in printed
+    else:
+        assert probe_video(output).total_num_frames == 4
+        assert "relevance for left_2" in printed
+    assert [path.name for path in output.parent.iterdir()] == [name]  # written atomically: nothing else left
+
+
+def test_explain_says_what_is_wrong_in_one_line(repo, tmp_path, capsys):
+    video, output = sample_video_path("bikes.mp4"), tmp_path / "map.png"
+    output.write_bytes(b"old")
+    assert run_cli("explain", repo, video, "--output", output) == 1
+    assert "exists: pass --overwrite" in one_line_error(capsys)
+    assert output.read_bytes() == b"old"
+    assert run_cli("explain", repo, video, "--output", output, "--overwrite", "--target", "up") == 1
+    error = one_line_error(capsys)
+    assert "Unknown --target 'up'" in error and "left_1, left_2, right_1, right_2" in error
+    assert (
+        run_cli(
+            "explain", repo, video, "--output", tmp_path / "new.png", "--method", "rollout", "--target", "up"
+        )
+        == 1
+    )
+    assert "--target chooses the class of --method relevance" in one_line_error(capsys)
+    assert run_cli("explain", repo, video, "--output", tmp_path / "map.jpg") == 1
+    assert "--output must end in .png, .gif, .mp4" in one_line_error(capsys)
+    assert run_cli("explain", repo, video, "--output", output, "--overwrite") == 0
+    assert output.read_bytes().startswith(b"\x89PNG")
+
+
+def test_an_unknown_target_lists_some_labels():
+    from timesformer_hf.commands.errors import CLIError
+    from timesformer_hf.commands.explain import target_index
+
+    labels = {f"class {i}": i for i in range(400)}
+    assert target_index("class 7", labels) == 7
+    with pytest.raises(CLIError, match=r"are class 0, .*, class 9, \.\.\. \(400 in all\)\.$"):
+        target_index("class 400", labels)
+
+
+def test_classify_plots_a_timeline_per_video(repo, long_video, tmp_path, capsys):
+    import shutil
+
+    from PIL import Image
+
+    plot = tmp_path / "plots" / "timeline.png"
+    assert (
+        run_cli(
+            "classify", repo, long_video, "--window", "2", "--stride", "1", "--plot", plot, "--top-k", "3"
+        )
+        == 0
+    )
+    with Image.open(plot) as image:
+        assert image.format == "PNG"
+    # several videos: one file each, named after the video; also from a stored (--output) run
+    second = tmp_path / "videos" / "second.mp4"
+    second.parent.mkdir()
+    shutil.copy(long_video, second)
+    argv = [
+        "classify",
+        repo,
+        long_video,
+        second,
+        "--window",
+        "3",
+        "--plot",
+        plot,
+        "--output",
+        tmp_path / "r.jsonl",
+    ]
+    assert run_cli(*argv) == 0
+    assert sorted(path.name for path in plot.parent.iterdir()) == [
+        "timeline-long.png",
+        "timeline-second.png",
+        "timeline.png",
+    ]
+
+
+def test_classify_plot_errors_are_one_line(repo, long_video, tmp_path, capsys):
+    import shutil
+
+    assert run_cli("classify", repo, long_video, "--plot", tmp_path / "t.png") == 1
+    assert "--plot draws the results of time windows: add --window" in one_line_error(capsys)
+    assert run_cli("classify", repo, long_video, "--window", "2", "--plot", tmp_path / "t.pdf") == 1
+    assert "--plot writes a PNG" in one_line_error(capsys)
+    (tmp_path / "other").mkdir()
+    shutil.copy(long_video, tmp_path / "other" / "long.mp4")
+    assert (
+        run_cli(
+            "classify", repo, long_video, tmp_path / "other", "--window", "2", "--plot", tmp_path / "t.png"
+        )
+        == 1
+    )
+    assert "several videos are called long" in one_line_error(capsys)
+
+
+def without_matplotlib(monkeypatch):
+    import sys
+
+    for name in [name for name in sys.modules if name == "matplotlib" or name.startswith("matplotlib.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib...` fail
+
+
+def test_without_matplotlib_the_pictures_say_what_to_install(repo, long_video, tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    from timesformer_hf.visualization import animate_explanation, plot_explanation
+
+    without_matplotlib(monkeypatch)
+    assert run_cli("explain", repo, long_video, "--output", tmp_path / "map.png") == 1
+    assert "timesformer-hf explain needs matplotlib: pip install 'timesformer-hf[viz]'" in one_line_error(
+        capsys
+    )
+    assert run_cli("classify", repo, long_video, "--window", "2", "--plot", tmp_path / "t.png") == 1
+    assert "classify --plot needs matplotlib: pip install 'timesformer-hf[viz]'" in one_line_error(capsys)
+    frames, maps = np.zeros((2, 8, 8, 3)), np.ones((2, 8, 8))
+    for draw, name in ((plot_explanation, "map.png"), (animate_explanation, "map.gif")):
+        with pytest.raises(ImportError, match=r"pip install 'timesformer-hf\[viz\]'"):
+            draw(frames, maps, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []

@@ -86,6 +86,7 @@ def read_clip(video: str, processor: Any) -> tuple[Any, Any, list[str]]:
 
 def run(args: argparse.Namespace) -> None:
     import torch
+    from transformers import AutoConfig
 
     from .. import registration
     from ..explain import attention_rollout, relevance, upsample
@@ -96,8 +97,12 @@ def run(args: argparse.Namespace) -> None:
     output = check(args)
     require("matplotlib", "timesformer-hf explain")
     registration.register_auto_classes()
+    if args.target is not None:  # checked before the model loads
+        label2id = AutoConfig.from_pretrained(args.model, revision=args.revision).label2id
+        target = target_index(args.target, label2id)
+    else:
+        target = None
     model, processor = load_model(args.model, device=args.device, dtype=args.dtype, revision=args.revision)
-    target = None if args.target is None else target_index(args.target, model.config.label2id)
     pixel_values, frames, captions = read_clip(args.video, processor)
     with torch.inference_mode():
         probabilities = model(pixel_values.to(model.device)).logits.float().softmax(-1)[0].cpu()
