@@ -47,6 +47,7 @@ torch.Size([2, 4, 32, 48])
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -58,7 +59,7 @@ __all__ = ["HEAD_FUSIONS", "attention_rollout", "relevance", "upsample"]
 HEAD_FUSIONS = ("mean", "max", "min")
 
 
-def _forward(model: nn.Module, pixel_values: torch.Tensor) -> tuple[object, tuple[int, int]]:
+def _forward(model: nn.Module, pixel_values: torch.Tensor) -> tuple[Any, tuple[int, int]]:
     """The model's outputs with attention weights for `pixel_values` on its device, and the patch grid."""
     if model.training:
         raise ValueError(
@@ -107,9 +108,8 @@ def _through_spatial(row: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     # the CLS row of the token-space matrix is the mean of the frames' CLS rows, and so is its sum
     row_sums = (1.0 + weights.sum(-1)).view(batch_size, num_frames, num_tokens)
     row_sums[:, :, 0] = row_sums[:, :, 0].mean(1, keepdim=True)
-    frames = _propagate(frames, weights, row_sums.view(-1, num_tokens)).view(
-        batch_size, num_frames, num_tokens
-    )
+    frames = _propagate(frames, weights, row_sums.view(-1, num_tokens))
+    frames = frames.view(batch_size, num_frames, num_tokens)
     patches = frames[:, :, 1:].transpose(1, 2).reshape(batch_size, -1)  # back to patch-major
     return torch.cat([frames[:, :, 0].sum(1, keepdim=True), patches], dim=1)
 
@@ -179,7 +179,7 @@ def attention_rollout(
 
     ```python
     >>> maps = attention_rollout(model, pixel_values, head_fusion="max", discard_ratio=0.9)  # doctest: +SKIP
-    >>> maps.shape  # 8 frames of 224x224, patch 16
+    >>> maps.shape  # 8 frames of 224x224, patch 16  # doctest: +SKIP
     torch.Size([1, 8, 14, 14])
     ```
     """
