@@ -457,20 +457,13 @@ def test_classify_plot_errors_are_one_line(repo, long_video, tmp_path, capsys):
     assert "several videos are called long" in one_line_error(capsys)
 
 
-def without_matplotlib(monkeypatch):
-    import sys
-
-    for name in [name for name in sys.modules if name == "matplotlib" or name.startswith("matplotlib.")]:
-        monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib...` fail
-
-
 def test_without_matplotlib_the_pictures_say_what_to_install(repo, long_video, tmp_path, capsys, monkeypatch):
     import numpy as np
+    from test_extras import without_module
 
     from timesformer_hf.visualization import animate_explanation, plot_explanation
 
-    without_matplotlib(monkeypatch)
+    without_module(monkeypatch, "matplotlib")
     assert run_cli("explain", repo, long_video, "--output", tmp_path / "map.png") == 1
     assert "timesformer-hf explain needs matplotlib: pip install 'timesformer-hf[viz]'" in one_line_error(
         capsys
