@@ -2,11 +2,23 @@
 
 import re
 
+import pytest
+import torch
+
 from timesformer_hf.demo import DEMO_ATTENTION_TYPES, main
 from timesformer_hf.synthetic import motion_labels
 
 
-def test_demo_writes_everything_under_its_output_dir(tmp_path, capsys, monkeypatch):
+@pytest.fixture
+def thread_count():
+    """Restore torch's thread count after the test: the demo sets it for its process (a core left to decoding), and
+    the session's `demo_model` fixture, trained later in the same process, must not inherit it."""
+    previous = torch.get_num_threads()
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_demo_writes_everything_under_its_output_dir(tmp_path, capsys, monkeypatch, thread_count):
     monkeypatch.chdir(tmp_path)
     output_dir = tmp_path / "demo-output"
     main(["--output-dir", str(output_dir), "--epochs", "1", "--videos-per-class", "2"])

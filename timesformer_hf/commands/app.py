@@ -5,6 +5,7 @@ timesformer-hf classify REPO video.mp4 --top-k 5
 timesformer-hf classify REPO long.mp4 --window 2 --stride 2 --json
 timesformer-hf features REPO videos/ --output features.parquet --device cuda --dtype bf16 --num-workers 8
 timesformer-hf evaluate REPO data/val --num-clips 3 --num-crops 3 --predictions predictions.csv
+timesformer-hf explain REPO video.mp4 --output explain.png --method relevance
 timesformer-hf train --train-dir data/train --validation-dir data/val --output-dir runs/mine
 timesformer-hf convert --checkpoint TimeSformer_divST_8x32_224_K400.pyth --output-dir timesformer-base-k400
 timesformer-hf export REPO --output REPO-onnx --quantize int8
@@ -18,11 +19,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from . import classify, convert, evaluate, export, features, train
+from . import classify, convert, evaluate, explain, export, features, train
 from .errors import report_errors
 from .options import ArgumentParser
 
-COMMANDS = (classify, features, evaluate, train, convert, export)
+COMMANDS = (classify, features, evaluate, explain, train, convert, export)
 
 
 def build_parser() -> ArgumentParser:

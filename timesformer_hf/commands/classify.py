@@ -37,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output",
         help="Also write the results (resumably) as .jsonl, .csv or .parquet; needed with several processes.",
     )
+    parser.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="With --window: a timeline of the top-k classes' probabilities over the video (several videos: one "
+        "file each, FILE-<video name>.png).",
+    )
     add_output_options(parser)
     add_inference_options(parser)
     parser.set_defaults(run=run)
@@ -64,6 +70,37 @@ def _print(record: dict[str, Any], as_json: bool, multi_label: bool = False) -> 
     sys.stdout.flush()
 
 
+def plot_paths(plot: str, videos: list[str]) -> dict[str, Path]:
+    """Where each video's timeline goes: `plot` itself for one video, `plot`'s stem plus the video's for several."""
+    plot_path = Path(plot)
+    if plot_path.suffix.lower() != ".png":
+        raise CLIError(f"--plot writes a PNG: give a name ending in .png, got {plot}.")
+    if len(videos) == 1:
+        return {videos[0]: plot_path}
+    stems = [Path(video).stem for video in videos]
+    if len(set(stems)) < len(stems):
+        twice = sorted({stem for stem in stems if stems.count(stem) > 1})
+        raise CLIError(
+            f"--plot names each video's timeline after the video, but several videos are called {', '.join(twice)}: "
+            "classify them in separate runs."
+        )
+    return {
+        video: plot_path.with_name(f"{plot_path.stem}-{stem}.png")
+        for video, stem in zip(videos, stems, strict=True)
+    }
+
+
+def plot_timelines(results: list, paths: dict[str, Path], id2label: dict[int, str], top_k: int) -> None:
+    """One timeline PNG per video that could be read."""
+    from ..visualization import plot_timeline
+
+    for result in results:
+        if result.error is None:
+            paths[result.video].parent.mkdir(parents=True, exist_ok=True)
+            plot_timeline(result.windows, id2label, paths[result.video], top_k, title=Path(result.video).name)
+            print(f"Wrote {paths[result.video]}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> None:
     from ..inference import is_multi_label_model, report_predictions
     from ..results import PREDICTION_SUFFIXES, prediction_records, write_predictions
@@ -73,6 +110,14 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError(f"--top-k must be at least 1, got {args.top_k}.")
     check_threshold(args.threshold)
     paths = video_paths(args.videos)
+    plots = {}
+    if args.plot is not None:
+        if args.window is None:
+            raise CLIError("--plot draws the results of time windows: add --window SECONDS (and --stride).")
+        from ..extras import require
+
+        plots = plot_paths(args.plot, paths)
+        require("matplotlib", "classify --plot")
     if args.output is None:
         processes = Processes()
         if processes.count > 1:
@@ -95,6 +140,8 @@ def run(args: argparse.Namespace) -> None:
                     _print(prediction_records([ready], predict)[0], args.json, engine.multi_label)
                 next_index += 1
         print_failures([results[index] for index in sorted(results)])
+        if plots:
+            plot_timelines(list(results.values()), plots, engine.model.config.id2label, args.top_k)
         return
     output = Path(args.output)
     if output.suffix not in PREDICTION_SUFFIXES:
@@ -126,3 +173,5 @@ def run(args: argparse.Namespace) -> None:
     for result in results or []:
         if result.error is None:
             _print(prediction_records([result], predict)[0], args.json, is_multi_label_model(config))
+    if plots and results is not None:
+        plot_timelines(results, plots, config.id2label, args.top_k)

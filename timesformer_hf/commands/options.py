@@ -11,6 +11,7 @@ __all__ = [
     "ArgumentParser",
     "SPELLING_NOTE",
     "add_dataset_options",
+    "add_device_options",
     "add_inference_options",
     "add_model_options",
     "add_threshold_option",
@@ -52,13 +53,19 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revision", help="Branch, tag or commit of a Hub repo.")
 
 
-def add_inference_options(parser: argparse.ArgumentParser, *, windows: bool = True) -> None:
-    """Device, dtype, batching and the views of each video."""
+def add_device_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """`--device` and `--dtype`, in the group that `add_inference_options` extends."""
     group = parser.add_argument_group("where and how the model runs")
     group.add_argument(
         "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."
     )
     group.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="fp16 needs a GPU.")
+    return group
+
+
+def add_inference_options(parser: argparse.ArgumentParser, *, windows: bool = True) -> None:
+    """Device, dtype, batching and the views of each video."""
+    group = add_device_options(parser)
     group.add_argument(
         "--backend",
         default="pytorch",
