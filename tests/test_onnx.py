@@ -60,15 +60,22 @@ def exported(repo, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported_features(repo, tmp_path_factory):
-    """The backbone of `repo` exported with a dynamic frame count (the TorchScript exporter), and in int8."""
+    """The backbone of `repo` exported with a dynamic frame count, and in int8."""
     folder = tmp_path_factory.mktemp("onnx") / "features"
     export_onnx(repo, folder, task="features", dynamic_frames=True, quantize="int8")
     return folder
 
 
-def test_export_of_every_attention_type_checks_itself_and_runs_other_shapes(attention_type, tmp_path):
+@pytest.mark.parametrize("fused_attention", [False, True], ids=["plain", "fused-attention"])
+def test_export_of_every_attention_type_checks_itself_and_runs_other_shapes(
+    attention_type, fused_attention, tmp_path
+):
     model = randomize_(TimeSformerForVideoClassification(tiny_config(attention_type=attention_type)))
-    report = export_onnx(model, tmp_path / "out", dynamic_frames=True, dynamic_size=True)
+    report = export_onnx(
+        model, tmp_path / "out", dynamic_frames=True, dynamic_size=True, fused_attention=fused_attention
+    )
+    graph = onnx.load(tmp_path / "out" / "model.onnx").graph
+    assert any(node.op_type == "Attention" for node in graph.node) is fused_attention
     check = report["check"]
     assert check["max_abs_diff"] <= 1e-4 and check["tolerance"] == 1e-4
     # two batch sizes, another frame count, another size
@@ -100,7 +107,11 @@ def test_export_command_says_which_axes_are_fixed_and_writes_a_self_contained_fo
     names = {path.name for path in folder.iterdir()}
     assert {"model.onnx", "model_int8.onnx", "config.json", "video_preprocessor_config.json"} <= names
     report = json.loads((folder / "onnx_export.json").read_text())
-    assert report["exporter"] == "dynamo" and report["fixed_axes"] == {"frames": 4, "height": 32, "width": 32}
+    assert report["exporter"] == "torchscript" and report["fixed_axes"] == {
+        "frames": 4,
+        "height": 32,
+        "width": 32,
+    }
     assert report["check"]["max_abs_diff"] <= 1e-4
     assert report["int8"]["self_check"]["cosine_similarity_mean"] > 0.99
     model = TimeSformerOnnxModel.from_pretrained(folder)

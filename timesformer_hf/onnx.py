@@ -55,7 +55,6 @@ DEFAULT_OPSET = 18
 # Max abs difference from PyTorch fp32 allowed by the self-check; fp16 relative to the largest output magnitude.
 TOLERANCES = {"fp32": 1e-4, "fp16": 2e-2}
 FEATURE_OUTPUTS = ("last_hidden_state", "pooler_output")
-ATTENTION_OP = "Attention"  # ONNX Runtime's fused self-attention (com.microsoft), with its QKV projection
 Task = Literal["classify", "features"]
 
 
@@ -192,15 +191,6 @@ def _with_fused_attention(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def _attention_onnx(hidden_states: Any, weight: Any, bias: Any, num_heads: int) -> Any:
-    """`onnx_attention` for the `torch.export` exporter."""
-    import onnxscript
-
-    return onnxscript.values.Opset("com.microsoft", 1).Attention(
-        hidden_states, weight, bias, num_heads=num_heads
-    )
-
-
 def _attention_symbolic(graph: Any, hidden_states: Any, weight: Any, bias: Any, num_heads: Any) -> Any:
     """`onnx_attention` for the TorchScript exporter."""
     from torch.onnx import symbolic_helper
@@ -212,22 +202,7 @@ def _attention_symbolic(graph: Any, hidden_states: Any, weight: Any, bias: Any, 
 
 
 def _register_attention_op(opset: int) -> None:
-    """Make `com.microsoft.Attention` known to ONNX (for onnxscript) and `onnx_attention` to the TorchScript exporter."""
-    import onnx
-    from onnx.defs import OpSchema
-
-    if not onnx.defs.has(ATTENTION_OP, domain="com.microsoft"):
-        parameter = OpSchema.FormalParameter
-        schema = OpSchema(
-            ATTENTION_OP,
-            "com.microsoft",
-            1,
-            inputs=[parameter("input", "T"), parameter("weights", "T"), parameter("bias", "T")],
-            outputs=[parameter("output", "T")],
-            type_constraints=[("T", ["tensor(float)", "tensor(float16)"], "")],
-            attributes=[OpSchema.Attribute("num_heads", OpSchema.AttrType.INT, "heads")],
-        )
-        onnx.defs.register_schema(schema)
+    """Make the TorchScript exporter write `onnx_attention` as a `com.microsoft.Attention` node."""
     torch.onnx.register_custom_op_symbolic("timesformer_hf::onnx_attention", _attention_symbolic, opset)
 
 
@@ -259,53 +234,32 @@ def export_graph(
 ) -> str:
     """Write the ONNX graph of `model` (see [`_inference_copy`]) to `path`; returns the exporter used.
 
-    With `fused_attention`, every self-attention (QKV projection included) is one ONNX Runtime `Attention` node: the
-    exporters' decomposed attention (split, transposes, scaled matmuls) costs about 10% of the CPU time, and the
-    int8 quantizer turns `Attention` into its int8 `QAttention`.
-
-    The `torch.export` exporter (the default of `torch.onnx.export`) is used for a fixed frame count and size: the
-    model branches in Python on them (resizing the embeddings or not), which `torch.export` specialises. Dynamic
-    frames or size use the TorchScript exporter, traced on the resizing path, with dynamic axes.
+    The TorchScript exporter is used, traced on the resizing path where frames or size are dynamic: the model
+    branches in Python on them (resizing the embeddings or not), which `torch.export` specialises, and on the CPU
+    of BENCHMARKS.md its graph also runs faster after ONNX Runtime's optimizer than the `torch.export` one (int8:
+    0.55 s against 0.75 s a base clip). With `fused_attention`, every self-attention (QKV projection included) is
+    one ONNX Runtime `Attention` node, which the int8 quantizer turns into `QAttention`.
     """
     if fused_attention:
         _register_attention_op(opset)
         model = _with_fused_attention(model)
     wrapper = _ExportWrapper(model).eval()
     example = _trace_input(model.config, dynamic_frames, dynamic_size)
-    names = {"input_names": ["pixel_values"], "output_names": list(wrapper.output_names)}
+    axes = {0: "batch"} | ({1: "frames"} if dynamic_frames else {})
+    axes |= {3: "height", 4: "width"} if dynamic_size else {}
+    output_axes = {name: {0: "batch"} for name in wrapper.output_names}
+    if "last_hidden_state" in output_axes and (dynamic_frames or dynamic_size):
+        output_axes["last_hidden_state"][1] = "sequence"
     with _quiet("torch.onnx"), torch.no_grad():
-        if not (dynamic_frames or dynamic_size):
-            try:
-                torch.onnx.export(
-                    wrapper,
-                    (example,),
-                    str(path),
-                    dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch")}},
-                    opset_version=opset,
-                    external_data=False,
-                    dynamo=True,
-                    verbose=False,
-                    custom_translation_table={
-                        torch.ops.timesformer_hf.onnx_attention.default: _attention_onnx
-                    },
-                    **names,
-                )
-                return "dynamo"
-            except Exception:  # noqa: BLE001 (any exporter failure: the TorchScript exporter is tried next)
-                path.unlink(missing_ok=True)
-        axes = {0: "batch"} | ({1: "frames"} if dynamic_frames else {})
-        axes |= {3: "height", 4: "width"} if dynamic_size else {}
-        output_axes = {name: {0: "batch"} for name in wrapper.output_names}
-        if "last_hidden_state" in output_axes and (dynamic_frames or dynamic_size):
-            output_axes["last_hidden_state"][1] = "sequence"
         torch.onnx.export(
             wrapper,
             (example,),
             str(path),
+            input_names=["pixel_values"],
+            output_names=list(wrapper.output_names),
             dynamic_axes={"pixel_values": axes, **output_axes},
             opset_version=opset,
             dynamo=False,
-            **names,
         )
     return "torchscript"
 
@@ -500,6 +454,7 @@ def export_onnx(
     dynamic_size: bool = False,
     dtype: Literal["fp32", "fp16"] = "fp32",
     quantize: Literal["int8"] | None = None,
+    fused_attention: bool = False,
     opset: int = DEFAULT_OPSET,
     videos: Sequence[str | os.PathLike] = (),
     overwrite: bool = False,
@@ -517,6 +472,8 @@ def export_onnx(
         dynamic_frames, dynamic_size: Make the frame count / the height and width dynamic axes (the batch always is).
         dtype: `"fp32"`, or `"fp16"` for GPU runtimes (inputs and outputs stay fp32).
         quantize: `"int8"`: also write `model_int8.onnx`, dynamic int8 quantization for CPUs (fp32 only).
+        fused_attention: Export every self-attention as one ONNX Runtime `Attention` node (fp32 only). Off by
+            default: on the CPU of BENCHMARKS.md the plain graph is faster, in fp32 (7%) and in int8 (5%).
         opset: The ONNX opset.
         videos: Videos on which to measure the int8 model's agreement with PyTorch (one clip each).
         overwrite: Replace an existing `output_dir`.
@@ -575,7 +532,8 @@ def export_onnx(
             dynamic_frames=dynamic_frames,
             dynamic_size=dynamic_size,
             opset=opset,
-            fused_attention=dtype == "fp32",  # ONNX Runtime's CPU Attention kernel is fp32 only
+            fused_attention=fused_attention
+            and dtype == "fp32",  # ONNX Runtime's CPU Attention kernel is fp32 only
         )
         optimize_graph(staging / MODEL_FILE, config, dtype)
         shape, fixed = _axes(config, dynamic_frames, dynamic_size)
@@ -585,6 +543,7 @@ def export_onnx(
             "dtype": dtype,
             "opset": opset,
             "exporter": exporter,
+            "fused_attention": fused_attention and dtype == "fp32",
             "inputs": {"pixel_values": shape},
             "outputs": list(_ExportWrapper(model).output_names),
             "fixed_axes": fixed,
