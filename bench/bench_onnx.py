@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchmark import BenchConfig, build_model, environment, make_input, percentile
+from benchmark import base_config, build_model, environment, make_input, percentile
 
 from timesformer_hf.onnx import INT8_FILE, MODEL_FILE, export_onnx
 
@@ -104,21 +104,7 @@ def markdown_table(latencies: dict[str, list[float]], report: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    config = BenchConfig(
-        preset="base",
-        frames=8,
-        image_size=224,
-        attention="divided",
-        batch_size=1,
-        dtype="fp32",
-        device="cpu",
-        attn_implementation="sdpa",
-        compile=False,
-        threads=args.threads,
-        warmup=args.warmup,
-        repeats=args.repeats,
-        num_hidden_layers=args.num_hidden_layers,
-    )
+    config = base_config(args)
     ours = build_model("timesformer_hf", config)
     reference = build_model("transformers", config, ours.state_dict())
     pixel_values = make_input(config)

@@ -430,9 +430,9 @@ def environment(threads: int, device: str) -> dict:
 # --- command line -----------------------------------------------------------------------------------------------
 
 
-def quick_suite(args: argparse.Namespace) -> list[tuple[BenchConfig, bool]]:
-    """The default run (`make bench`): base 8x224 divided timed and measured, joint 16x224 memory only."""
-    base = BenchConfig(
+def base_config(args: argparse.Namespace) -> BenchConfig:
+    """Base 8x224 divided, batch 1, fp32 on the CPU, with the timing options of `args` (also `bench_onnx.py`'s)."""
+    return BenchConfig(
         preset="base",
         frames=8,
         image_size=224,
@@ -447,6 +447,11 @@ def quick_suite(args: argparse.Namespace) -> list[tuple[BenchConfig, bool]]:
         repeats=args.repeats,
         num_hidden_layers=args.num_hidden_layers,
     )
+
+
+def quick_suite(args: argparse.Namespace) -> list[tuple[BenchConfig, bool]]:
+    """The default run (`make bench`): base 8x224 divided timed and measured, joint 16x224 memory only."""
+    base = base_config(args)
     joint = replace(base, frames=16, attention="joint", warmup=0, repeats=0)
     return [(base, not args.no_memory), (joint, True)]
 

@@ -38,6 +38,30 @@ def tiny_config(**overrides):
     return TimeSformerConfig(**{**TINY, **overrides})
 
 
+def tiny_processor(**overrides):
+    """A video processor for `TINY` models: 4 frames of 32x32, sampled uniformly."""
+    from timesformer_hf import TimeSformerVideoProcessor
+
+    settings = dict(num_frames=4, size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return TimeSformerVideoProcessor(**{**settings, "frame_sampling": "uniform", **overrides})
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A saved tiny classifier repo (the 4 motion labels, random weights) for the command tests; a test module
+    may define its own `repo`."""
+    from timesformer_hf import TimeSformerForVideoClassification
+    from timesformer_hf.hub import save_repo
+    from timesformer_hf.synthetic import motion_labels
+
+    labels = motion_labels(4)
+    config = tiny_config(
+        num_labels=4, id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}
+    )
+    model = randomize_(TimeSformerForVideoClassification(config))
+    return save_repo(model, [tiny_processor()], tmp_path_factory.mktemp("repo") / "tiny")
+
+
 def write_tiny_vit(folder: Path) -> Path:
     """A ViT folder as the Hub's ViT repos are (32x32 images, patch 8, hidden 32): the model without its pooler and
     a ViT image processor config with mean/std 0.5."""

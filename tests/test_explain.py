@@ -300,21 +300,6 @@ def test_upsample_covers_each_patch():
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    from test_inference import tiny_processor
-
-    from timesformer_hf.hub import save_repo
-    from timesformer_hf.synthetic import motion_labels
-
-    labels = motion_labels(4)
-    config = tiny_config(
-        num_labels=4, id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}
-    )
-    model = randomize_(TimeSformerForVideoClassification(config))
-    return save_repo(model, [tiny_processor()], tmp_path_factory.mktemp("repo") / "tiny")
-
-
-@pytest.fixture(scope="module")
 def long_video(tmp_path_factory):
     """6 s of moving bars, 8 frames a second."""
     import numpy as np

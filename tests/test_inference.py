@@ -11,11 +11,10 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import randomize_, sample_video_path, tiny_config
+from conftest import sample_video_path, tiny_processor
 
 from timesformer_hf import TimeSformerForVideoClassification, TimeSformerModel, TimeSformerVideoProcessor
 from timesformer_hf.commands.app import main
-from timesformer_hf.hub import save_repo
 from timesformer_hf.inference import (
     InferenceEngine,
     TimeWindow,
@@ -27,21 +26,6 @@ from timesformer_hf.inference import (
 from timesformer_hf.synthetic import motion_labels, motion_video, write_video
 
 REAL_VIDEOS = ("bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4")
-
-
-def tiny_processor(**overrides):
-    settings = dict(num_frames=4, size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    return TimeSformerVideoProcessor(**{**settings, "frame_sampling": "uniform", **overrides})
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    labels = motion_labels(4)
-    config = tiny_config(
-        num_labels=4, id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}
-    )
-    model = randomize_(TimeSformerForVideoClassification(config))
-    return save_repo(model, [tiny_processor()], tmp_path_factory.mktemp("repo") / "tiny")
 
 
 @pytest.fixture(scope="module")
