@@ -1,6 +1,7 @@
 """Multi-label data, metrics, training and predictions: several labels per video, BCE, mAP and F1, sigmoid scores."""
 
 import json
+import re
 import warnings
 
 import numpy as np
@@ -356,16 +357,25 @@ def test_evaluate_reports_map_and_f1(multi_label_run, actions_dir, tmp_path, cap
     assert report["threshold"] == 0.5 and not (output_dir / "confusion_matrix.png").exists()
 
 
-def test_a_single_label_model_is_not_evaluated_on_several_labels_per_video(actions_dir, tmp_path, capsys):
+@pytest.mark.parametrize("form", ["list", "datasets"])
+def test_a_single_label_model_is_not_evaluated_on_several_labels_per_video(
+    actions_dir, tmp_path, capsys, form
+):
+    from datasets import Dataset
+
     labels = dict(enumerate(ACTION_LABELS))
     config = tiny_config(num_labels=2, id2label=labels, label2id={name: i for i, name in labels.items()})
     TimeSformerForVideoClassification(config).save_pretrained(tmp_path / "single")
-    arguments = [
-        str(tmp_path / "single"),
-        str(actions_dir / "validation.json"),
-        "--output-dir",
-        str(tmp_path),
-    ]
+    source = [str(actions_dir / "validation.json")]
+    if form == "datasets":  # the same rows as a saved data set: a list of label names per video
+        rows = json.loads((actions_dir / "validation.json").read_text())
+        rows = [
+            {"video": str(actions_dir / row["video"]), "label": [*row["label"], *ACTION_LABELS]}
+            for row in rows
+        ]
+        Dataset.from_list(rows).save_to_disk(tmp_path / "set")
+        source = ["--dataset-name", str(tmp_path / "set")]
+    arguments = [str(tmp_path / "single"), *source, "--output-dir", str(tmp_path)]
     assert main(["evaluate", *arguments]) == 1
     assert "one label per video is expected here: use a multi-label model" in capsys.readouterr().err
 
@@ -404,3 +414,18 @@ def test_tiny_model_learns_two_actions(tmp_path):
         callbacks=[LargeEmbeddingInit()],
     )
     assert metrics["eval_map_macro"] >= 0.9, metrics
+
+
+def test_explain_shows_a_multi_label_models_sigmoid_scores(multi_label_run, actions_dir, tmp_path, capsys):
+    repo = multi_label_run[0] / "model"
+    video = actions_dir / "validation" / "0003.mp4"
+    (record,) = classify_json(capsys, repo, video, "--threshold", "0")
+    expected = {prediction["label"]: prediction["score"] for prediction in record["predictions"]}
+    main(["explain", str(repo), str(video), "--output", str(tmp_path / "map.png"), "--device", "cpu"])
+    printed = capsys.readouterr().out
+    shown = dict(
+        (label, float(score) / 100) for label, score in re.findall(r"(\w+) ([\d.]+)%", printed.split(";")[-1])
+    )
+    assert set(shown) == set(expected), printed
+    for label, score in shown.items():  # the sigmoid of each label, as classify reports it (not a softmax)
+        assert abs(score - expected[label]) < 6e-4, (label, score, expected[label])

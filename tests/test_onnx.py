@@ -260,3 +260,15 @@ def test_export_without_the_extra_says_what_to_install(module, repo, tmp_path, m
     assert run_cli("export", repo, "--output", tmp_path / "out") == 1
     assert f"needs {module}: pip install 'timesformer-hf[onnx]'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_onnx_file_runs_the_int8_graph_of_an_export(repo, exported, capsys):
+    video = sample_video_path("bikes.mp4")
+    fp32 = classify_json(exported[0], video, "--backend", "onnxruntime", capsys=capsys)
+    int8 = classify_json(
+        exported[0], video, "--backend", "onnxruntime", "--onnx-file", "model_int8.onnx", capsys=capsys
+    )
+    difference = max(abs(int8[label] - fp32.get(label, 0.0)) for label in int8)
+    assert 0 < difference < 0.05  # another graph (int8 rounding), close to the fp32 one
+    assert run_cli("classify", repo, video, "--onnx-file", "model_int8.onnx") == 1
+    assert "--onnx-file model_int8.onnx names a graph for --backend onnxruntime" in capsys.readouterr().err

@@ -35,6 +35,7 @@ from transformers.utils import logging
 
 from .configuration_timesformer import TimeSformerConfig, to_pair
 from .files import apply_umask, make_staging_dir
+from .inference import is_multi_label_model
 
 logger = logging.get_logger(__name__)
 
@@ -231,7 +232,7 @@ def build_model_card(
     location = repo_id or (os.fspath(saved_to) if saved_to is not None else model_name)
     height, width = to_pair(config.image_size)
     num_labels = len(config.id2label) if config.id2label else config.num_labels
-    multi_label = getattr(config, "problem_type", None) == "multi_label_classification"
+    multi_label = is_multi_label_model(config)
     sections = [
         f"# {model_name}",
         description

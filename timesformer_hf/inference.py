@@ -122,21 +122,27 @@ def load_model(
     compile: bool = False,
     revision: str | None = None,
     backend: Literal["pytorch", "onnxruntime"] = "pytorch",
+    onnx_file: str | None = None,
 ) -> tuple[torch.nn.Module, Any]:
     """A model ready for inference and its video processor.
 
     The model is the classifier (`task="classify"`) or the backbone (`"features"`), in eval mode with its temporal
     projections fused (computed in fp32 before casting), on `device` in `dtype`, optionally `torch.compile`d.
     With `backend="onnxruntime"`, `repo` is a folder written by `timesformer-hf export` and the model a
-    [`~timesformer_hf.onnx.TimeSformerOnnxModel`] (its precision was chosen at export: `dtype` stays fp32).
+    [`~timesformer_hf.onnx.TimeSformerOnnxModel`] (its precision was chosen at export: `dtype` stays fp32) running
+    `onnx_file` of the folder (default `model.onnx`; `model_int8.onnx` for the int8 model).
     """
     from .modeling_timesformer import TimeSformerForVideoClassification, TimeSformerModel
     from .video_processing_timesformer import TimeSformerVideoProcessor
 
     if backend == "onnxruntime":
-        return _load_onnx_model(repo, task, device, dtype, attn_implementation, compile, revision)
+        return _load_onnx_model(repo, task, device, dtype, attn_implementation, compile, revision, onnx_file)
     if backend != "pytorch":
         raise ValueError(f"Unknown backend {backend!r}: use pytorch or onnxruntime.")
+    if onnx_file is not None:
+        raise ValueError(
+            f"--onnx-file {onnx_file} names a graph for --backend onnxruntime: add that, or drop it."
+        )
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     model_class = TimeSformerForVideoClassification if task == "classify" else TimeSformerModel
@@ -155,6 +161,7 @@ def _load_onnx_model(
     attn_implementation: str | None,
     compile: bool,
     revision: str | None,
+    onnx_file: str | None,
 ) -> tuple[Any, Any]:
     """[`load_model`] with ONNX Runtime: the export in `folder` and its video processor."""
     from .onnx import TimeSformerOnnxModel
@@ -172,7 +179,8 @@ def _load_onnx_model(
             "(the graph's precision is chosen by `timesformer-hf export --dtype`): drop "
             f"{'it' if len(given) == 1 else 'them'}."
         )
-    model = TimeSformerOnnxModel.from_pretrained(folder, device=device, task=task)
+    file_name = {"file_name": onnx_file} if onnx_file else {}
+    model = TimeSformerOnnxModel.from_pretrained(folder, device=device, task=task, **file_name)
     return model, TimeSformerVideoProcessor.from_pretrained(folder)
 
 
@@ -556,9 +564,10 @@ class InferenceEngine:
                     windows=parts if self.plan.window is not None else None,
                 )
 
-    def top_k(self, probabilities: np.ndarray, k: int = 5) -> list[dict[str, Any]]:
-        """[`top_predictions`] with this model's labels."""
-        return top_predictions(probabilities, self.model.config.id2label, k)
+    def top_k(self, probabilities: np.ndarray, k: int = 5, threshold: float = 0.5) -> list[dict[str, Any]]:
+        """[`report_predictions`] with this model's labels: the `k` most probable, or for a multi-label model those
+        at or above `threshold`."""
+        return report_predictions(probabilities, self.model.config, k=k, threshold=threshold)
 
 
 def is_multi_label_model(config: Any) -> bool:

@@ -44,7 +44,7 @@ from datasets import (
     Value,
 )
 
-from .data import load_video_dataset
+from .data import is_multi_label, load_video_dataset
 from .video import stored_video_name
 
 __all__ = [
@@ -126,9 +126,9 @@ class VideoSource:
             label_names: Class names in id order. Labels given as names or ids are encoded with them, and a
                 `ClassLabel` with other names is mapped onto them by name (pass the training labels when loading
                 the validation split or evaluating a model). Streamed names or ids need them up front.
-            multi_label: For a list file: read its labels as lists (`True`, e.g. a multi-label validation list
-                whose rows all have one label), refuse lists (`False`), or decide from the rows (`None`); see
-                [`~data.video_list_dataset`].
+            multi_label: Refuse several labels per video (`False`), or decide from the data (`None`); for a list
+                file, `True` reads its labels as lists even where every row has one (a multi-label validation
+                list), see [`~data.video_list_dataset`].
 
         Raises:
             MissingSplitError: For a missing split.
@@ -145,7 +145,14 @@ class VideoSource:
         dataset = _select_columns(dataset, self, split)
         if self.label_column_name is None:
             return dataset
-        return _encode_labels(dataset, label_names, self.streaming, f"{self.location} ({split or 'split'})")
+        where = f"{self.location} ({split or 'split'})"
+        dataset = _encode_labels(dataset, label_names, self.streaming, where)
+        if multi_label is False and is_multi_label(dataset.features["label"]):
+            raise ValueError(
+                f"{where} gives several labels per video, but one label per video is expected here: use a "
+                "multi-label model (trained on such a set), or a label column with one label per row."
+            )
+        return dataset
 
     def _load_split(self, split: str | None) -> Dataset | IterableDataset:
         path = Path(self.location)

@@ -9,7 +9,7 @@ timesformer-hf explain REPO video.mp4 --output explain.png --method relevance
 timesformer-hf train --train-dir data/train --validation-dir data/val --output-dir runs/mine
 timesformer-hf convert --checkpoint TimeSformer_divST_8x32_224_K400.pyth --output-dir timesformer-base-k400
 timesformer-hf export REPO --output REPO-onnx --quantize int8
-timesformer-hf classify REPO-onnx video.mp4 --backend onnxruntime
+timesformer-hf classify REPO-onnx video.mp4 --backend onnxruntime --onnx-file model_int8.onnx
 accelerate launch --num_processes 8 -m timesformer_hf.cli features REPO videos/ --output features.parquet
 ```
 """

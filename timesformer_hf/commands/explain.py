@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> None:
     from .. import registration
     from ..explain import attention_rollout, relevance, upsample
     from ..extras import require
-    from ..inference import load_model
+    from ..inference import is_multi_label_model, load_model
     from ..visualization import animate_explanation, plot_explanation
 
     output = check(args)
@@ -105,7 +105,9 @@ def run(args: argparse.Namespace) -> None:
     model, processor = load_model(args.model, device=args.device, dtype=args.dtype, revision=args.revision)
     pixel_values, frames, captions = read_clip(args.video, processor)
     with torch.inference_mode():
-        probabilities = model(pixel_values.to(model.device)).logits.float().softmax(-1)[0].cpu()
+        logits = model(pixel_values.to(model.device)).logits.float()[0].cpu()
+    # a multi-label model scores each label on its own (sigmoid), as `classify` reports it
+    probabilities = logits.sigmoid() if is_multi_label_model(model.config) else logits.softmax(-1)
     if args.method == "relevance":
         maps = relevance(model, pixel_values, target=target)
         explained = model.config.id2label[int(probabilities.argmax()) if target is None else target]

@@ -92,6 +92,7 @@ def load_engine(args: argparse.Namespace, processes: Processes, *, task: str, ou
         compile=args.compile,
         revision=args.revision,
         backend=args.backend,
+        onnx_file=args.onnx_file,
     )
     if args.frame_sampling:
         processor.frame_sampling = args.frame_sampling
@@ -114,6 +115,7 @@ def settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         "model",
         "revision",
         "backend",
+        "onnx_file",
         "dtype",
         "num_clips",
         "num_crops",

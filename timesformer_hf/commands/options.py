@@ -73,6 +73,11 @@ def add_inference_options(parser: argparse.ArgumentParser, *, windows: bool = Tr
         help="onnxruntime: MODEL is a folder written by `timesformer-hf export` (default: pytorch).",
     )
     group.add_argument(
+        "--onnx-file",
+        help="With --backend onnxruntime: the graph of the export folder to run, e.g. model_int8.onnx "
+        "(default: model.onnx).",
+    )
+    group.add_argument(
         "--attn-implementation",
         choices=("sdpa", "eager", "flash_attention_2", "flex_attention"),
         help="Attention kernel (default: sdpa).",
