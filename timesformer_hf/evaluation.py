@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 
-from .extras import require
 from .files import write_atomically
 
 __all__ = [
@@ -147,15 +146,14 @@ def multi_label_report(
 
 def plot_confusion_matrix(matrix: np.ndarray, label_names: Sequence[str], path: str | os.PathLike) -> None:
     """A PNG of the confusion matrix, restricted to the classes that occur (as true or predicted labels)."""
-    feature = "The confusion-matrix plot"
-    FigureCanvasAgg = require("matplotlib.backends.backend_agg", feature).FigureCanvasAgg
-    Figure = require("matplotlib.figure", feature).Figure
+    from .visualization import new_figure
+
     matrix = np.asarray(matrix)
     shown = np.flatnonzero(matrix.sum(0) + matrix.sum(1))
     matrix = matrix[np.ix_(shown, shown)]
     names = [label_names[i] for i in shown]
     size = min(4 + 0.35 * len(names), 40)
-    figure = Figure(figsize=(size, size))  # not pyplot: the caller's backend and figures are left alone
+    figure, _ = new_figure("The confusion-matrix plot", (size, size))
     axes = figure.add_subplot()
     image = axes.imshow(matrix, cmap="Blues")
     axes.set_xticks(range(len(names)), names, rotation=90)
@@ -167,5 +165,4 @@ def plot_confusion_matrix(matrix: np.ndarray, label_names: Sequence[str], path: 
             axes.text(column, row, str(count), ha="center", va="center", fontsize=8)
     figure.colorbar(image, ax=axes, fraction=0.046)
     figure.tight_layout()
-    FigureCanvasAgg(figure)
     write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=100, format="png"))

@@ -32,8 +32,9 @@ COLORMAP = "jet"
 MAX_ALPHA = 0.6  # the map's maximum is this opaque; where it is zero, the frame shows through
 
 
-def _figure(feature: str, size: tuple[float, float], layout: str | None = None) -> tuple[Any, Any]:
-    """A matplotlib `Figure` of `size` inches on its own Agg canvas (not pyplot)."""
+def new_figure(feature: str, size: tuple[float, float], layout: str | None = None) -> tuple[Any, Any]:
+    """A matplotlib `Figure` of `size` inches on its own Agg canvas (not pyplot: the caller's backend and figures are
+    left alone); `feature` names what needs matplotlib in the install message."""
     Figure = require("matplotlib.figure", feature).Figure
     FigureCanvasAgg = require("matplotlib.backends.backend_agg", feature).FigureCanvasAgg
     figure = Figure(figsize=size, dpi=100, layout=layout)
@@ -75,7 +76,7 @@ def plot_explanation(
     rows = -(-num_frames // columns)
     panel = 2.4
     size = (columns * panel + 0.8, rows * (panel * height / width + 0.3) + 0.5)
-    figure, _ = _figure(feature, size, layout="constrained")
+    figure, _ = new_figure(feature, size, layout="constrained")
     grid = figure.subplots(rows, columns, squeeze=False)
     for index, axes in enumerate(grid.flat):
         axes.set_axis_off()
@@ -119,7 +120,7 @@ def animate_explanation(
     feature = "The explanation animation"
     layers = _overlays(maps, feature)
     height, width = layers.shape[1:3]
-    figure, canvas = _figure(feature, (4.0, 4.0 * height / width + 0.8))
+    figure, canvas = new_figure(feature, (4.0, 4.0 * height / width + 0.8))
     axes = figure.add_axes((0.02, 0.02, 0.96, 0.96 * 4.0 * height / width / (4.0 * height / width + 0.8)))
     axes.set_axis_off()
     picture, overlay = axes.imshow(frames[0]), axes.imshow(layers[0])
@@ -175,7 +176,7 @@ def plot_timeline(
     feature = "The timeline plot"
     values = np.stack([window.value for window in windows])  # (windows, classes)
     middles = [(window.start + window.end) / 2 for window in windows]
-    figure, _ = _figure(feature, (8.0, 3.5), layout="constrained")
+    figure, _ = new_figure(feature, (8.0, 3.5), layout="constrained")
     axes = figure.add_subplot()
     for index in np.argsort(-values.mean(0), kind="stable")[:top_k]:
         axes.plot(middles, values[:, index], marker="o", markersize=3, label=id2label[int(index)])
