@@ -10,10 +10,9 @@ import torch
 from conftest import randomize_, sample_video_path, tiny_config
 from onnx import numpy_helper
 
-from timesformer_hf import TimeSformerForVideoClassification, TimeSformerModel, TimeSformerVideoProcessor
+from timesformer_hf import TimeSformerForVideoClassification, TimeSformerModel
 from timesformer_hf import onnx as onnx_export
 from timesformer_hf.commands.app import main
-from timesformer_hf.hub import save_repo
 from timesformer_hf.onnx import (
     OnnxExportError,
     TimeSformerOnnxModel,
@@ -21,28 +20,10 @@ from timesformer_hf.onnx import (
     export_onnx,
     onnx_providers,
 )
-from timesformer_hf.synthetic import motion_labels
 
 
 def run_cli(*argv):
     return main([str(arg) for arg in argv])
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """A tiny divided classifier (4 labels, 4 frames of 32x32) with its video processor."""
-    labels = motion_labels(4)
-    config = tiny_config(
-        num_labels=4, id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}
-    )
-    processor = TimeSformerVideoProcessor(
-        num_frames=4,
-        size={"shortest_edge": 32},
-        crop_size={"height": 32, "width": 32},
-        frame_sampling="uniform",
-    )
-    model = randomize_(TimeSformerForVideoClassification(config))
-    return save_repo(model, [processor], tmp_path_factory.mktemp("repo") / "tiny")
 
 
 @pytest.fixture(scope="module")
@@ -272,3 +253,40 @@ def test_onnx_file_runs_the_int8_graph_of_an_export(repo, exported, capsys):
     assert 0 < difference < 0.05  # another graph (int8 rounding), close to the fp32 one
     assert run_cli("classify", repo, video, "--onnx-file", "model_int8.onnx") == 1
     assert "--onnx-file model_int8.onnx names a graph for --backend onnxruntime" in capsys.readouterr().err
+
+
+def test_backend_onnxruntime_evaluates_as_pytorch_does(repo, exported, tmp_path):
+    from timesformer_hf.synthetic import write_motion_dataset
+
+    write_motion_dataset(
+        tmp_path / "data", num_train_per_class=1, num_eval_per_class=2, num_frames=4, size=32
+    )
+    reports = {}
+    for backend, model in (("pytorch", repo), ("onnxruntime", exported[0])):
+        output_dir = tmp_path / backend
+        arguments = ["evaluate", model, tmp_path / "data" / "validation", "--output-dir", output_dir]
+        assert (
+            run_cli(
+                *arguments,
+                "--backend",
+                backend,
+                "--num-workers",
+                "0",
+                "--predictions",
+                output_dir / "p.jsonl",
+            )
+            == 0
+        )
+        reports[backend] = json.loads((output_dir / "evaluation.json").read_text())
+    pytorch, onnxruntime = reports["pytorch"], reports["onnxruntime"]
+    assert onnxruntime["top1_accuracy"] == pytorch["top1_accuracy"]
+    assert onnxruntime["confusion_matrix"] == pytorch["confusion_matrix"]
+    scores = {
+        backend: [
+            p["score"]
+            for line in (tmp_path / backend / "p.jsonl").read_text().splitlines()
+            for p in json.loads(line)["predictions"]
+        ]
+        for backend in reports
+    }
+    np.testing.assert_allclose(scores["onnxruntime"], scores["pytorch"], atol=1e-4, rtol=0)
