@@ -513,5 +513,5 @@ def test_videos_from_a_datasets_column_paths_or_bytes(repo, videos):
         for result in results:
             np.testing.assert_allclose(result.value, expected[result.index], atol=1e-6)
     assert [r.video for r in sorted(engine.run(Dataset.from_dict({"video": embedded})), key=lambda r: r.index)] == [
-        "#0", "#1", "#2",
+        "data/0", "data/1", "data/2",
     ]  # fmt: skip

@@ -611,14 +611,16 @@ def report_predictions(
 
 
 def _video_list(videos: Sequence[VideoInput] | Any) -> Sequence[VideoInput]:
-    """The video column of a `datasets.Dataset` (as undecoded paths/bytes), or the sequence as it is."""
+    """The rows of a `datasets.Dataset`'s video column, read as the workers ask for them (undecoded paths/bytes,
+    named as [`~timesformer_hf.sources.NamedVideos`] names them), or the sequence as it is."""
     if not hasattr(videos, "column_names"):
         return videos
+    from .sources import NamedVideos
+
     if "video" not in videos.column_names:
         raise ValueError(f"The data set has no 'video' column (it has {videos.column_names}).")
-    feature = videos.features["video"]
-    if type(feature).__name__ == "Video":
+    if type(videos.features["video"]).__name__ == "Video":
         from datasets import Video
 
         videos = videos.cast_column("video", Video(decode=False))
-    return videos["video"]
+    return NamedVideos(videos)
