@@ -729,11 +729,12 @@ def run_training(
     short_side_range = tuple(data_args.short_side_range) if data_args.short_side_range else None
     num_labels = len(label_names) if multi_label else None  # multi-hot targets
     if data_args.streaming:
-        train_set = train_set.shuffle(seed=training_args.seed, buffer_size=data_args.shuffle_buffer_size)
+        # the source's shards (datasets 5.0's buffer shuffle reports one, and processes then take every N-th video)
         logger.info(
             f"Streaming {data_args.dataset_name}: {train_set.n_shards} training shards for "
             f"{training_args.world_size} process(es)"
         )
+        train_set = train_set.shuffle(seed=training_args.seed, buffer_size=data_args.shuffle_buffer_size)
     train_set = _apply_transform(
         train_set,
         VideoClipTransform(
