@@ -10,6 +10,7 @@ import torch
 from conftest import TINY, tiny_config
 from datasets import ClassLabel, Value
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
+from test_training import training_args
 from transformers import EvalPrediction, TrainingArguments
 
 from timesformer_hf import TimeSformerForVideoClassification, TimeSformerVideoProcessor, average_view_scores
@@ -243,16 +244,7 @@ def multi_label_run(actions_dir, tmp_path_factory):
             frame_sampling="uniform",
             horizontal_flip=False,
         ),
-        TrainingArguments(
-            output_dir=str(output_dir),
-            max_steps=2,
-            per_device_train_batch_size=4,
-            per_device_eval_batch_size=4,
-            report_to="none",
-            save_strategy="no",
-            disable_tqdm=True,
-            dataloader_pin_memory=False,
-        ),
+        training_args(output_dir, max_steps=2),
     )
     return output_dir, metrics
 
