@@ -47,16 +47,12 @@ def exported_features(repo, tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("fused_attention", [False, True], ids=["plain", "fused-attention"])
-def test_export_of_every_attention_type_checks_itself_and_runs_other_shapes(
-    attention_type, fused_attention, tmp_path
-):
+def test_export_of_every_attention_type_checks_itself_and_runs_other_shapes(attention_type, tmp_path):
     model = randomize_(TimeSformerForVideoClassification(tiny_config(attention_type=attention_type)))
-    report = export_onnx(
-        model, tmp_path / "out", dynamic_frames=True, dynamic_size=True, fused_attention=fused_attention
-    )
+    report = export_onnx(model, tmp_path / "out", dynamic_frames=True, dynamic_size=True)
     graph = onnx.load(tmp_path / "out" / "model.onnx").graph
-    assert any(node.op_type == "Attention" for node in graph.node) is fused_attention
+    attentions = [node for node in graph.node if node.op_type == "MultiHeadAttention"]
+    assert len(attentions) == (4 if attention_type == "divided_space_time" else 2)  # 2 layers
     check = report["check"]
     assert check["max_abs_diff"] <= 1e-4 and check["tolerance"] == 1e-4
     # two batch sizes, another frame count, another size
@@ -77,6 +73,30 @@ def test_export_of_every_attention_type_checks_itself_and_runs_other_shapes(
     output = onnx_model(pixel_values=pixel_values)
     assert type(output).__name__ == "TimeSformerVideoClassifierOutput"
     torch.testing.assert_close(output.logits, expected, atol=1e-4, rtol=0)
+
+
+def test_the_exported_classifier_runs_its_last_layer_for_the_class_token_only(attention_type):
+    model = randomize_(TimeSformerForVideoClassification(tiny_config(attention_type=attention_type)))
+    reference = onnx_export._inference_copy(model)
+    graph_model = onnx_export._export_copy(reference)
+    mlp_inputs = []
+    last_mlp = graph_model.timesformer.encoder.layer[-1].layer.intermediate.dense
+    last_mlp.register_forward_hook(lambda module, args, output: mlp_inputs.append(args[0].shape))
+    pixel_values = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        expected, actual = reference(pixel_values).logits, graph_model(pixel_values).logits
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=0)
+    assert mlp_inputs == [(8 if attention_type == "space_only" else 2, 1, 32)]  # one token a video (a frame)
+
+
+def test_the_exported_backbone_keeps_every_token(tmp_path):
+    model = randomize_(TimeSformerModel(tiny_config()))
+    graph_model = onnx_export._export_copy(onnx_export._inference_copy(model))
+    assert not any(isinstance(layer, onnx_export._ClassTokenLayer) for layer in graph_model.encoder.layer)
+    pixel_values = torch.randn(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        expected, actual = model.eval()(pixel_values), graph_model(pixel_values)
+    torch.testing.assert_close(actual.last_hidden_state, expected.last_hidden_state, atol=1e-5, rtol=0)
 
 
 def test_export_command_says_which_axes_are_fixed_and_writes_a_self_contained_folder(exported):

@@ -474,22 +474,9 @@ class TimeSformerLayer(GradientCheckpointingLayer):
         batch_size, seq_length, hidden_size = hidden_states.shape  # (B, 1 + N*T, D)
         num_patches = (seq_length - 1) // num_frames
         cls_token, patches = hidden_states[:, :1], hidden_states[:, 1:]  # (B, 1, D), (B, N*T, D)
+        patches, temporal_weights = self.add_temporal_attention(patches, num_frames, output_attentions)
 
-        # Temporal attention over the T tokens of each patch position; CLS excluded.
-        temporal = self.temporal_layernorm(patches).view(batch_size * num_patches, num_frames, hidden_size)
-        if self.fused_temporal_weight is None:
-            temporal, temporal_weights = self.temporal_attention(temporal, output_attentions)  # (B*N, T, D)
-            temporal = self.temporal_dense(self.drop_path(temporal))
-        else:  # output projection and temporal_dense in one (`fuse_temporal_projection`)
-            temporal, temporal_weights = self.temporal_attention.attention(temporal, output_attentions)
-            temporal = nn.functional.linear(temporal, self.fused_temporal_weight, self.fused_temporal_bias)
-        patches = patches + temporal.view(batch_size, num_patches * num_frames, hidden_size)  # (B, N*T, D)
-
-        # Spatial attention over the 1 + N tokens of each frame, the CLS token copied into every frame.
-        spatial_cls = self.layernorm_before(cls_token).unsqueeze(1).expand(-1, num_frames, -1, -1)
-        spatial_patches = self.layernorm_before(patches).unflatten(1, (num_patches, num_frames))
-        spatial = torch.cat([spatial_cls, spatial_patches.transpose(1, 2)], dim=2)  # (B, T, 1+N, D)
-        spatial = spatial.view(batch_size * num_frames, 1 + num_patches, hidden_size)
+        spatial = self.spatial_attention_inputs(cls_token, patches, num_frames)  # (B*T, 1+N, D)
         spatial, attn_weights = self.attention(spatial, output_attentions)
         spatial = self.drop_path(spatial).view(batch_size, num_frames, 1 + num_patches, hidden_size)
 
@@ -499,6 +486,32 @@ class TimeSformerLayer(GradientCheckpointingLayer):
         patches = patches.view(batch_size, num_patches, num_frames, hidden_size) + spatial_patches
         patches = patches.reshape(batch_size, num_patches * num_frames, hidden_size)
         return torch.cat([cls_token, patches], dim=1), attn_weights, temporal_weights
+
+    def add_temporal_attention(
+        self, patches: torch.Tensor, num_frames: int, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`patches` `(B, N*T, D)` plus the temporal attention over the T tokens of each patch position (the CLS
+        token takes no part); returns them and the temporal attention weights (with `output_attentions`)."""
+        batch_size, length, hidden_size = patches.shape
+        temporal = self.temporal_layernorm(patches).view(-1, num_frames, hidden_size)  # (B*N, T, D)
+        if self.fused_temporal_weight is None:
+            temporal, temporal_weights = self.temporal_attention(temporal, output_attentions)
+            temporal = self.temporal_dense(self.drop_path(temporal))
+        else:  # output projection and temporal_dense in one (`fuse_temporal_projection`)
+            temporal, temporal_weights = self.temporal_attention.attention(temporal, output_attentions)
+            temporal = nn.functional.linear(temporal, self.fused_temporal_weight, self.fused_temporal_bias)
+        return patches + temporal.view(batch_size, length, hidden_size), temporal_weights
+
+    def spatial_attention_inputs(
+        self, cls_token: torch.Tensor, patches: torch.Tensor, num_frames: int
+    ) -> torch.Tensor:
+        """The normalised tokens of the spatial attention, `(B*T, 1+N, D)`: every frame's N patches (`patches` is
+        `(B, N*T, D)`, patch-major) after a copy of the CLS token `(B, 1, D)`."""
+        batch_size, length, hidden_size = patches.shape
+        spatial_cls = self.layernorm_before(cls_token).unsqueeze(1).expand(-1, num_frames, -1, -1)
+        spatial_patches = self.layernorm_before(patches).unflatten(1, (length // num_frames, num_frames))
+        spatial = torch.cat([spatial_cls, spatial_patches.transpose(1, 2)], dim=2)  # (B, T, 1+N, D)
+        return spatial.view(batch_size * num_frames, -1, hidden_size)
 
 
 class TimeSformerEncoder(nn.Module):

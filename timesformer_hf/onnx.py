@@ -125,12 +125,9 @@ def _load_repo(repo: str | os.PathLike, task: Task | None, revision: str | None)
 
 
 def _inference_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of `model` as it is exported: fp32, eval, temporal projections fused, eager attention, MLPs unchunked.
-
-    Eager attention computes what ONNX Runtime's fused `Attention` computes (and where attention is not fused, fp16,
-    exports as plain MatMul/Softmax rather than a decomposed sdpa); whole MLPs, because the CPU path's chunks would
-    fix the token count in the graph.
-    """
+    """A copy of `model` as it is exported and checked: fp32, eval, temporal projections fused, eager attention (the
+    softmax attention `MultiHeadAttention` computes), whole MLPs (the CPU path's chunks would fix the token count in
+    the graph)."""
     from .modeling_timesformer import TimeSformerLayer
 
     model = copy.deepcopy(model).float().eval()
@@ -141,69 +138,125 @@ def _inference_copy(model: torch.nn.Module) -> torch.nn.Module:
     return model.fuse_temporal_projections()
 
 
-# ---- fused attention: ONNX Runtime's `Attention` op -----------------------------------------------------------
+# ---- the exported graph: ONNX Runtime's `MultiHeadAttention`, the last layer for the class token -------------
 
 
-@torch.library.custom_op("timesformer_hf::onnx_attention", mutates_args=())
-def onnx_attention(
-    hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, num_heads: int
+@torch.library.custom_op("timesformer_hf::onnx_multi_head_attention", mutates_args=())
+def onnx_multi_head_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor, num_heads: int
 ) -> torch.Tensor:
-    """Self-attention with its QKV projection, as ONNX Runtime's `com.microsoft.Attention` computes it: `hidden_states`
-    `(batch, seq, D)`, `weight` `(D, 3D)` (the transposed `qkv` weight), `bias` `(3D,)`; returns `(batch, seq, D)`."""
-    batch_size, seq_length, hidden_size = hidden_states.shape
+    """Softmax attention as ONNX Runtime's `com.microsoft.MultiHeadAttention` computes it: projected `query`
+    `(batch, queries, D)`, `key` and `value` `(batch, seq, D)`, their biases concatenated in `bias` `(3D,)`;
+    returns `(batch, queries, D)`."""
+    batch_size, num_queries, hidden_size = query.shape
     head_dim = hidden_size // num_heads
-    qkv = (hidden_states @ weight + bias).view(batch_size, seq_length, 3, num_heads, head_dim)
-    query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    query, key, value = (
+        (states + part).view(batch_size, -1, num_heads, head_dim).transpose(1, 2)
+        for states, part in zip((query, key, value), bias.chunk(3), strict=True)
+    )  # (batch, heads, queries | seq, head_dim)
     weights = torch.softmax(query @ key.transpose(-1, -2) * head_dim**-0.5, dim=-1)
-    return (weights @ value).transpose(1, 2).reshape(batch_size, seq_length, hidden_size)
+    return (weights @ value).transpose(1, 2).reshape(batch_size, num_queries, hidden_size)
 
 
-@onnx_attention.register_fake
-def _(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, num_heads: int) -> torch.Tensor:
-    return hidden_states.new_empty(hidden_states.shape)
+@onnx_multi_head_attention.register_fake
+def _(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor, num_heads: int
+) -> torch.Tensor:
+    return query.new_empty(query.shape)
 
 
-class _FusedSelfAttention(torch.nn.Module):
-    """A `TimeSformerSelfAttention` exported as one `Attention` node (QKV projection, softmax attention)."""
+def _multi_head_attention_symbolic(
+    graph: Any, query: Any, key: Any, value: Any, bias: Any, num_heads: Any
+) -> Any:
+    """`onnx_multi_head_attention` for the TorchScript exporter."""
+    from torch.onnx import symbolic_helper
+
+    heads = symbolic_helper._get_const(num_heads, "i", "num_heads")
+    output = graph.op("com.microsoft::MultiHeadAttention", query, key, value, bias, num_heads_i=heads)
+    output.setType(query.type())  # the output has the query's shape and type
+    return output
+
+
+class _OnnxSelfAttention(torch.nn.Module):
+    """A `TimeSformerSelfAttention` as it is exported: the Q, K and V projections (three MatMuls, which int8
+    quantizes) and one `MultiHeadAttention` node, which adds their biases, splits the heads and attends.
+
+    `query_states` (default: `hidden_states`) are the tokens that query; all of `hidden_states` are keys and values.
+    """
 
     def __init__(self, attention: torch.nn.Module) -> None:
         super().__init__()
-        qkv = attention.qkv
+        qkv, hidden_size = attention.qkv, attention.qkv.in_features
+        self.query, self.key, self.value = (
+            torch.nn.Linear(hidden_size, hidden_size, bias=False) for _ in range(3)
+        )
+        for projection, weight in zip(
+            (self.query, self.key, self.value), qkv.weight.detach().chunk(3), strict=True
+        ):
+            projection.weight = torch.nn.Parameter(weight.clone())
         bias = qkv.bias if qkv.bias is not None else torch.zeros(qkv.out_features)
-        self.register_buffer("weight", qkv.weight.detach().t().contiguous())
         self.register_buffer("bias", bias.detach().clone())
         self.num_heads = attention.num_heads
 
     def forward(
-        self, hidden_states: torch.Tensor, output_attentions: bool = False
+        self,
+        hidden_states: torch.Tensor,
+        output_attentions: bool = False,
+        query_states: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, None]:
-        return onnx_attention(hidden_states, self.weight, self.bias, self.num_heads), None
+        query_states = hidden_states if query_states is None else query_states
+        query, key, value = self.query(query_states), self.key(hidden_states), self.value(hidden_states)
+        return onnx_multi_head_attention(query, key, value, self.bias, self.num_heads), None
 
 
-def _with_fused_attention(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of `model` whose self-attentions export as ONNX Runtime `Attention` nodes (same outputs)."""
+class _ClassTokenLayer(torch.nn.Module):
+    """The last `TimeSformerLayer` of a classifier, computing only what the logits read: the class token.
+
+    The patch tokens are still keys and values of its (spatial) attention, but are not queried, projected or run
+    through the MLP: for a base 8x224 model, 5% of the multiply-adds. Returns `(B, 1, D)` (space-only: `(B*T, 1, D)`).
+    """
+
+    def __init__(self, layer: torch.nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(
+        self, hidden_states: torch.Tensor, num_frames: int, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, None, None]:
+        layer, cls_token = self.layer, hidden_states[:, :1]  # (B, 1, D)
+        if layer.attention_type == "divided_space_time":
+            patches, _ = layer.add_temporal_attention(hidden_states[:, 1:], num_frames)
+            tokens = layer.spatial_attention_inputs(cls_token, patches, num_frames)  # (B*T, 1+N, D)
+        else:  # joint attention over all tokens, or space-only over each frame's
+            tokens = layer.layernorm_before(hidden_states)
+        context, _ = layer.attention.attention(tokens, query_states=tokens[:, :1])
+        update = layer.attention.output(context)  # (B', 1, D)
+        if layer.attention_type == "divided_space_time":  # the T copies of the CLS token averaged
+            update = update.view(cls_token.shape[0], num_frames, -1).mean(dim=1, keepdim=True)
+        cls_token = cls_token + update
+        return cls_token + layer.feed_forward(cls_token), None, None
+
+
+def _export_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `model` (see [`_inference_copy`]) built for the graph: every self-attention an
+    [`_OnnxSelfAttention`], and for a classifier the last layer a [`_ClassTokenLayer`]. Same outputs."""
     from .modeling_timesformer import TimeSformerAttention
 
     model = copy.deepcopy(model)
     for module in model.modules():
         if isinstance(module, TimeSformerAttention):
-            module.attention = _FusedSelfAttention(module.attention)
+            module.attention = _OnnxSelfAttention(module.attention)
+    if hasattr(model, "classifier"):
+        layers = model.timesformer.encoder.layer
+        layers[-1] = _ClassTokenLayer(layers[-1])
     return model
 
 
-def _attention_symbolic(graph: Any, hidden_states: Any, weight: Any, bias: Any, num_heads: Any) -> Any:
-    """`onnx_attention` for the TorchScript exporter."""
-    from torch.onnx import symbolic_helper
-
-    heads = symbolic_helper._get_const(num_heads, "i", "num_heads")
-    output = graph.op("com.microsoft::Attention", hidden_states, weight, bias, num_heads_i=heads)
-    output.setType(hidden_states.type())  # the output has the input's shape and type
-    return output
-
-
 def _register_attention_op(opset: int) -> None:
-    """Make the TorchScript exporter write `onnx_attention` as a `com.microsoft.Attention` node."""
-    torch.onnx.register_custom_op_symbolic("timesformer_hf::onnx_attention", _attention_symbolic, opset)
+    """Make the TorchScript exporter write `onnx_multi_head_attention` as a `MultiHeadAttention` node."""
+    torch.onnx.register_custom_op_symbolic(
+        "timesformer_hf::onnx_multi_head_attention", _multi_head_attention_symbolic, opset
+    )
 
 
 # ---- export and graph work ------------------------------------------------------------------------------------
@@ -230,19 +283,17 @@ def export_graph(
     dynamic_frames: bool,
     dynamic_size: bool,
     opset: int,
-    fused_attention: bool = True,
 ) -> str:
-    """Write the ONNX graph of `model` (see [`_inference_copy`]) to `path`; returns the exporter used.
+    """Write the ONNX graph of `model` (see [`_inference_copy`], built as [`_export_copy`]) to `path`; returns the
+    exporter used.
 
     The TorchScript exporter is used, traced on the resizing path where frames or size are dynamic: the model
     branches in Python on them (resizing the embeddings or not), which `torch.export` specialises, and on the CPU
     of BENCHMARKS.md its graph also runs faster after ONNX Runtime's optimizer than the `torch.export` one (int8:
-    0.55 s against 0.75 s a base clip). With `fused_attention`, every self-attention (QKV projection included) is
-    one ONNX Runtime `Attention` node, which the int8 quantizer turns into `QAttention`.
+    0.55 s against 0.75 s a base clip).
     """
-    if fused_attention:
-        _register_attention_op(opset)
-        model = _with_fused_attention(model)
+    _register_attention_op(opset)
+    model = _export_copy(model)
     wrapper = _ExportWrapper(model).eval()
     example = _trace_input(model.config, dynamic_frames, dynamic_size)
     axes = {0: "batch"} | ({1: "frames"} if dynamic_frames else {})
@@ -266,7 +317,7 @@ def export_graph(
 
 def optimize_graph(path: Path, config: Any, dtype: str) -> None:
     """ONNX Runtime's transformer optimizer on the graph at `path`, in place: LayerNorm, SkipLayerNorm, GELU and bias
-    fusions (ONNX Runtime contrib ops, as the fused `Attention`), and for fp16 the conversion (fp32 in and out)."""
+    fusions (ONNX Runtime contrib ops, as `MultiHeadAttention`), and for fp16 the conversion (fp32 in and out)."""
     optimizer = require("onnxruntime.transformers.optimizer", "ONNX export")
     with (
         _quiet("onnxruntime", "fusion_skiplayernorm", "onnx_model", "fusion_utils"),
@@ -285,8 +336,8 @@ def optimize_graph(path: Path, config: Any, dtype: str) -> None:
 
 
 def quantize_int8(source: Path, target: Path) -> None:
-    """Dynamic int8 quantization of the MatMuls (the linear layers) and fused `Attention` nodes of the fp32 graph at
-    `source`, after ONNX Runtime's quantization pre-processing, into `target`."""
+    """Dynamic int8 quantization of the MatMuls (the linear layers) of the fp32 graph at `source`, after ONNX
+    Runtime's quantization pre-processing, into `target`."""
     quantization = require("onnxruntime.quantization", "int8 quantization")
     shape_inference = require("onnxruntime.quantization.shape_inference", "int8 quantization")
     prepared = target.with_name(f".{target.stem}.pre.onnx")
@@ -297,7 +348,7 @@ def quantize_int8(source: Path, target: Path) -> None:
             str(prepared),
             str(target),
             weight_type=quantization.QuantType.QInt8,
-            op_types_to_quantize=["MatMul", "Attention"],
+            op_types_to_quantize=["MatMul"],
             extra_options={
                 "DefaultTensorType": 1
             },  # FLOAT, for outputs of contrib ops without inferred types
@@ -454,7 +505,6 @@ def export_onnx(
     dynamic_size: bool = False,
     dtype: Literal["fp32", "fp16"] = "fp32",
     quantize: Literal["int8"] | None = None,
-    fused_attention: bool = False,
     opset: int = DEFAULT_OPSET,
     videos: Sequence[str | os.PathLike] = (),
     overwrite: bool = False,
@@ -472,8 +522,6 @@ def export_onnx(
         dynamic_frames, dynamic_size: Make the frame count / the height and width dynamic axes (the batch always is).
         dtype: `"fp32"`, or `"fp16"` for GPU runtimes (inputs and outputs stay fp32).
         quantize: `"int8"`: also write `model_int8.onnx`, dynamic int8 quantization for CPUs (fp32 only).
-        fused_attention: Export every self-attention as one ONNX Runtime `Attention` node (fp32 only). Off by
-            default: on the CPU of BENCHMARKS.md the plain graph is faster, in fp32 (7%) and in int8 (5%).
         opset: The ONNX opset.
         videos: Videos on which to measure the int8 model's agreement with PyTorch (one clip each).
         overwrite: Replace an existing `output_dir`.
@@ -532,8 +580,6 @@ def export_onnx(
             dynamic_frames=dynamic_frames,
             dynamic_size=dynamic_size,
             opset=opset,
-            fused_attention=fused_attention
-            and dtype == "fp32",  # ONNX Runtime's CPU Attention kernel is fp32 only
         )
         optimize_graph(staging / MODEL_FILE, config, dtype)
         shape, fixed = _axes(config, dynamic_frames, dynamic_size)
@@ -543,7 +589,6 @@ def export_onnx(
             "dtype": dtype,
             "opset": opset,
             "exporter": exporter,
-            "fused_attention": fused_attention and dtype == "fp32",
             "inputs": {"pixel_values": shape},
             "outputs": list(_ExportWrapper(model).output_names),
             "fixed_axes": fixed,

@@ -37,11 +37,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="VIDEO",
         help="Videos (files or folders) on which to measure the int8 model's agreement with PyTorch.",
     )
-    parser.add_argument(
-        "--fused-attention",
-        action="store_true",
-        help="Export each self-attention as one ONNX Runtime Attention node (fp32); slower on some CPUs.",
-    )
     parser.add_argument("--opset", type=int, help="ONNX opset (default: 18).")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
     parser.set_defaults(run=run)
@@ -94,7 +89,6 @@ def run(args: argparse.Namespace) -> None:
         dynamic_size=args.dynamic_size,
         dtype=args.dtype,
         quantize=args.quantize,
-        fused_attention=args.fused_attention,
         opset=args.opset or DEFAULT_OPSET,
         videos=videos,
         overwrite=args.overwrite,
