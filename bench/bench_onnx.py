@@ -136,13 +136,17 @@ def matmul_floor(path: Path, pixel_values: np.ndarray, threads: int, repeats: in
     for event in events:
         arguments = event.get("args", {})
         # a MatMul by a constant weight (prepacked) lists only its activation among its inputs
-        if arguments.get("op_name") == "MatMul" and len(arguments["input_type_shape"]) == 1:
+        if arguments.get("op_name") == "MatMul" and len(arguments.get("input_type_shape", ())) == 1:
             (a,), (y,) = (
                 [tuple(*shape.values()) for shape in arguments[key]]
                 for key in ("input_type_shape", "output_type_shape")
             )
             b = (a[-1], y[-1])
             shapes[a, b] = shapes.get((a, b), 0) + 1
+    if not shapes:
+        raise RuntimeError(
+            "No MatMul by a prepacked weight in the profile: this ONNX Runtime profiles differently."
+        )
     total, macs = 0.0, 0
     for (a, b), count in shapes.items():
         graph = helper.make_graph(
@@ -174,8 +178,10 @@ def run_timing_processes(args: argparse.Namespace, folder: Path) -> list[dict[st
     env = os.environ | (KEEP_MEMORY if args.keep_memory else {})
     runs = []
     for index in range(args.processes):
-        result = subprocess.run(argv, env=env, check=True, capture_output=True, text=True)
-        runs.append(json.loads(result.stdout))
+        result = subprocess.run(argv, env=env, capture_output=True, text=True)
+        if result.returncode:
+            sys.exit(f"timing process {index + 1} failed:\n{result.stderr}")
+        runs.append(json.loads(result.stdout.splitlines()[-1]))  # the last line: libraries may print before
         medians = {name: statistics.median(values["s"]) for name, values in runs[-1].items()}
         print(f"[bench] process {index + 1}/{args.processes}: {medians}", file=sys.stderr, flush=True)
     return runs
@@ -235,8 +241,10 @@ def main(argv: list[str] | None = None) -> None:
         runs = run_timing_processes(args, Path(folder) / "onnx")
         floor = matmul_floor(Path(folder) / "onnx" / MODEL_FILE, make_input(config).numpy(), args.threads)
     memory = ", glibc keeping freed memory" if args.keep_memory else ""
+    count = args.num_hidden_layers
+    layers = "" if count == 12 else f" ({count} layer{'s' if count > 1 else ''})"
     print(
-        f"base 8x224 divided, batch 1, {args.threads} threads, {args.processes} processes x {args.repeats} rounds"
+        f"base 8x224 divided{layers}, batch 1, {args.threads} threads, {args.processes} processes x {args.repeats} rounds"
         f"{memory}; {info['processor']}, torch {info['torch']}, transformers {info['transformers']}, export "
         f"{export_s:.0f} s ({report['exporter']})"
     )

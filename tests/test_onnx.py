@@ -75,8 +75,10 @@ def test_export_of_every_attention_type_checks_itself_and_runs_other_shapes(atte
     torch.testing.assert_close(output.logits, expected, atol=1e-4, rtol=0)
 
 
-def test_the_exported_classifier_runs_its_last_layer_for_the_class_token_only(attention_type):
-    model = randomize_(TimeSformerForVideoClassification(tiny_config(attention_type=attention_type)))
+@pytest.mark.parametrize("qkv_bias", [True, False], ids=["qkv-bias", "no-qkv-bias"])
+def test_the_exported_classifier_runs_its_last_layer_for_the_class_token_only(attention_type, qkv_bias):
+    config = tiny_config(attention_type=attention_type, qkv_bias=qkv_bias)
+    model = randomize_(TimeSformerForVideoClassification(config))
     reference = onnx_export._inference_copy(model)
     graph_model = onnx_export._export_copy(reference)
     mlp_inputs = []
@@ -89,7 +91,7 @@ def test_the_exported_classifier_runs_its_last_layer_for_the_class_token_only(at
     assert mlp_inputs == [(8 if attention_type == "space_only" else 2, 1, 32)]  # one token a video (a frame)
 
 
-def test_the_exported_backbone_keeps_every_token(tmp_path):
+def test_the_exported_backbone_keeps_every_token():
     model = randomize_(TimeSformerModel(tiny_config()))
     graph_model = onnx_export._export_copy(onnx_export._inference_copy(model))
     assert not any(isinstance(layer, onnx_export._ClassTokenLayer) for layer in graph_model.encoder.layer)
@@ -171,6 +173,20 @@ def test_an_existing_folder_is_replaced_only_with_overwrite(tmp_path):
         output.last_hidden_state, expected.last_hidden_state, atol=2e-2 * scale, rtol=0
     )
     torch.testing.assert_close(output.pooler_output, expected.pooler_output, atol=2e-2 * scale, rtol=0)
+
+
+def test_an_fp16_classifier_export_runs_its_attention_in_fp16_and_checks_itself(tmp_path):
+    model = randomize_(TimeSformerForVideoClassification(tiny_config()))
+    report = export_onnx(model, tmp_path / "out", dtype="fp16")
+    assert report["check"]["relative"] and report["check"]["max_abs_diff"] <= 2e-2
+    graph = onnx.load(tmp_path / "out" / "model.onnx").graph
+    fp16_values = {
+        value.name
+        for value in graph.value_info
+        if value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    }
+    attentions = [node for node in graph.node if node.op_type == "MultiHeadAttention"]
+    assert len(attentions) == 4 and all(node.output[0] in fp16_values for node in attentions)
 
 
 def classify_json(*argv, capsys):

@@ -85,13 +85,19 @@ def _quiet(*loggers: str) -> Iterator[None]:
 # ---- the PyTorch side -----------------------------------------------------------------------------------------
 
 
+def _is_classifier(model: torch.nn.Module) -> bool:
+    """Whether `model` has a classification head, so that its graph outputs only `logits`."""
+    return hasattr(model, "classifier")
+
+
 class _ExportWrapper(torch.nn.Module):
-    """`pixel_values` in, plain tensors out: `logits`, or `last_hidden_state` and `pooler_output`."""
+    """`pixel_values` in, plain tensors out: `logits` (nothing else: see [`_ClassTokenLayer`]), or
+    `last_hidden_state` and `pooler_output`."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.output_names = ("logits",) if hasattr(model, "classifier") else FEATURE_OUTPUTS
+        self.output_names = ("logits",) if _is_classifier(model) else FEATURE_OUTPUTS
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = self.model(pixel_values=pixel_values, return_dict=True)
@@ -186,14 +192,11 @@ class _OnnxSelfAttention(torch.nn.Module):
 
     def __init__(self, attention: torch.nn.Module) -> None:
         super().__init__()
-        qkv, hidden_size = attention.qkv, attention.qkv.in_features
-        self.query, self.key, self.value = (
-            torch.nn.Linear(hidden_size, hidden_size, bias=False) for _ in range(3)
-        )
-        for projection, weight in zip(
-            (self.query, self.key, self.value), qkv.weight.detach().chunk(3), strict=True
-        ):
-            projection.weight = torch.nn.Parameter(weight.clone())
+        qkv = attention.qkv
+        query, key, value = qkv.weight.detach().chunk(3)  # 3 x (D, D)
+        self.register_buffer("query_weight", query.clone())
+        self.register_buffer("key_weight", key.clone())
+        self.register_buffer("value_weight", value.clone())
         bias = qkv.bias if qkv.bias is not None else torch.zeros(qkv.out_features)
         self.register_buffer("bias", bias.detach().clone())
         self.num_heads = attention.num_heads
@@ -205,7 +208,9 @@ class _OnnxSelfAttention(torch.nn.Module):
         query_states: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, None]:
         query_states = hidden_states if query_states is None else query_states
-        query, key, value = self.query(query_states), self.key(hidden_states), self.value(hidden_states)
+        query = torch.nn.functional.linear(query_states, self.query_weight)
+        key = torch.nn.functional.linear(hidden_states, self.key_weight)
+        value = torch.nn.functional.linear(hidden_states, self.value_weight)
         return onnx_multi_head_attention(query, key, value, self.bias, self.num_heads), None
 
 
@@ -214,6 +219,7 @@ class _ClassTokenLayer(torch.nn.Module):
 
     The patch tokens are still keys and values of its (spatial) attention, but are not queried, projected or run
     through the MLP: for a base 8x224 model, 5% of the multiply-adds. Returns `(B, 1, D)` (space-only: `(B*T, 1, D)`).
+    For inference only (no dropout or drop-path), in a model whose attentions are [`_OnnxSelfAttention`]s.
     """
 
     def __init__(self, layer: torch.nn.Module) -> None:
@@ -246,7 +252,7 @@ def _export_copy(model: torch.nn.Module) -> torch.nn.Module:
     for module in model.modules():
         if isinstance(module, TimeSformerAttention):
             module.attention = _OnnxSelfAttention(module.attention)
-    if hasattr(model, "classifier"):
+    if _is_classifier(model):
         layers = model.timesformer.encoder.layer
         layers[-1] = _ClassTokenLayer(layers[-1])
     return model
@@ -289,8 +295,7 @@ def export_graph(
 
     The TorchScript exporter is used, traced on the resizing path where frames or size are dynamic: the model
     branches in Python on them (resizing the embeddings or not), which `torch.export` specialises, and on the CPU
-    of BENCHMARKS.md its graph also runs faster after ONNX Runtime's optimizer than the `torch.export` one (int8:
-    0.55 s against 0.75 s a base clip).
+    of BENCHMARKS.md its graph also runs faster after ONNX Runtime's optimizer than the `torch.export` one.
     """
     _register_attention_op(opset)
     model = _export_copy(model)
@@ -466,7 +471,7 @@ def _int8_agreement(
 ) -> dict[str, Any]:
     """Agreement of the int8 graph with PyTorch fp32 on the self-check inputs and on the videos: on the logits, or on
     `pooler_output` for a backbone (the last output either way)."""
-    session, top1 = _session(path), hasattr(model, "classifier")
+    session, top1 = _session(path), _is_classifier(model)
     int8_outputs = [outputs[-1] for outputs in _onnx_outputs(session, inputs)]
     report = {"self_check": agreement([outputs[-1] for outputs in expected], int8_outputs, top1=top1)}
     if video_inputs:
@@ -563,7 +568,7 @@ def export_onnx(
     else:
         source = os.fspath(model_or_repo)
         model, processors = _load_repo(model_or_repo, task, revision)
-    if task == "classify" and not hasattr(model, "classifier"):
+    if task == "classify" and not _is_classifier(model):
         raise ValueError(f"{source} is a backbone without a classifier: export it with task='features'.")
     model = _inference_copy(model)
     config = model.config
@@ -585,7 +590,7 @@ def export_onnx(
         shape, fixed = _axes(config, dynamic_frames, dynamic_size)
         report: dict[str, Any] = {
             "source": source,
-            "task": "classify" if hasattr(model, "classifier") else "features",
+            "task": "classify" if _is_classifier(model) else "features",
             "dtype": dtype,
             "opset": opset,
             "exporter": exporter,
