@@ -267,6 +267,63 @@ def test_losses(num_labels, labels, problem_type):
     assert model.classifier.weight.grad.abs().sum() > 0
 
 
+class _Clips(torch.utils.data.Dataset):
+    """Four fixed clips and their labels, as dicts for `Trainer`."""
+
+    def __init__(self, labels: torch.Tensor) -> None:
+        self.pixel_values, self.labels = clip(batch=len(labels), seed=3), labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"pixel_values": self.pixel_values[index], "labels": self.labels[index]}
+
+
+def _one_optimizer_step(tmp_path, num_labels, labels, batch_size, accumulation):
+    """Weights and logged loss after one SGD step of `Trainer` over the four clips."""
+    from transformers import Trainer, TrainingArguments
+
+    model = tiny_model(num_labels=num_labels).train()
+    arguments = TrainingArguments(
+        output_dir=str(tmp_path / f"run-{batch_size}"),
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=accumulation,
+        max_steps=1,
+        learning_rate=0.5,
+        optim="sgd",
+        lr_scheduler_type="constant",
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(model=model, args=arguments, train_dataset=_Clips(labels))
+    train_loss = trainer.train().training_loss
+    return model.state_dict(), train_loss
+
+
+@pytest.mark.parametrize(
+    "num_labels, labels",
+    [
+        (5, torch.tensor([0, 4, 2, 2])),
+        (5, torch.tensor([[0.0, 1, 0, 1, 0], [1, 0, 0, 0, 0], [0, 0, 0, 0, 0], [1, 1, 1, 0, 0]])),
+        (1, torch.tensor([0.5, -1.0, 2.0, 0.0])),
+    ],
+    ids=["single-label", "multi-label", "regression"],
+)
+def test_gradient_accumulation_is_exact(tmp_path, num_labels, labels):
+    """One step on a batch of 4 equals two micro-batches of 2 with accumulation 2: same weights, same loss."""
+    whole = _one_optimizer_step(tmp_path, num_labels, labels, batch_size=4, accumulation=1)
+    accumulated = _one_optimizer_step(tmp_path, num_labels, labels, batch_size=2, accumulation=2)
+    initial = tiny_model(num_labels=num_labels).state_dict()
+    for name, weight in whole[0].items():
+        torch.testing.assert_close(accumulated[0][name], weight, atol=1e-5, rtol=0)
+    assert not torch.equal(whole[0]["classifier.weight"], initial["classifier.weight"])  # the step did something
+    assert accumulated[1] == pytest.approx(whole[1], rel=1e-5)
+
+
 @pytest.mark.parametrize(
     "shape, message",
     [

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from transformers import PreTrainedConfig, PreTrainedModel, ViTConfig, ViTForImageClassification, ViTModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
@@ -27,6 +26,8 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
+from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_timesformer import TimeSformerConfig, to_pair
 
@@ -422,20 +423,14 @@ class TimeSformerLayer(GradientCheckpointingLayer):
 
     def forward(
         self, hidden_states: torch.Tensor, num_frames: int, output_attentions: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Returns the new tokens, the spatial (or joint) attention weights and the temporal ones (or `None`)."""
-        temporal_weights = None
+    ) -> torch.Tensor:
+        """The new tokens; `output_attentions` makes the attentions compute their weights (eager attention)."""
         if self.attention_type == "divided_space_time":
-            hidden_states, attn_weights, temporal_weights = self._divided_attention(
-                hidden_states, num_frames, output_attentions
-            )
+            hidden_states = self._divided_attention(hidden_states, num_frames, output_attentions)
         else:
-            attn_output, attn_weights = self.attention(
-                self.layernorm_before(hidden_states), output_attentions
-            )
+            attn_output, _ = self.attention(self.layernorm_before(hidden_states), output_attentions)
             hidden_states = hidden_states + self.drop_path(attn_output)
-        hidden_states = hidden_states + self.drop_path(self.feed_forward(hidden_states))
-        return hidden_states, attn_weights, temporal_weights
+        return hidden_states + self.drop_path(self.feed_forward(hidden_states))
 
     def feed_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """LayerNorm and MLP of `(B', S, D)` tokens; on CPU in chunks of `chunk_size_feed_forward` tokens."""
@@ -470,14 +465,14 @@ class TimeSformerLayer(GradientCheckpointingLayer):
 
     def _divided_attention(
         self, hidden_states: torch.Tensor, num_frames: int, output_attentions: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    ) -> torch.Tensor:
         batch_size, seq_length, hidden_size = hidden_states.shape  # (B, 1 + N*T, D)
         num_patches = (seq_length - 1) // num_frames
         cls_token, patches = hidden_states[:, :1], hidden_states[:, 1:]  # (B, 1, D), (B, N*T, D)
-        patches, temporal_weights = self.add_temporal_attention(patches, num_frames, output_attentions)
+        patches = self.add_temporal_attention(patches, num_frames, output_attentions)
 
         spatial = self.spatial_attention_inputs(cls_token, patches, num_frames)  # (B*T, 1+N, D)
-        spatial, attn_weights = self.attention(spatial, output_attentions)
+        spatial, _ = self.attention(spatial, output_attentions)
         spatial = self.drop_path(spatial).view(batch_size, num_frames, 1 + num_patches, hidden_size)
 
         # The T outputs of the CLS token are averaged back into one; patches return to patch-major order.
@@ -485,22 +480,22 @@ class TimeSformerLayer(GradientCheckpointingLayer):
         spatial_patches = spatial[:, :, 1:].transpose(1, 2)  # (B, N, T, D)
         patches = patches.view(batch_size, num_patches, num_frames, hidden_size) + spatial_patches
         patches = patches.reshape(batch_size, num_patches * num_frames, hidden_size)
-        return torch.cat([cls_token, patches], dim=1), attn_weights, temporal_weights
+        return torch.cat([cls_token, patches], dim=1)
 
     def add_temporal_attention(
         self, patches: torch.Tensor, num_frames: int, output_attentions: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> torch.Tensor:
         """`patches` `(B, N*T, D)` plus the temporal attention over the T tokens of each patch position (the CLS
-        token takes no part); returns them and the temporal attention weights (with `output_attentions`)."""
+        token takes no part)."""
         batch_size, length, hidden_size = patches.shape
         temporal = self.temporal_layernorm(patches).view(-1, num_frames, hidden_size)  # (B*N, T, D)
         if self.fused_temporal_weight is None:
-            temporal, temporal_weights = self.temporal_attention(temporal, output_attentions)
+            temporal, _ = self.temporal_attention(temporal, output_attentions)
             temporal = self.temporal_dense(self.drop_path(temporal))
         else:  # output projection and temporal_dense in one (`fuse_temporal_projection`)
-            temporal, temporal_weights = self.temporal_attention.attention(temporal, output_attentions)
+            temporal, _ = self.temporal_attention.attention(temporal, output_attentions)
             temporal = nn.functional.linear(temporal, self.fused_temporal_weight, self.fused_temporal_bias)
-        return patches + temporal.view(batch_size, length, hidden_size), temporal_weights
+        return patches + temporal.view(batch_size, length, hidden_size)
 
     def spatial_attention_inputs(
         self, cls_token: torch.Tensor, patches: torch.Tensor, num_frames: int
@@ -535,6 +530,15 @@ class TimeSformerPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _can_compile_fullgraph = True
+    # What `output_hidden_states` / `output_attentions` return, recorded by hooks (see `TimeSformerModel.forward`):
+    # the input and output of every layer, and the weights of the spatial (or joint) and temporal self-attentions.
+    _can_record_outputs = {
+        "hidden_states": OutputRecorder(TimeSformerLayer, index=0),
+        "attentions": OutputRecorder(TimeSformerSelfAttention, index=1, layer_name="attention.attention"),
+        "temporal_attentions": OutputRecorder(
+            TimeSformerSelfAttention, index=1, layer_name="temporal_attention.attention"
+        ),
+    }
 
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:
         """Save as `PreTrainedModel.save_pretrained`; with remote code on, `auto_map` names both model classes."""
@@ -770,44 +774,32 @@ class TimeSformerModel(TimeSformerPreTrainedModel):
         output_hidden_states (`bool`, *optional*):
             Return the embeddings and the output of every layer.
         """
-        output_attentions = (
-            output_attentions if output_attentions is not None else self.config.output_attentions
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
+        # the temporal attention weights come with the spatial ones
+        kwargs["output_temporal_attentions"] = (
+            output_attentions and self.config.attention_type == "divided_space_time"
         )
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if output_hidden_states is not None:
+            kwargs["output_hidden_states"] = output_hidden_states
+        if return_dict is not None:
+            kwargs["return_dict"] = return_dict
+        return self._encode(pixel_values, output_attentions=output_attentions, **kwargs)
 
+    @capture_outputs(tie_last_hidden_states=False)
+    def _encode(
+        self, pixel_values: torch.Tensor, output_attentions: bool = False, **kwargs
+    ) -> TimeSformerModelOutput:
+        """Embeddings, layers and the final norm; the recorded outputs are added by `capture_outputs`."""
         batch_size, num_frames = pixel_values.shape[:2]
         hidden_states, _ = self.embeddings(pixel_values)
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
-        all_temporal = (
-            () if output_attentions and self.config.attention_type == "divided_space_time" else None
-        )
         for layer in self.encoder.layer:
-            hidden_states, attn_weights, temporal_weights = layer(
-                hidden_states, num_frames, output_attentions
-            )
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            if output_attentions:
-                all_attentions += (attn_weights,)
-                if all_temporal is not None:
-                    all_temporal += (temporal_weights,)
-
+            hidden_states = layer(hidden_states, num_frames, output_attentions)
         if self.config.attention_type == "space_only":
             # (B*T, 1+N, D) -> (B, 1+N, D): the frames are averaged before the final norm, as the original.
             hidden_states = hidden_states.view(batch_size, num_frames, *hidden_states.shape[1:]).mean(dim=1)
         sequence_output = self.layernorm(hidden_states)
-        output = TimeSformerModelOutput(
-            last_hidden_state=sequence_output,
-            pooler_output=sequence_output[:, 0],
-            hidden_states=all_hidden_states,
-            attentions=all_attentions,
-            temporal_attentions=all_temporal,
-        )
-        return output if return_dict else output.to_tuple()
+        return TimeSformerModelOutput(last_hidden_state=sequence_output, pooler_output=sequence_output[:, 0])
 
 
 class TimeSformerForVideoClassification(TimeSformerPreTrainedModel):
@@ -835,15 +827,16 @@ class TimeSformerForVideoClassification(TimeSformerPreTrainedModel):
         self.classifier = (
             nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
         )
+        self.loss_function = video_classification_loss
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
     ) -> TimeSformerVideoClassifierOutput | tuple:
         r"""
@@ -852,39 +845,64 @@ class TimeSformerForVideoClassification(TimeSformerPreTrainedModel):
         labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor`, *optional*):
             Class indices (single-label), multi-hot floats (multi-label) or targets (regression, `num_labels=1`).
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        loss_kwargs = {"num_items_in_batch": kwargs.pop("num_items_in_batch", None)}
         outputs = self.timesformer(
             pixel_values,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            **kwargs,
         )
         logits = self.classifier(outputs.pooler_output)
-        loss = self.classification_loss(logits, labels) if labels is not None else None
-        output = TimeSformerVideoClassifierOutput(
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(labels, logits, self.config, **loss_kwargs)
+        return TimeSformerVideoClassifierOutput(
             loss=loss,
             logits=logits,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             temporal_attentions=outputs.temporal_attentions,
         )
-        return output if return_dict else output.to_tuple()
 
-    def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Regression, single-label or multi-label loss, chosen from `config.problem_type` as `transformers` does."""
-        labels = labels.to(logits.device)
-        if self.config.problem_type is None:
-            if self.num_labels == 1:
-                self.config.problem_type = "regression"
-            elif labels.dtype in (torch.long, torch.int):
-                self.config.problem_type = "single_label_classification"
-            else:
-                self.config.problem_type = "multi_label_classification"
-        if self.config.problem_type == "regression":
-            return MSELoss()(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
-        if self.config.problem_type == "single_label_classification":
-            return CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
-        return BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
+
+def video_classification_loss(
+    labels: torch.Tensor,
+    logits: torch.Tensor,
+    config: PreTrainedConfig,
+    num_items_in_batch: torch.Tensor | int | None = None,
+    **kwargs,
+) -> torch.Tensor:
+    """
+    The loss of `config.problem_type` (inferred as `transformers` does when unset): mean squared error (regression),
+    cross-entropy (single-label, ignoring `-100`) or binary cross-entropy on the logits (multi-label).
+
+    With `num_items_in_batch`, which `Trainer` passes (the label count of all micro-batches of one optimizer step),
+    the losses are summed and divided by it, so that gradient accumulation gives the gradients of the whole batch,
+    for every problem type; otherwise their mean. Computed in float32.
+    """
+    num_labels = config.num_labels
+    if config.problem_type is None:
+        if num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    logits, labels = logits.float(), labels.to(logits.device)
+    reduction = "mean" if num_items_in_batch is None else "sum"
+    if config.problem_type == "regression":
+        logits = logits.squeeze(-1) if num_labels == 1 else logits
+        loss = nn.functional.mse_loss(logits, labels.float().reshape(logits.shape), reduction=reduction)
+    elif config.problem_type == "single_label_classification":
+        loss = nn.functional.cross_entropy(logits.view(-1, num_labels), labels.view(-1), reduction=reduction)
+    elif config.problem_type == "multi_label_classification":
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), reduction=reduction)
+    else:
+        raise ValueError(f"Unknown problem_type {config.problem_type!r}.")
+    if num_items_in_batch is not None:
+        loss = loss / torch.as_tensor(num_items_in_batch, device=loss.device)
+    return loss
 
 
 __all__ = [

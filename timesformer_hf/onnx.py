@@ -228,10 +228,10 @@ class _ClassTokenLayer(torch.nn.Module):
 
     def forward(
         self, hidden_states: torch.Tensor, num_frames: int, output_attentions: bool = False
-    ) -> tuple[torch.Tensor, None, None]:
+    ) -> torch.Tensor:
         layer, cls_token = self.layer, hidden_states[:, :1]  # (B, 1, D)
         if layer.attention_type == "divided_space_time":
-            patches, _ = layer.add_temporal_attention(hidden_states[:, 1:], num_frames)
+            patches = layer.add_temporal_attention(hidden_states[:, 1:], num_frames)
             tokens = layer.spatial_attention_inputs(cls_token, patches, num_frames)  # (B*T, 1+N, D)
         else:  # joint attention over all tokens, or space-only over each frame's
             tokens = layer.layernorm_before(hidden_states)
@@ -240,7 +240,7 @@ class _ClassTokenLayer(torch.nn.Module):
         if layer.attention_type == "divided_space_time":  # the T copies of the CLS token averaged
             update = update.view(cls_token.shape[0], num_frames, -1).mean(dim=1, keepdim=True)
         cls_token = cls_token + update
-        return cls_token + layer.feed_forward(cls_token), None, None
+        return cls_token + layer.feed_forward(cls_token)
 
 
 def _export_copy(model: torch.nn.Module) -> torch.nn.Module:
