@@ -10,7 +10,7 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset, Features, Value
 
-import timesformer_hf.data
+import timesformer_hf.data.transforms
 from timesformer_hf import TimeSformerVideoProcessor
 from timesformer_hf.data import VideoClipTransform, collate_videos, load_video_dataset, probe_videos
 from timesformer_hf.metrics import TOP_K_ACCURACY
@@ -88,7 +88,7 @@ def test_list_dataset(tmp_path, motion_dir):
     assert dataset[0]["video"] == str(videos[0])
     csv_file = tmp_path / "list.csv"
     csv_file.write_text("video,label\nmissing.mp4,3\n")
-    assert load_video_dataset(csv_file).features["label"].names == ["0", "1", "2", "3"]
+    assert load_video_dataset(csv_file).features["label"].names == ["3"]  # labels are names
     with pytest.raises(ValueError, match="no column"):
         load_video_dataset(list_file)
 
@@ -128,7 +128,7 @@ def test_probe_drops_a_broken_video_after_the_first_thousand(monkeypatch):
             raise VideoDecodeError("truncated")
         return SimpleNamespace(total_num_frames=8, fps=30.0)
 
-    monkeypatch.setattr(timesformer_hf.data, "probe_video", fake_probe)
+    monkeypatch.setattr(timesformer_hf.data.transforms, "probe_video", fake_probe)
     features = Features({"video": Value("string"), "label": ClassLabel(names=["a"])})
     dataset = Dataset.from_dict(
         {"video": [f"video_{i}.mp4" for i in range(1010)], "label": [0] * 1010}, features=features

@@ -22,8 +22,15 @@ from transformers import TrainerCallback
 
 from timesformer_hf import TimeSformerForVideoClassification, TimeSformerVideoProcessor
 from timesformer_hf.commands.app import main
-from timesformer_hf.data import VideoClipTransform, is_multi_label, probe_videos
-from timesformer_hf.sources import MissingSplitError, NamedVideos, VideoSource, video_names
+from timesformer_hf.data import (
+    MissingSplitError,
+    NamedVideos,
+    VideoClipTransform,
+    VideoSource,
+    is_multi_label,
+    probe_videos,
+    video_names,
+)
 from timesformer_hf.synthetic import write_motion_dataset
 from timesformer_hf.training import DataTrainingArguments, ModelArguments, run_training
 from timesformer_hf.video import read_video, sample_uniform_indices

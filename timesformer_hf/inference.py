@@ -612,10 +612,10 @@ def report_predictions(
 
 def _video_list(videos: Sequence[VideoInput] | Any) -> Sequence[VideoInput]:
     """The rows of a `datasets.Dataset`'s video column, read as the workers ask for them (undecoded paths/bytes,
-    named as [`~timesformer_hf.sources.NamedVideos`] names them), or the sequence as it is."""
+    named as [`~timesformer_hf.data.NamedVideos`] names them), or the sequence as it is."""
     if not hasattr(videos, "column_names"):
         return videos
-    from .sources import NamedVideos
+    from .data import NamedVideos
 
     if "video" not in videos.column_names:
         raise ValueError(f"The data set has no 'video' column (it has {videos.column_names}).")

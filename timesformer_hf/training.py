@@ -49,7 +49,9 @@ from transformers.utils import logging as hf_logging
 
 from .configuration_timesformer import TimeSformerConfig, to_pair
 from .data import (
+    MissingSplitError,
     VideoClipTransform,
+    VideoSource,
     class_label,
     collate_videos,
     is_multi_label,
@@ -61,7 +63,6 @@ from .hub import build_model_card, push_repo, save_repo
 from .image_processing_timesformer import TimeSformerImageProcessor
 from .metrics import MULTI_LABEL, TOP_K_ACCURACY
 from .modeling_timesformer import TimeSformerForVideoClassification
-from .sources import MissingSplitError, VideoSource
 from .video_processing_timesformer import FRAME_SAMPLINGS, TimeSformerVideoProcessor
 
 logger = hf_logging.get_logger(__name__)

@@ -67,10 +67,10 @@ def run(args: argparse.Namespace) -> None:
     from transformers import AutoConfig
 
     from .. import registration
+    from ..data import NamedVideos
     from ..files import write_atomically
     from ..inference import is_multi_label_model, report_predictions
     from ..results import PREDICTION_SUFFIXES, prediction_records, write_features, write_predictions
-    from ..sources import NamedVideos
     from .jobs import dataset_settings, run_stored, settings, video_source
 
     if args.predictions and Path(args.predictions).suffix not in PREDICTION_SUFFIXES:

@@ -41,9 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from ..data import NamedVideos
     from ..files import write_atomically
     from ..results import FEATURE_SUFFIXES, feature_index, write_features
-    from ..sources import NamedVideos
     from .jobs import dataset_settings, run_stored, settings, video_paths, video_source
 
     output = Path(args.output)

@@ -31,9 +31,9 @@ def video_paths(sources: Sequence[str]) -> list[str]:
 
 
 def video_source(args: argparse.Namespace, files: str | Sequence[str] | None) -> Any:
-    """The `timesformer_hf.sources.VideoSource` of `--dataset-name`, or of `files` (a folder or a list file),
+    """The `timesformer_hf.data.VideoSource` of `--dataset-name`, or of `files` (a folder or a list file),
     whichever of the two was given."""
-    from ..sources import VideoSource
+    from ..data import VideoSource
 
     if files and args.dataset_name:
         raise CLIError("Give the videos as files or folders, or as a data set with --dataset-name, not both.")

@@ -144,7 +144,7 @@ def add_video_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
 
 
 def add_dataset_options(parser: argparse.ArgumentParser, *, labels: bool) -> None:
-    """A `datasets` data set in place of files (see `timesformer_hf.sources`), as the `train` options name it."""
+    """A `datasets` data set in place of files (see `timesformer_hf.data.sources`), as the `train` options name it."""
     group = parser.add_argument_group("a `datasets` data set instead of files")
     group.add_argument(
         "--dataset-name",

@@ -8,13 +8,14 @@ later by this package's PyAV reader, from memory) and a `label` column of `Class
 A `datasets` source is a Hub id or a local path that `datasets.load_dataset` reads (`videofolder`, Parquet,
 WebDataset and Arrow files) or a folder written by `save_to_disk`. Its video column may be a `Video` feature (read
 undecoded, so no torchcodec is needed), a string column of paths, or a binary column; its labels a `ClassLabel`
-(whose names become `id2label`), names, integer ids, or lists of those. With `streaming=True` it is an
+(whose names become `id2label`), names or integers (numbered by the rule of [`~timesformer_hf.data.labels`]), or
+lists of those. With `streaming=True` it is an
 `IterableDataset`, read as it is used.
 
 Example:
 
 ```python
->>> from timesformer_hf.sources import VideoSource
+>>> from timesformer_hf.data import VideoSource
 >>> source = VideoSource.from_datasets("user/my-videos", video_column_name="mp4", label_column_name="cls")
 >>> train = source.load("train", label_names=["archery", "bowling"])  # doctest: +SKIP
 >>> train.features["label"]  # doctest: +SKIP
@@ -44,8 +45,9 @@ from datasets import (
     Value,
 )
 
-from .data import is_multi_label, load_video_dataset
-from .video import stored_video_name
+from ..video import stored_video_name
+from .labels import encode_labels, is_multi_label
+from .local import load_video_dataset
 
 __all__ = [
     "MissingSplitError",
@@ -255,43 +257,35 @@ def _encode_labels(
             f"The labels of {where} are {feature}: expected class names, integer ids, a ClassLabel, or lists of "
             "those; set --label-column-name."
         )
-    if label_names is None:
-        if streaming:
+    if streaming:  # encoded row by row, as they are read
+        if label_names is None:
             raise ValueError(
                 f"The labels of {where} are {'names' if inner.dtype in _STRING_TYPES else 'ids'} without a "
                 "ClassLabel, and a streamed data set is not read up front: give the class names in id order with "
                 "--class-names."
             )
-        label_names = _found_labels(dataset["label"], multi, inner.dtype in _STRING_TYPES)
-    elif not streaming:
-        _check_known(dataset["label"], multi, inner.dtype in _STRING_TYPES, list(label_names), where)
-    target = ClassLabel(names=list(label_names))
+        target = ClassLabel(names=list(label_names))
+        features = dataset.features.copy()
+        features["label"] = List(target) if multi else target
+
+        def encode(label: Any) -> dict[str, Any]:
+            ids = encode_labels(label if multi else [label], target.names, where)[1]
+            return {"label": ids if multi else ids[0]}
+
+        return dataset.map(encode, input_columns="label", features=features)
+    rows = dataset["label"]
+    names, flat_ids = encode_labels(_flat(rows, multi), label_names, where)
+    ids, start = [], 0
+    for row in rows if multi else ():
+        ids.append(flat_ids[start : start + len(row)])
+        start += len(row)
+    target = ClassLabel(names=names)
+    dataset = dataset.remove_columns("label").add_column("label", ids if multi else flat_ids)
     return dataset.cast_column("label", List(target) if multi else target)
 
 
 def _flat(labels: Sequence[Any], multi: bool) -> list[Any]:
     return [label for row in labels for label in row] if multi else list(labels)
-
-
-def _found_labels(labels: Sequence[Any], multi: bool, names: bool) -> list[str]:
-    """Sorted names, or the names "0" to the largest id for integer labels."""
-    values = _flat(labels, multi)
-    if names:
-        return sorted(set(values))
-    return [str(i) for i in range(max(values, default=-1) + 1)]
-
-
-def _check_known(labels: Sequence[Any], multi: bool, names: bool, label_names: list[str], where: str) -> None:
-    values = set(_flat(labels, multi))
-    unknown = (
-        sorted(values - set(label_names))
-        if names
-        else sorted(v for v in values if not 0 <= v < len(label_names))
-    )
-    if unknown:
-        raise ValueError(
-            f"{where} has labels {unknown[:10]} that are not among the {len(label_names)} labels {label_names[:20]}."
-        )
 
 
 def _rename_classes(

@@ -1,0 +1,133 @@
+"""The one rule for label ids, whatever the source (class folders, CSV/JSON lists, `datasets` columns).
+
+Labels are names. Without a given order (`--class-names`, `label_names=`), the ids follow the *natural order* of
+the names found: digit runs compare as numbers, the rest as text, case-insensitively. So integer-valued names are
+in numeric order (`"0", "1", "2", "10"`) and `clip2` comes before `clip10`; a folder tree, a list file and a
+`datasets` column with the same names give the same ids. A `ClassLabel` keeps its own names and order.
+
+Example:
+
+```python
+>>> natural_sorted(["10", "2", "0", "1"])
+['0', '1', '2', '10']
+>>> encode_labels(["walk", "run", "walk"])
+(['run', 'walk'], [1, 0, 1])
+>>> encode_labels([3, 1], label_names=["a", "b", "c", "d"])  # integers that are not names: ids into the names
+(['a', 'b', 'c', 'd'], [3, 1])
+
+```
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from datasets import ClassLabel, Features, List, Value
+
+__all__ = [
+    "class_label",
+    "encode_labels",
+    "is_multi_label",
+    "label_features",
+    "multi_hot",
+    "natural_sorted",
+]
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def _natural_key(name: str) -> tuple:
+    parts = tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part.casefold()) for part in _DIGITS.split(name)
+    )
+    return parts, name  # the exact text breaks ties ("Run" before "run", "01" before "1")
+
+
+def natural_sorted(names: Iterable[Any]) -> list[str]:
+    """The distinct names (as strings) in natural order: digit runs as numbers, text case-insensitively."""
+    return sorted({str(name) for name in names}, key=_natural_key)
+
+
+def _is_integer(value: Any) -> bool:
+    return (
+        isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) and value.isdigit()
+    )
+
+
+def encode_labels(
+    labels: Sequence[Any], label_names: Sequence[str] | None = None, where: str = "The data"
+) -> tuple[list[str], list[int]]:
+    """The label names and the id of every label in `labels`.
+
+    Without `label_names` the names are those found, in natural order ([`natural_sorted`]). With `label_names`,
+    labels are looked up by name; labels that are all integers and not names (e.g. ids from a model's `id2label`)
+    are ids into `label_names`. A label found neither way raises a `ValueError` naming it.
+    """
+    names = list(label_names) if label_names is not None else natural_sorted(labels)
+    index = {name: i for i, name in enumerate(names)}
+    as_text = [str(label) for label in labels]
+    unknown = natural_sorted(label for label in as_text if label not in index)
+    if not unknown:
+        return names, [index[label] for label in as_text]
+    if (
+        label_names is not None
+        and all(map(_is_integer, labels))
+        and not any(name in index for name in as_text)
+    ):
+        ids = [int(label) for label in labels]
+        if all(0 <= i < len(names) for i in ids):
+            return names, ids
+    raise ValueError(
+        f"{where} has labels {unknown[:10]} that are not among the {len(names)} labels {names[:20]} (the training "
+        "set's or the model's): fix the labels, or give the class names in id order with --class-names."
+    )
+
+
+def label_features(label_names: Sequence[str], multi_label: bool = False) -> Features:
+    """The `video` (string) and `label` (`ClassLabel`, or a list of them) columns of a labelled video table."""
+    label = ClassLabel(names=list(label_names))
+    return Features({"video": Value("string"), "label": List(label) if multi_label else label})
+
+
+def is_multi_label(feature: Any) -> bool:
+    """Whether a label feature holds several labels per video: a list of `ClassLabel` (`List` or `Sequence`)."""
+    return not isinstance(feature, ClassLabel) and isinstance(getattr(feature, "feature", None), ClassLabel)
+
+
+def class_label(feature: Any) -> ClassLabel:
+    """The `ClassLabel` of a label feature, single-label or multi-label: its `names` are the model's labels.
+
+    Example:
+
+    ```python
+    >>> class_label(List(ClassLabel(names=["jump", "run"]))).names
+    ['jump', 'run']
+
+    ```
+    """
+    inner = feature.feature if is_multi_label(feature) else feature
+    if not isinstance(inner, ClassLabel):
+        raise ValueError(
+            f"The label column is {feature}, not a ClassLabel or a list of them: cast it, e.g. "
+            "`dataset.cast_column('label', ClassLabel(names=[...]))`."
+        )
+    return inner
+
+
+def multi_hot(label_ids: Sequence[int], num_labels: int) -> torch.Tensor:
+    """A `(num_labels,)` float vector with 1 at `label_ids`: a multi-label target.
+
+    Example:
+
+    ```python
+    >>> multi_hot([0, 2], 4)
+    tensor([1., 0., 1., 0.])
+
+    ```
+    """
+    target = torch.zeros(num_labels)
+    target[list(label_ids)] = 1.0
+    return target
