@@ -12,8 +12,8 @@ from transformers.models.videomae.image_processing_pil_videomae import VideoMAEI
 from transformers.video_utils import VideoMetadata
 
 from timesformer_hf import TimeSformerImageProcessor, TimeSformerVideoProcessor, average_view_scores
-from timesformer_hf.image_processing_timesformer import _map_on_threads, resize_video, spatial_crop_offsets
 from timesformer_hf.synthetic import write_video
+from timesformer_hf.video_transforms import _map_on_threads, resize_video, spatial_crop_offsets
 
 
 def smooth_video(num_frames: int, height: int, width: int) -> np.ndarray:
@@ -326,3 +326,29 @@ def test_unknown_frame_sampling_is_named_before_the_clip_count():
     processor = TimeSformerVideoProcessor(num_frames=4)
     with pytest.raises(ValueError, match=r"must be one of \('kinetics', 'ssv2', 'uniform'\), got 'kinetic'"):
         processor.sample_indices(100, frame_sampling="kinetic", num_clips=2)
+
+
+def test_post_process_video_classification_single_multi_label_and_regression():
+    from types import SimpleNamespace
+
+    from timesformer_hf import TimeSformerVideoProcessor
+
+    processor = TimeSformerVideoProcessor()
+    id2label = {0: "run", 1: "sit", 2: "jump"}
+    logits = torch.tensor([[2.0, 0.0, 1.0], [0.0, 0.0, 3.0]])  # two views of one video
+    single = SimpleNamespace(problem_type="single_label_classification", id2label=id2label)
+    [video] = processor.post_process_video_classification(logits, single, num_views=2, top_k=2)
+    expected = logits.softmax(-1).mean(0)
+    assert [p["label"] for p in video["predictions"]] == ["jump", "run"]
+    assert video["predictions"][0]["score"] == pytest.approx(float(expected[2]))
+
+    multi = SimpleNamespace(problem_type="multi_label_classification", id2label=id2label)
+    videos = processor.post_process_video_classification(logits, multi, threshold=0.6)
+    assert [[p["label"] for p in v["predictions"]] for v in videos] == [["run", "jump"], ["jump"]]
+    assert videos[0]["predictions"][0]["score"] == pytest.approx(float(torch.tensor(2.0).sigmoid()))
+
+    regression = SimpleNamespace(problem_type="regression", id2label={0: "LABEL_0"})
+    values = processor.post_process_video_classification(
+        torch.tensor([[1.5], [2.5]]), regression, num_views=2
+    )
+    assert values == [{"value": 2.0}]

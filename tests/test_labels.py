@@ -32,8 +32,10 @@ def test_every_source_gives_the_same_ids(tmp_path):
         (folder / name).mkdir(parents=True)
         (folder / name / f"v{name}.mp4").write_bytes(b"")
     videos = [f"folder/{name}/v{name}.mp4" for name in NAMES]
-    (tmp_path / "list.csv").write_text("video,label\n" + "".join(f"{v},{n}\n" for v, n in zip(videos, NAMES)))
-    rows = [{"video": v, "label": int(n)} for v, n in zip(videos, NAMES)]
+    (tmp_path / "list.csv").write_text(
+        "video,label\n" + "".join(f"{v},{n}\n" for v, n in zip(videos, NAMES, strict=True))
+    )
+    rows = [{"video": v, "label": int(n)} for v, n in zip(videos, NAMES, strict=True)]
     (tmp_path / "list.json").write_text(json.dumps(rows))
     Dataset.from_dict({"video": videos, "label": NAMES}).save_to_disk(tmp_path / "strings")
     Dataset.from_dict({"video": videos, "label": [int(n) for n in NAMES]}).save_to_disk(tmp_path / "integers")
@@ -49,7 +51,8 @@ def test_every_source_gives_the_same_ids(tmp_path):
         names = dataset.features["label"].names
         assert names == ["0", "1", "2", "10"]
         by_video = {
-            video.rsplit("/", 1)[-1]: names[label] for video, label in zip(dataset["video"], dataset["label"])
+            video.rsplit("/", 1)[-1]: names[label]
+            for video, label in zip(dataset["video"], dataset["label"], strict=True)
         }
         assert by_video == {f"v{name}.mp4": name for name in NAMES}
 

@@ -171,12 +171,23 @@ def train(dataset_name: Path, output_dir: Path, *, streaming: bool, callbacks=()
         **source,
     )
     args = training_args(output_dir, max_steps=2)
+    dispatch = DispatchSetting()
     metrics = run_training(
-        ModelArguments(config_overrides=TINY_OVERRIDES), arguments, args, callbacks=list(callbacks)
+        ModelArguments(config_overrides=TINY_OVERRIDES), arguments, args, callbacks=[*callbacks, dispatch]
     )
-    # a stream is read by each process (its own shards), not by the main one for all
-    assert args.accelerator_config.dispatch_batches is (False if streaming else None)
+    # a stream is read by each process (its own shards), not by the main one for all; the caller's args unchanged
+    assert dispatch.value is (False if streaming else None)
+    assert args.accelerator_config.dispatch_batches is None and args.remove_unused_columns
     return metrics
+
+
+class DispatchSetting(TrainerCallback):
+    """The `dispatch_batches` of the arguments the Trainer ran with."""
+
+    value = "not set"
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.value = args.accelerator_config.dispatch_batches
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["map-style", "streaming"])

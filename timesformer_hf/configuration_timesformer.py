@@ -11,6 +11,18 @@ ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
 COMPATIBLE_MODEL_TYPES = ("timesformer",)
 
 
+def classifier_num_labels(config: PreTrainedConfig) -> int | None:
+    """The label count of a repo saved by a classification model (its `architectures`), else `None`."""
+    is_classifier = any(name.endswith("Classification") for name in config.architectures or ())
+    return config.num_labels if is_classifier else None
+
+
+def is_multi_label_model(config: PreTrainedConfig) -> bool:
+    """Whether a model config is multi-label (`problem_type="multi_label_classification"`): its scores are the
+    sigmoid of the logits, one per label, not a softmax over the labels."""
+    return getattr(config, "problem_type", None) == "multi_label_classification"
+
+
 def to_pair(value: int | list[int] | tuple[int, int]) -> tuple[int, int]:
     """`224 -> (224, 224)`; `(h, w)` is returned as a tuple."""
     if isinstance(value, int):

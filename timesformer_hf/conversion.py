@@ -39,7 +39,8 @@ from transformers import AutoModelForVideoClassification
 from transformers.utils import logging
 
 from .configuration_timesformer import TimeSformerConfig
-from .hub import LICENSE, build_model_card, check_output_dir, push_repo, save_repo
+from .files import check_output_dir
+from .hub import LICENSE, build_model_card, push_repo, save_repo
 from .image_processing_timesformer import TimeSformerImageProcessor
 from .modeling_timesformer import TimeSformerForVideoClassification
 from .video_processing_timesformer import TimeSformerVideoProcessor

@@ -35,11 +35,15 @@ from .files import write_atomically
 
 __all__ = [
     "accuracy_report",
+    "reference_rank",
+    "top_k_accuracy",
     "average_precision",
     "confusion_matrix",
     "multi_label_metrics",
     "multi_label_report",
     "plot_confusion_matrix",
+    "regression_metrics",
+    "regression_report",
 ]
 
 
@@ -50,21 +54,51 @@ def confusion_matrix(predicted: np.ndarray, labels: np.ndarray, num_labels: int)
     return matrix
 
 
+def reference_rank(scores: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """The rank (0 = best) of each reference class among `(examples, classes)` scores: the classes scoring higher,
+    and those scoring the same with a lower index (ties broken by index, as `argmax` does)."""
+    scores, references = np.asarray(scores), np.asarray(references)
+    if scores.ndim != 2 or len(scores) != len(references):
+        raise ValueError(
+            f"Expected (examples, classes) scores matching the {len(references)} references, got shape "
+            f"{scores.shape}."
+        )
+    reference_scores = np.take_along_axis(scores, references[:, None], axis=1)
+    lower_index = np.arange(scores.shape[1])[None, :] < references[:, None]
+    return ((scores > reference_scores) | ((scores == reference_scores) & lower_index)).sum(axis=1)
+
+
+def top_k_accuracy(
+    scores: np.ndarray, references: np.ndarray, ks: Sequence[int] = (1, 5)
+) -> dict[str, float]:
+    """`{"top{k}_accuracy": ...}` for each k: the fraction of examples whose reference is among the k best scores.
+
+    Example:
+
+    ```python
+    >>> top_k_accuracy(np.array([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1]]), np.array([1, 2]), ks=(1, 2))
+    {'top1_accuracy': 0.5, 'top2_accuracy': 1.0}
+
+    ```
+    """
+    rank = reference_rank(scores, references)
+    return {f"top{int(k)}_accuracy": float((rank < int(k)).mean()) for k in ks}
+
+
 def accuracy_report(
     probabilities: np.ndarray, labels: np.ndarray, label_names: Sequence[str], ks: Sequence[int] = (1, 5)
 ) -> dict[str, Any]:
     """Top-k accuracies (for each k in `ks` below the number of classes, and 1), per-class top-1 accuracy (classes
     that occur in `labels`) and the confusion matrix, from `(videos, classes)` probabilities."""
     num_labels = probabilities.shape[1]
-    ranking = np.argsort(-probabilities, axis=1, kind="stable")
     report: dict[str, Any] = {"num_videos": len(labels)}
-    for k in sorted({1, *(k for k in ks if k < num_labels)}):
-        report[f"top{k}_accuracy"] = float((ranking[:, :k] == labels[:, None]).any(1).mean())
-    correct = ranking[:, 0] == labels
+    report |= top_k_accuracy(probabilities, labels, sorted({1, *(k for k in ks if k < num_labels)}))
+    predicted = probabilities.argmax(axis=1)
+    correct = predicted == labels
     report["per_class_accuracy"] = {
         label_names[c]: float(correct[labels == c].mean()) for c in sorted(set(labels.tolist()))
     }
-    report["confusion_matrix"] = confusion_matrix(ranking[:, 0], labels, num_labels).tolist()
+    report["confusion_matrix"] = confusion_matrix(predicted, labels, num_labels).tolist()
     return report
 
 
@@ -142,6 +176,39 @@ def multi_label_report(
         for c in np.flatnonzero(targets.any(0))
     }
     return report
+
+
+def regression_metrics(values: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Mean squared error, mean absolute error and Pearson's r of predicted values against targets (one value per
+    video, or `(videos, outputs)` compared as one list). `pearson_r` is NaN when either side is constant.
+
+    Example:
+
+    ```python
+    >>> regression_metrics(np.array([1.0, 2.0, 4.0]), np.array([1.0, 3.0, 5.0]))
+    {'mse': 0.6666666666666666, 'mae': 0.6666666666666666, 'pearson_r': 0.9819805060619657}
+
+    ```
+    """
+    values, targets = (
+        np.asarray(values, dtype=np.float64).ravel(),
+        np.asarray(targets, dtype=np.float64).ravel(),
+    )
+    if values.shape != targets.shape or not len(values):
+        raise ValueError(f"Expected as many values as targets, got {values.shape} and {targets.shape}.")
+    errors = values - targets
+    spread = values.std() * targets.std()
+    pearson = (
+        float(np.mean((values - values.mean()) * (targets - targets.mean())) / spread)
+        if spread
+        else float("nan")
+    )
+    return {"mse": float(np.mean(errors**2)), "mae": float(np.mean(np.abs(errors))), "pearson_r": pearson}
+
+
+def regression_report(values: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+    """[`regression_metrics`] with the number of videos."""
+    return {"num_videos": len(targets), **regression_metrics(values, targets)}
 
 
 def plot_confusion_matrix(matrix: np.ndarray, label_names: Sequence[str], path: str | os.PathLike) -> None:

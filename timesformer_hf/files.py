@@ -8,11 +8,12 @@ would give instead (`0666` / `0777` less the umask).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["apply_umask", "make_staging_dir", "write_atomically"]
+__all__ = ["apply_umask", "check_output_dir", "make_staging_dir", "replace_dir", "write_atomically"]
 
 
 def _umask() -> int:
@@ -60,3 +61,37 @@ def make_staging_dir(target: str | os.PathLike, tag: str = "tmp") -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{tag}-", dir=target.parent))
     os.chmod(staging, 0o777 & ~_umask())
     return staging
+
+
+def replace_dir(source: Path, target: Path) -> None:
+    """Move `source` to `target`, replacing an existing `target` with only a short window without either."""
+    if not target.exists():
+        os.replace(source, target)
+        return
+    backup = make_staging_dir(target, "old")
+    backup.rmdir()
+    os.replace(target, backup)
+    try:
+        os.replace(source, target)
+    except BaseException:
+        os.replace(backup, target)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Raise `FileExistsError` when `output_dir` holds something and `overwrite` is off; an empty folder is free.
+
+    Example:
+
+    ```python
+    >>> check_output_dir("out/new-repo")  # doctest: +SKIP
+    ```
+    """
+    output_dir = Path(output_dir)
+    is_empty_dir = output_dir.is_dir() and not any(output_dir.iterdir())
+    if output_dir.exists() and not is_empty_dir and not overwrite:
+        raise FileExistsError(
+            f"{output_dir} already exists and is not empty: pass --overwrite (overwrite=True in Python) to replace "
+            "it, or choose another output folder."
+        )

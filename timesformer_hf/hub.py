@@ -33,9 +33,8 @@ from huggingface_hub import CommitInfo, HfApi, ModelCard, ModelCardData
 from huggingface_hub.repocard_data import EvalResult
 from transformers.utils import logging
 
-from .configuration_timesformer import TimeSformerConfig, to_pair
-from .files import apply_umask, make_staging_dir
-from .inference import is_multi_label_model
+from .configuration_timesformer import TimeSformerConfig, is_multi_label_model, to_pair
+from .files import apply_umask, check_output_dir, make_staging_dir, replace_dir
 
 logger = logging.get_logger(__name__)
 
@@ -44,7 +43,6 @@ __all__ = [
     "LICENSE",
     "TIMESFORMER_CITATION",
     "build_model_card",
-    "check_output_dir",
     "push_repo",
     "save_repo",
     "without_remote_code",
@@ -305,40 +303,6 @@ def without_remote_code(*objects: Any) -> Iterator[None]:
                 instance.__dict__["auto_map"] = value
 
 
-def _replace_dir(source: Path, target: Path) -> None:
-    """Move `source` to `target`, replacing an existing `target` with only a short window without either."""
-    if not target.exists():
-        os.replace(source, target)
-        return
-    backup = make_staging_dir(target, "old")
-    backup.rmdir()
-    os.replace(target, backup)
-    try:
-        os.replace(source, target)
-    except BaseException:
-        os.replace(backup, target)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)
-
-
-def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool = False) -> None:
-    """Raise `FileExistsError` when `output_dir` holds something and `overwrite` is off; an empty folder is free.
-
-    Example:
-
-    ```python
-    >>> check_output_dir("out/new-repo")  # doctest: +SKIP
-    ```
-    """
-    output_dir = Path(output_dir)
-    is_empty_dir = output_dir.is_dir() and not any(output_dir.iterdir())
-    if output_dir.exists() and not is_empty_dir and not overwrite:
-        raise FileExistsError(
-            f"{output_dir} already exists and is not empty: pass --overwrite (overwrite=True in Python) to replace "
-            "it, or choose another output folder."
-        )
-
-
 def save_repo(
     model: Any,
     processors: Iterable[Any],
@@ -391,7 +355,7 @@ def save_repo(
         apply_umask(staging)  # safetensors writes its files 0600
         if check is not None:
             check(staging)
-        _replace_dir(staging, output_dir)
+        replace_dir(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -1,121 +1,37 @@
-"""Image processor for TimeSformer: the `VideoMAEImageProcessor` contract, implemented with batched torch ops.
+"""Image processor for TimeSformer: the `VideoMAEImageProcessor` contract, implemented with the batched torch ops of
+[`~timesformer_hf.video_transforms`], and the post-processing of the model's logits shared by both processors.
 
-All frames of a video are resized, cropped and normalized at once with `torch.nn.functional.interpolate` on uint8
-(antialiased bilinear, which matches PIL to about one grey level), with no torchvision and no per-frame PIL loop.
 The defaults are the original TimeSformer test-time preprocessing: short side to 224, centre crop 224, mean/std
-0.45/0.225.
-
-Test-time multi-view evaluation (3 crops along the long side times n temporal clips, softmax scores averaged) is
-available with `num_spatial_crops=3` and [`average_view_scores`].
+0.45/0.225. Test-time multi-view evaluation (3 crops along the long side times n temporal clips, scores averaged) is
+available with `num_spatial_crops=3` and [`average_view_scores`]; `post_process_video_classification` turns logits
+into labels and scores (or values, for a regression model).
 """
 
 from __future__ import annotations
 
-import itertools
-import os
-import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
-from enum import IntEnum
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
-from transformers.image_utils import ChannelDimension, SizeDict, infer_channel_dimension_format
+from transformers.image_utils import ChannelDimension, SizeDict
 from transformers.processing_utils import ImagesKwargs, Unpack
-from transformers.utils import TensorType, is_vision_available
+from transformers.utils import TensorType
 
-from .video import stack_frames
+from .video_transforms import PILImageResampling, make_batched_videos, preprocess_videos, to_video_tensor
 
 __all__ = [
     "TIMESFORMER_MEAN",
     "TIMESFORMER_STD",
     "TimeSformerImageProcessor",
     "average_view_scores",
-    "spatial_crop_offsets",
-    "preprocess_videos",
-    "resize_video",
+    "logits_to_scores",
+    "predictions_from_scores",
 ]
-
-if is_vision_available():
-    from transformers.image_utils import PILImageResampling
-else:
-
-    class PILImageResampling(IntEnum):
-        """`PIL.Image.Resampling` without Pillow (which `transformers` needs for its own): the same values."""
-
-        NEAREST = 0
-        LANCZOS = 1
-        BILINEAR = 2
-        BICUBIC = 3
-        BOX = 4
-        HAMMING = 5
-
 
 TIMESFORMER_MEAN = [0.45, 0.45, 0.45]
 TIMESFORMER_STD = [0.225, 0.225, 0.225]
-
-_INTERPOLATION_MODES = {
-    PILImageResampling.NEAREST: "nearest-exact",
-    PILImageResampling.BILINEAR: "bilinear",
-    PILImageResampling.BICUBIC: "bicubic",
-}
-
-
-_T = TypeVar("_T")
-_R = TypeVar("_R")
-_MIN_FRAMES_PER_THREAD = 2  # fewer frames per thread cost more to hand over than to process
-_helper_threads: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool)
-_helper_threads_lock = threading.Lock()
-
-
-def _helper_pool() -> ThreadPoolExecutor:
-    """The helper thread pool, rebuilt in a forked child (which does not have the parent's threads)."""
-    global _helper_threads
-    with _helper_threads_lock:
-        if _helper_threads is None or _helper_threads[0] != os.getpid():
-            _helper_threads = (os.getpid(), ThreadPoolExecutor(thread_name_prefix="timesformer-preprocess"))
-        return _helper_threads[1]
-
-
-def _map_on_threads(function: Callable[[_T], _R], items: list[_T]) -> list[_R]:
-    """`[function(item) for item in items]` on the caller and up to `torch.get_num_threads() - 1` helper threads.
-
-    For single-threaded kernels that release the GIL, such as the antialiased uint8 resize. With one thread, e.g. in
-    `DataLoader` workers, everything runs in the caller. After a failure no new item is started; the caller's own
-    exception, else the first helper's, is raised once every thread has stopped.
-    """
-    num_helpers = min(torch.get_num_threads(), len(items)) - 1
-    if num_helpers <= 0:
-        return [function(item) for item in items]
-    results: list[Any] = [None] * len(items)
-    pending = iter(enumerate(items))
-    lock = threading.Lock()
-    failed = threading.Event()
-
-    def drain() -> None:
-        while not failed.is_set():
-            with lock:
-                index, item = next(pending, (None, None))
-            if index is None:
-                return
-            try:
-                results[index] = function(item)
-            except BaseException:
-                failed.set()
-                raise
-
-    pool = _helper_pool()
-    helpers = [pool.submit(drain) for _ in range(num_helpers)]
-    try:
-        drain()
-    finally:
-        wait(helpers)
-    for helper in helpers:
-        helper.result()  # re-raises a helper's exception
-    return results
 
 
 class TimeSformerImageProcessorKwargs(ImagesKwargs, total=False):
@@ -128,266 +44,40 @@ class TimeSformerImageProcessorKwargs(ImagesKwargs, total=False):
     num_spatial_crops: int
 
 
-def _is_frame(item: Any) -> bool:
-    return hasattr(item, "convert") or (isinstance(item, np.ndarray | torch.Tensor) and item.ndim == 3)
+def logits_to_scores(logits: torch.Tensor, problem_type: str | None = None) -> torch.Tensor:
+    """What a model's logits mean, in float32: softmax probabilities over the labels (single-label, the default),
+    one sigmoid probability per label (`"multi_label_classification"`), or the logits themselves, the predicted
+    values (`"regression"`). `problem_type` is the model config's.
 
+    Example:
 
-def _is_video(item: Any) -> bool:
-    if isinstance(item, np.ndarray | torch.Tensor):
-        return item.ndim == 4
-    return isinstance(item, list | tuple) and len(item) > 0 and all(_is_frame(frame) for frame in item)
+    ```python
+    >>> logits_to_scores(torch.tensor([[0.0, 0.0]])), logits_to_scores(torch.tensor([[0.0]]), "regression")
+    (tensor([[0.5000, 0.5000]]), tensor([[0.]]))
 
-
-def make_batched_videos(videos: Any) -> list[Any]:
-    """Turn one video (list of frames, 4-D array) or a batch (list of videos, 5-D array) into a list of videos.
-
-    A single image (PIL, HWC array, CHW or HWC tensor) is a one-frame video, as for `VideoMAEImageProcessor`.
+    ```
     """
-    if isinstance(videos, np.ndarray | torch.Tensor) and videos.ndim == 5:
-        return list(videos)
-    if _is_video(videos):
-        return [videos]
-    if isinstance(videos, list | tuple) and len(videos) > 0 and all(_is_video(video) for video in videos):
-        return list(videos)
-    if _is_frame(videos):
-        return [[videos]]
-    raise ValueError(
-        "Invalid video input: expected a list of frames (PIL images, HWC numpy arrays or CHW/HWC torch tensors), a "
-        f"4-D array/tensor, or a list of those for a batch; got {type(videos).__name__}."
-    )
+    logits = logits.float()
+    if problem_type == "multi_label_classification":
+        return logits.sigmoid()
+    if problem_type == "regression":
+        return logits
+    return logits.softmax(-1)
 
 
-def to_video_tensor(video: Any, input_data_format: str | ChannelDimension | None = None) -> torch.Tensor:
-    """Stack a video's frames into a `(frames, 3, height, width)` tensor, keeping uint8 as uint8.
-
-    Grayscale frames are repeated to 3 channels and an alpha channel is dropped.
-    """
-    if isinstance(video, list | tuple):
-        if hasattr(video[0], "convert"):  # PIL images
-            video = stack_frames([np.asarray(frame.convert("RGB")) for frame in video])
-            input_data_format = ChannelDimension.LAST
-        elif isinstance(video[0], torch.Tensor):
-            video = torch.stack(list(video))
-        else:
-            video = stack_frames(video)
-    tensor = torch.from_numpy(np.ascontiguousarray(video)) if isinstance(video, np.ndarray) else video
-    if tensor.ndim != 4:
-        raise ValueError(
-            f"A video must have 4 dimensions (frames, channels, height, width), got {tuple(tensor.shape)}."
-        )
-    if input_data_format is None:
-        input_data_format = infer_channel_dimension_format(tensor[0], num_channels=(1, 3, 4))
-    if ChannelDimension(input_data_format) == ChannelDimension.LAST:
-        tensor = tensor.permute(0, 3, 1, 2)
-    channels = tensor.shape[1]
-    if channels == 1:
-        tensor = tensor.expand(-1, 3, -1, -1)
-    elif channels == 4:
-        tensor = tensor[:, :3]
-    elif channels != 3:
-        raise ValueError(f"Frames must have 1, 3 or 4 channels, got {channels}.")
-    return tensor
-
-
-def resized_size(height: int, width: int, size: SizeDict) -> tuple[int, int]:
-    """Output `(height, width)` of [`resize_video`] for frames of `height x width`."""
-    if size.shortest_edge:
-        short, long = sorted((height, width))
-        new_long = int(size.shortest_edge * long / short)
-        return (size.shortest_edge, new_long) if height <= width else (new_long, size.shortest_edge)
-    if size.height and size.width:
-        return (size.height, size.width)
-    raise ValueError(f"`size` must hold `shortest_edge` or `height` and `width`, got {dict(size)}.")
-
-
-def resize_video(
-    video: torch.Tensor, size: SizeDict, resample: PILImageResampling | int = PILImageResampling.BILINEAR
+def average_view_scores(
+    logits: torch.Tensor, num_views: int, *, problem_type: str | None = None, multi_label: bool = False
 ) -> torch.Tensor:
-    """Resize all frames of a `(frames, 3, height, width)` video at once, antialiased like PIL.
-
-    `size` is `{"shortest_edge": s}` (short side to `s`, long side `int(s * long / short)`, as the original
-    `short_side_scale` and transformers' `get_resize_output_image_size`) or `{"height": h, "width": w}`.
-    """
-    new_size = resized_size(*video.shape[-2:], size)
-    if new_size == tuple(video.shape[-2:]):
-        return video
-    mode = _INTERPOLATION_MODES.get(PILImageResampling(resample))
-    if mode is None:
-        raise ValueError(
-            f"Unsupported `resample` {resample!r}; use one of {[m.name for m in _INTERPOLATION_MODES]}."
-        )
-    is_uint8 = video.dtype == torch.uint8
-    # uint8 interpolation is fast for channels-last memory; it rounds and saturates like PIL
-    video = video.contiguous(memory_format=torch.channels_last) if is_uint8 else video.float()
-    extra = {"antialias": True, "align_corners": False} if mode != "nearest-exact" else {}
-    return F.interpolate(video, size=new_size, mode=mode, **extra)
-
-
-def spatial_crop_offsets(
-    height: int, width: int, crop_height: int, crop_width: int, position: int
-) -> tuple[int, int]:
-    """Top-left corner of crop `position` (0, 1 or 2), as the original `uniform_crop` but for the centre rounding.
-
-    Position 1 is the centre; 0 and 2 move to the start and the end of the long side: left/right for landscape and
-    square frames, top/bottom for portrait frames. The centre offset rounds down (`(length - crop) // 2`) as
-    transformers' `center_crop`, so the single-view output matches `VideoMAEImageProcessor`; the original rounds
-    up, a one-pixel shift when the margin is odd.
-    """
-    if crop_height > height or crop_width > width:
-        raise ValueError(
-            f"Cannot crop {crop_height}x{crop_width} from frames of {height}x{width}; resize first."
-        )
-    top, left = (height - crop_height) // 2, (width - crop_width) // 2
-    if position == 1:
-        return top, left
-    if position not in (0, 2):
-        raise ValueError(f"Crop position must be 0, 1 or 2, got {position}.")
-    if height > width:
-        return (0 if position == 0 else height - crop_height), left
-    return top, (0 if position == 0 else width - crop_width)
-
-
-def _crop_views(video: torch.Tensor, crop_size: SizeDict, num_spatial_crops: int) -> list[torch.Tensor]:
-    if num_spatial_crops not in (1, 3):
-        raise ValueError(f"`num_spatial_crops` must be 1 (centre crop) or 3, got {num_spatial_crops}.")
-    height, width = video.shape[-2:]
-    positions = (1,) if num_spatial_crops == 1 else (0, 1, 2)
-    views = []
-    for position in positions:
-        top, left = spatial_crop_offsets(height, width, crop_size.height, crop_size.width, position)
-        views.append(video[..., top : top + crop_size.height, left : left + crop_size.width])
-    return views
-
-
-def _rgb_values(name: str, value: float | Sequence[float]) -> np.ndarray:
-    """`value` (one number, or one per channel) as 3 float64 values: R, G, B."""
-    values = np.asarray(value, dtype=np.float64).reshape(-1)
-    if len(values) not in (1, 3):
-        raise ValueError(
-            f"`{name}` must be one value or three (R, G, B), got {len(values)}: frames are processed as RGB (an "
-            "alpha channel is dropped, grayscale is repeated), so give the mean and std of the R, G and B channels."
-        )
-    return np.broadcast_to(values, 3)
-
-
-def _affine_parameters(
-    do_rescale: bool,
-    rescale_factor: float,
-    do_normalize: bool,
-    image_mean: float | Sequence[float],
-    image_std: float | Sequence[float],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel `(scale, shift)`, each `(3, 1, 1)` float32, such that `x * scale + shift` rescales and normalizes."""
-    scale = np.full(3, rescale_factor if do_rescale else 1.0)
-    shift = np.zeros(3)
-    if do_normalize:
-        mean, std = _rgb_values("image_mean", image_mean), _rgb_values("image_std", image_std)
-        scale, shift = scale / std, -mean / std
-    return scale.astype(np.float32).reshape(3, 1, 1), shift.astype(np.float32).reshape(3, 1, 1)
-
-
-def _write_affine(out: np.ndarray, frames: torch.Tensor, scale: np.ndarray, shift: np.ndarray) -> None:
-    """`out = frames * scale + shift`: float32 `(frames, 3, height, width)` from frames of any dtype, layout, device.
-
-    NumPy runs it on the calling thread alone (torch would start an OpenMP team from every helper thread).
-    """
-    frames = frames.detach().cpu()
-    array = (frames.float() if frames.dtype == torch.bfloat16 else frames).numpy()  # NumPy has no bfloat16
-    if array.dtype == np.uint8:
-        array = np.ascontiguousarray(array)  # transposing uint8, then converting, beats doing both at once
-    if (scale != 1).any():
-        np.multiply(array, scale, out=out, casting="unsafe")  # converts as it goes: one pass fewer
-    else:
-        np.copyto(out, array, casting="unsafe")
-    if shift.any():
-        np.add(out, shift, out=out)
-
-
-def preprocess_videos(
-    videos: Sequence[torch.Tensor],
-    *,
-    do_resize: bool,
-    size: SizeDict,
-    resample: PILImageResampling | int,
-    do_center_crop: bool,
-    crop_size: SizeDict,
-    do_rescale: bool,
-    rescale_factor: float,
-    do_normalize: bool,
-    image_mean: float | Sequence[float],
-    image_std: float | Sequence[float],
-    num_spatial_crops: int = 1,
-    return_tensors: str | TensorType | None = None,
-) -> dict[str, Any]:
-    """Resize, crop and normalize `(frames, 3, height, width)` videos into `{"pixel_values": ...}`.
-
-    `pixel_values` is one float32 `(views, frames, 3, height, width)` tensor with `return_tensors`, else a list of
-    `(frames, 3, height, width)` arrays. With `num_spatial_crops=3` (which needs `do_center_crop`) each video gives
-    3 consecutive views, in crop order.
-
-    Every view is written by the multiply that converts it to float32 and rescales it, then shifted in place. The
-    output comes from NumPy, which asks for huge pages (PyTorch's CPU allocator maps 4 KiB pages for every large
-    tensor, which makes writing it several times slower). Chunks of frames are processed on up to `torch.get_num_threads()`
-    threads, each chunk by one thread.
-    """
-    if num_spatial_crops != 1 and not do_center_crop:
-        raise ValueError("`num_spatial_crops=3` crops `crop_size` views: set `do_center_crop=True`.")
-    shapes = []
-    for video in videos:
-        height, width = resized_size(*video.shape[-2:], size) if do_resize else video.shape[-2:]
-        if do_center_crop:
-            height, width = crop_size.height, crop_size.width
-        shapes += [(len(video), 3, height, width)] * num_spatial_crops
-    if return_tensors is not None and len(set(shapes)) > 1:
-        raise ValueError(
-            f"Cannot batch videos whose processed shapes differ ({sorted(set(shapes))}); use the same number of "
-            "frames per video and a crop size."
-        )
-    if return_tensors is not None:
-        batch = np.empty((len(shapes), *shapes[0]), dtype=np.float32)
-        views = list(batch)
-    else:
-        views = [np.empty(shape, dtype=np.float32) for shape in shapes]
-    scale, shift = _affine_parameters(do_rescale, rescale_factor, do_normalize, image_mean, image_std)
-
-    # (frames, views of those frames) jobs: each CPU video in up to `threads / videos` chunks of frames, every chunk
-    # resized (a single-threaded kernel), cropped and normalized on its own thread
-    jobs = []
-    for index, video in enumerate(videos):
-        on_threads = video.device.type == "cpu"
-        threads_per_video = -(-torch.get_num_threads() // len(videos)) if on_threads else 1
-        chunks_per_video = max(min(threads_per_video, len(video) // _MIN_FRAMES_PER_THREAD), 1)
-        video_views = views[index * num_spatial_crops : (index + 1) * num_spatial_crops]
-        bounds = [len(video) * chunk // chunks_per_video for chunk in range(chunks_per_video + 1)]
-        for start, stop in itertools.pairwise(bounds):
-            if stop > start:
-                jobs.append((video[start:stop], [view[start:stop] for view in video_views]))
-
-    def process(job: tuple[torch.Tensor, list[np.ndarray]]) -> None:
-        frames, frame_views = job
-        with torch.no_grad():  # helpers do not share the caller's grad mode; no graph is needed
-            frames = resize_video(frames, size, resample) if do_resize else frames
-        crops = _crop_views(frames, crop_size, num_spatial_crops) if do_center_crop else [frames]
-        for view, crop in zip(frame_views, crops, strict=True):
-            _write_affine(view, crop, scale, shift)
-
-    _map_on_threads(process, jobs)
-    if return_tensors is not None:
-        return {"pixel_values": torch.from_numpy(batch)}
-    return {"pixel_values": views}
-
-
-def average_view_scores(logits: torch.Tensor, num_views: int, *, multi_label: bool = False) -> torch.Tensor:
-    """Average the softmax scores of the views of each video, as the original multi-view test.
+    """Average the scores ([`logits_to_scores`]) of the views of each video, as the original multi-view test.
 
     Args:
         logits: `(batch * num_views, num_labels)`, views of a video consecutive (the processors' output order).
         num_views: Views per video, e.g. `num_temporal_clips * num_spatial_crops`.
-        multi_label: Average sigmoid scores instead, one per label: for a multi-label model
-            (`model.config.problem_type == "multi_label_classification"`).
+        problem_type: The model config's: softmax (default), sigmoid (multi-label) or values (regression).
+        multi_label: Shorthand for `problem_type="multi_label_classification"`.
 
     Returns:
-        `(batch, num_labels)` probabilities.
+        `(batch, num_labels)` scores.
 
     Example:
 
@@ -403,8 +93,39 @@ def average_view_scores(logits: torch.Tensor, num_views: int, *, multi_label: bo
             f"Expected logits of shape (batch * {num_views}, num_labels), got {tuple(logits.shape)}; "
             "the views of each video must be consecutive."
         )
-    scores = logits.sigmoid() if multi_label else logits.softmax(-1)
-    return scores.unflatten(0, (-1, num_views)).mean(1)
+    problem_type = "multi_label_classification" if multi_label else problem_type
+    return logits_to_scores(logits, problem_type).unflatten(0, (-1, num_views)).mean(1)
+
+
+def predictions_from_scores(
+    scores: np.ndarray | torch.Tensor, config: Any, *, top_k: int = 5, threshold: float = 0.5
+) -> dict[str, Any]:
+    """What a model predicts for one video from its (averaged) scores, by `config.problem_type`:
+
+    - single-label: `{"predictions": [{"label", "score"}, ...]}`, the `top_k` most probable labels, best first;
+    - multi-label: the same for every label whose probability is at least `threshold`;
+    - regression: `{"value": float}` (one output) or `{"values": [...]}`.
+
+    Example:
+
+    ```python
+    >>> from types import SimpleNamespace
+    >>> config = SimpleNamespace(problem_type=None, id2label={0: "run", 1: "sit", 2: "jump"})
+    >>> predictions_from_scores(np.array([0.2, 0.1, 0.7]), config, top_k=2)
+    {'predictions': [{'label': 'jump', 'score': 0.7}, {'label': 'run', 'score': 0.2}]}
+
+    ```
+    """
+    scores = np.asarray(scores.float() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
+    if scores.ndim != 1:
+        raise ValueError(f"Expected the scores of one video, (num_labels,), got shape {scores.shape}.")
+    problem_type = getattr(config, "problem_type", None)
+    if problem_type == "regression":
+        return {"value": float(scores[0])} if len(scores) == 1 else {"values": scores.tolist()}
+    if problem_type == "multi_label_classification":
+        top_k = int((scores >= threshold).sum())
+    order = np.argsort(-scores, kind="stable")[:top_k]
+    return {"predictions": [{"label": config.id2label[int(i)], "score": float(scores[i])} for i in order]}
 
 
 class TimeSformerProcessingDefaults:
@@ -422,6 +143,35 @@ class TimeSformerProcessingDefaults:
     image_mean = TIMESFORMER_MEAN
     image_std = TIMESFORMER_STD
     do_convert_rgb = True
+
+    def post_process_video_classification(
+        self, logits: torch.Tensor, config: Any, *, num_views: int = 1, top_k: int = 5, threshold: float = 0.5
+    ) -> list[dict[str, Any]]:
+        """
+        The predictions of a video classification model, one dict per video: its logits turned into scores
+        ([`logits_to_scores`]: softmax, sigmoid for a multi-label model, the values of a regression model), averaged
+        over the `num_views` consecutive views of each video, then ranked ([`predictions_from_scores`]).
+
+        Args:
+            logits: `(batch * num_views, num_labels)` logits, or model outputs with `logits`.
+            config: The model's config (`problem_type`, `id2label`).
+            num_views: Views per video (`num_temporal_clips * num_spatial_crops`).
+            top_k: Labels per video (single-label models).
+            threshold: Probability from which a label is predicted (multi-label models).
+
+        Example:
+
+        ```python
+        >>> inputs = processor("video.mp4", num_spatial_crops=3, return_tensors="pt")  # doctest: +SKIP
+        >>> logits = model(**inputs).logits  # doctest: +SKIP
+        >>> processor.post_process_video_classification(logits, model.config, num_views=3, top_k=1)  # doctest: +SKIP
+        [{'predictions': [{'label': 'archery', 'score': 0.93}]}]
+        ```
+        """
+        logits = getattr(logits, "logits", logits)
+        problem_type = getattr(config, "problem_type", None)
+        scores = average_view_scores(logits.detach(), num_views, problem_type=problem_type)
+        return [predictions_from_scores(row, config, top_k=top_k, threshold=threshold) for row in scores]
 
 
 class TimeSformerImageProcessor(TimeSformerProcessingDefaults, BaseImageProcessor):

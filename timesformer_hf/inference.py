@@ -18,8 +18,8 @@ Example:
 >>> model, processor = load_model("demo-output/model", device="auto", dtype="fp32")  # doctest: +SKIP
 >>> engine = InferenceEngine(model, processor, batch_size=8, num_workers=2)  # doctest: +SKIP
 >>> for result in engine.run(["a.mp4", "b.mp4"]):  # doctest: +SKIP
-...     print(result.video, engine.top_k(result.value, k=2))
-a.mp4 [{'label': 'right_1', 'score': 0.97}, {'label': 'left_2', 'score': 0.01}]
+...     print(result.video, engine.predict(result.value, top_k=2))
+a.mp4 {'predictions': [{'label': 'right_1', 'score': 0.97}, {'label': 'left_2', 'score': 0.01}]}
 ```
 """
 
@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from .configuration_timesformer import is_multi_label_model
+from .image_processing_timesformer import logits_to_scores, predictions_from_scores
 from .video import (
     StoredVideo,
     VideoDecodeError,
@@ -52,14 +54,10 @@ __all__ = [
     "VideoOutput",
     "WindowOutput",
     "default_num_clips",
-    "is_multi_label_model",
-    "labels_above",
     "load_model",
     "plan_windows",
     "resolve_device",
     "resolve_dtype",
-    "report_predictions",
-    "top_predictions",
     "video_name",
     "window_indices",
 ]
@@ -395,8 +393,9 @@ class InferenceEngine:
     """Runs a model over many videos, batching views across videos while workers decode the next ones.
 
     Args:
-        model: A `TimeSformerForVideoClassification` (`output="probabilities"`: softmax scores, or sigmoid ones for
-            a multi-label model, see [`is_multi_label_model`]) or `TimeSformerModel` (`"cls"`: the final CLS token,
+        model: A `TimeSformerForVideoClassification` (`output="probabilities"`: its scores, softmax, sigmoid for a
+            multi-label model or the values of a regression model, see
+            [`~timesformer_hf.image_processing_timesformer.logits_to_scores`]) or `TimeSformerModel` (`"cls"`: the final CLS token,
             its `pooler_output`; `"mean"`: the mean of the final patch tokens), on its device and in its dtype (see
             [`load_model`]).
         processor: The model's `TimeSformerVideoProcessor` (sampling, resize, crop, normalisation).
@@ -453,6 +452,7 @@ class InferenceEngine:
         self.num_workers = num_workers
         self.plan = _ViewPlan(num_clips, num_crops, window, stride or window)
         self.device, self.dtype = _placement(model)
+        self.problem_type = getattr(model.config, "problem_type", None)
         self.multi_label = is_multi_label_model(model.config)
         self.num_forwards = 0
         self._buffer: torch.Tensor | None = None
@@ -465,8 +465,7 @@ class InferenceEngine:
         self.num_forwards += 1
         _release_free_heap()  # about a millisecond; keeps a long job's peak memory flat
         if self.output == "probabilities":
-            logits = outputs.logits.float()
-            values = logits.sigmoid() if self.multi_label else logits.softmax(-1)
+            values = logits_to_scores(outputs.logits, self.problem_type)
         elif self.output == "cls":
             values = outputs.pooler_output
         else:
@@ -564,50 +563,10 @@ class InferenceEngine:
                     windows=parts if self.plan.window is not None else None,
                 )
 
-    def top_k(self, probabilities: np.ndarray, k: int = 5, threshold: float = 0.5) -> list[dict[str, Any]]:
-        """[`report_predictions`] with this model's labels: the `k` most probable, or for a multi-label model those
-        at or above `threshold`."""
-        return report_predictions(probabilities, self.model.config, k=k, threshold=threshold)
-
-
-def is_multi_label_model(config: Any) -> bool:
-    """Whether a model config is multi-label (`problem_type="multi_label_classification"`): its probabilities are
-    the sigmoid of the logits, one per label, not a softmax over the labels."""
-    return getattr(config, "problem_type", None) == "multi_label_classification"
-
-
-def top_predictions(probabilities: np.ndarray, id2label: dict[int, str], k: int = 5) -> list[dict[str, Any]]:
-    """`[{"label", "score"}, ...]` for the `k` most probable classes, best first."""
-    order = np.argsort(-probabilities, kind="stable")[:k]
-    return [{"label": id2label[int(i)], "score": float(probabilities[i])} for i in order]
-
-
-def labels_above(
-    probabilities: np.ndarray, id2label: dict[int, str], threshold: float = 0.5
-) -> list[dict[str, Any]]:
-    """`[{"label", "score"}, ...]` for every class whose probability is at least `threshold`, best first: the labels
-    a multi-label model predicts.
-
-    Example:
-
-    ```python
-    >>> labels_above(np.array([0.9, 0.2, 0.6]), {0: "run", 1: "sit", 2: "jump"}, threshold=0.5)
-    [{'label': 'run', 'score': 0.9}, {'label': 'jump', 'score': 0.6}]
-
-    ```
-    """
-    count = int((probabilities >= threshold).sum())
-    return top_predictions(probabilities, id2label, count)
-
-
-def report_predictions(
-    probabilities: np.ndarray, config: Any, *, k: int = 5, threshold: float = 0.5
-) -> list[dict[str, Any]]:
-    """What a model predicts for a video: the `k` most probable labels ([`top_predictions`]), or for a multi-label
-    model every label scoring at least `threshold` ([`labels_above`])."""
-    if is_multi_label_model(config):
-        return labels_above(probabilities, config.id2label, threshold)
-    return top_predictions(probabilities, config.id2label, k)
+    def predict(self, scores: np.ndarray, top_k: int = 5, threshold: float = 0.5) -> dict[str, Any]:
+        """What this model predicts from a video's (or window's) scores: see
+        [`~timesformer_hf.image_processing_timesformer.predictions_from_scores`]."""
+        return predictions_from_scores(scores, self.model.config, top_k=top_k, threshold=threshold)
 
 
 def _video_list(videos: Sequence[VideoInput] | Any) -> Sequence[VideoInput]:

@@ -29,7 +29,7 @@ from transformers.utils import logging
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .configuration_timesformer import TimeSformerConfig, to_pair
+from .configuration_timesformer import TimeSformerConfig, classifier_num_labels, to_pair
 
 logger = logging.get_logger(__name__)
 
@@ -142,14 +142,8 @@ def _load_vit(path: str | os.PathLike) -> PreTrainedModel:
     A `ViTModel` is built with its pooler (the default, as on the Hub): the pooler is loaded, then left unused.
     """
     config = ViTConfig.from_pretrained(path)
-    vit_class = ViTForImageClassification if _classifier_labels(config) is not None else ViTModel
+    vit_class = ViTForImageClassification if classifier_num_labels(config) is not None else ViTModel
     return vit_class.from_pretrained(path, config=config)
-
-
-def _classifier_labels(config: PreTrainedConfig) -> int | None:
-    """The label count of a repo saved by a classification model (its `architectures`), else `None`."""
-    is_classifier = any(name.endswith("Classification") for name in config.architectures or ())
-    return config.num_labels if is_classifier else None
 
 
 def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
@@ -747,7 +741,7 @@ class TimeSformerModel(TimeSformerPreTrainedModel):
         """
         loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         model = loaded[0] if kwargs.get("output_loading_info") else loaded
-        if (num_labels := _classifier_labels(model.config)) is not None:
+        if (num_labels := classifier_num_labels(model.config)) is not None:
             logger.info(
                 f"Loaded the backbone of {pretrained_model_name_or_path}; its classifier ({num_labels} labels) "
                 "is not used."

@@ -105,9 +105,9 @@ class _ExportWrapper(torch.nn.Module):
 
 
 def _default_task(config: Any) -> Task:
-    from .modeling_timesformer import _classifier_labels
+    from .configuration_timesformer import classifier_num_labels
 
-    return "classify" if _classifier_labels(config) is not None else "features"
+    return "classify" if classifier_num_labels(config) is not None else "features"
 
 
 def _load_repo(repo: str | os.PathLike, task: Task | None, revision: str | None) -> tuple[Any, list[Any]]:
@@ -547,7 +547,7 @@ def export_onnx(
     True
     ```
     """
-    from .hub import _replace_dir, check_output_dir
+    from .files import check_output_dir, replace_dir
 
     _require_onnx("ONNX export")
     if dtype not in TOLERANCES:
@@ -608,7 +608,7 @@ def export_onnx(
             processor.save_pretrained(staging)
         (staging / REPORT_FILE).write_text(json.dumps(report, indent=2))
         apply_umask(staging)
-        _replace_dir(staging, output_dir)
+        replace_dir(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -327,17 +327,16 @@ def feature_index(results: Sequence[VideoOutput]) -> list[dict[str, Any]]:
     return [{"video": video, "start": start, "end": end} for video, start, end, _ in feature_rows(results)]
 
 
-def prediction_records(
-    results: Sequence[VideoOutput], top_k: Callable[[np.ndarray], list[dict]]
-) -> list[dict]:
-    """`{"video", "predictions": [{"label", "score"}], "windows": [{"start", "end", "predictions"}]}` per video
-    (`windows` only for windowed results)."""
+def prediction_records(results: Sequence[VideoOutput], predict: Callable[[np.ndarray], dict]) -> list[dict]:
+    """`{"video", **predict(scores), "windows": [{"start", "end", **predict(scores)}]}` per video (`windows` only for
+    windowed results), `predict` giving `{"predictions": [{"label", "score"}]}` or, for a regression model,
+    `{"value": ...}` (see [`~timesformer_hf.image_processing_timesformer.predictions_from_scores`])."""
     records = []
     for result in results:
-        record: dict[str, Any] = {"video": result.video, "predictions": top_k(result.value)}
+        record: dict[str, Any] = {"video": result.video, **predict(result.value)}
         if result.windows is not None:
             record["windows"] = [
-                {"start": window.start, "end": window.end, "predictions": top_k(window.value)}
+                {"start": window.start, "end": window.end, **predict(window.value)}
                 for window in result.windows
             ]
         records.append(record)
@@ -346,7 +345,8 @@ def prediction_records(
 
 def write_predictions(path: Path, records: Sequence[dict], suffix: str) -> None:
     """Prediction records as JSON Lines, Parquet (nested as in JSON) or CSV (one row per video or window and rank:
-    `video`, `scope` (`video` or `window`), `start`, `end`, `rank`, `label`, `score`)."""
+    `video`, `scope` (`video` or `window`), `start`, `end`, `rank`, `label`, `score`; for a regression model one row
+    per video or window, `value` in place of `rank`, `label` and `score`)."""
     if suffix == ".jsonl":
         path.write_text("".join(json.dumps(record) + "\n" for record in records))
     elif suffix == ".parquet":
@@ -357,26 +357,20 @@ def write_predictions(path: Path, records: Sequence[dict], suffix: str) -> None:
     elif suffix == ".csv":
         import csv
 
+        regression = bool(records) and "predictions" not in records[0]
         with open(path, "w", newline="") as file:
             writer = csv.writer(file)
-            writer.writerow(["video", "scope", "start", "end", "rank", "label", "score"])
+            columns = ["value"] if regression else ["rank", "label", "score"]
+            writer.writerow(["video", "scope", "start", "end", *columns])
             for record in records:
-                scopes = [("video", "", "", record["predictions"])]
-                scopes += [
-                    ("window", w["start"], w["end"], w["predictions"]) for w in record.get("windows", [])
-                ]
-                for scope, start, end, predictions in scopes:
-                    for rank, prediction in enumerate(predictions, 1):
-                        writer.writerow(
-                            [
-                                record["video"],
-                                scope,
-                                start,
-                                end,
-                                rank,
-                                prediction["label"],
-                                prediction["score"],
-                            ]
-                        )
+                scopes = [("video", "", "", record)]
+                scopes += [("window", w["start"], w["end"], w) for w in record.get("windows", [])]
+                for scope, start, end, result in scopes:
+                    head = [record["video"], scope, start, end]
+                    if regression:
+                        writer.writerow([*head, result.get("value", result.get("values"))])
+                        continue
+                    for rank, prediction in enumerate(result["predictions"], 1):
+                        writer.writerow([*head, rank, prediction["label"], prediction["score"]])
     else:
         raise ValueError(f"Predictions are written as {', '.join(PREDICTION_SUFFIXES)}, not {suffix!r}.")

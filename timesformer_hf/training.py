@@ -28,6 +28,8 @@ and the classifier instead of every weight, and saves the merged model.
 from __future__ import annotations
 
 import ast
+import copy
+import dataclasses
 import json
 import logging
 import os
@@ -55,12 +57,14 @@ from .data import (
     class_label,
     collate_videos,
     is_multi_label,
+    is_regression,
     probe_videos,
     split_train_validation,
 )
+from .evaluation import regression_metrics
 from .extras import require
 from .hub import build_model_card, push_repo, save_repo
-from .image_processing_timesformer import TimeSformerImageProcessor
+from .image_processing_timesformer import TimeSformerImageProcessor, logits_to_scores
 from .metrics import MULTI_LABEL, TOP_K_ACCURACY
 from .modeling_timesformer import TimeSformerForVideoClassification
 from .video_processing_timesformer import FRAME_SAMPLINGS, TimeSformerVideoProcessor
@@ -100,6 +104,8 @@ TRAIN_EXAMPLE = (
     "timesformer-hf train --train-dir data/train --validation-dir data/val --output-dir runs/mine "
     "--model-name-or-path facebook/timesformer-base-finetuned-k400 --num-train-epochs 5"
 )
+
+PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 
 # Parameters that get no weight decay besides biases and norms: the learned tokens and embeddings.
 NO_WEIGHT_DECAY_PATTERNS = ("cls_token", "position_embeddings", "time_embeddings")
@@ -281,6 +287,14 @@ class DataTrainingArguments:
         default=None, metadata={"help": "Keep only this many validation videos."}
     )
     probe_num_proc: int | None = field(default=None, metadata={"help": "Processes for probing the videos."})
+    problem_type: str | None = field(
+        default=None,
+        metadata={
+            "help": f"One of {PROBLEM_TYPES} (default: from the labels: several per video is multi-label, numbers "
+            "with fractions are regression, anything else single-label). 'regression' reads integer labels as "
+            "targets too."
+        },
+    )
 
     def __post_init__(self) -> None:
         sources = [name for name in ("train_dir", "train_file", "dataset_name") if getattr(self, name)]
@@ -306,6 +320,8 @@ class DataTrainingArguments:
             raise ValueError(
                 f"--frame-sampling must be one of {FRAME_SAMPLINGS}, got {self.frame_sampling!r}."
             )
+        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"--problem-type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}.")
         if self.short_side_range is not None and len(self.short_side_range) != 2:
             raise ValueError(f"--short-side-range takes two sizes (low high), got {self.short_side_range}.")
 
@@ -326,6 +342,7 @@ def build_compute_metrics(
     num_labels: int | None = None,
     *,
     multi_label: bool = False,
+    regression: bool = False,
     threshold: float = 0.5,
 ) -> Any:
     """`compute_metrics` for `Trainer`, with the metric modules shipped in the package (offline).
@@ -333,7 +350,8 @@ def build_compute_metrics(
     Single-label: `top{k}_accuracy`; with `num_labels`, only the `k` below it are reported (top-5 of 5 classes is
     always 100%), and top-1 always. Multi-label: mAP (`map_macro`, `map_micro`) and, predicting the labels whose
     sigmoid probability is at least `threshold`, `f1_macro`, `f1_micro`, `precision_micro` and `recall_micro` (see
-    `timesformer_hf.evaluation.multi_label_metrics`).
+    `timesformer_hf.evaluation.multi_label_metrics`). Regression: `mse`, `mae` and `pearson_r` of the predicted values
+    (see `timesformer_hf.evaluation.regression_metrics`).
 
     Example:
 
@@ -342,11 +360,18 @@ def build_compute_metrics(
     >>> compute_metrics = build_compute_metrics(multi_label=True, threshold=0.5)  # mAP and F1
     ```
     """
+    if regression:
+
+        def compute_regression(prediction: EvalPrediction) -> dict[str, float]:
+            return regression_metrics(_logits(prediction), prediction.label_ids)
+
+        return compute_regression
     if multi_label:
         metric = evaluate.load(MULTI_LABEL)
 
         def compute_multi_label(prediction: EvalPrediction) -> dict[str, float]:
-            probabilities = torch.from_numpy(np.asarray(_logits(prediction), dtype=np.float32)).sigmoid()
+            logits = torch.from_numpy(np.asarray(_logits(prediction), dtype=np.float32))
+            probabilities = logits_to_scores(logits, "multi_label_classification")
             return metric.compute(
                 predictions=probabilities.numpy(), references=prediction.label_ids, threshold=threshold
             )
@@ -401,16 +426,22 @@ def load_model_and_processor(
     num_frames: int | None = None,
     *,
     multi_label: bool = False,
+    regression: bool = False,
 ) -> tuple[TimeSformerForVideoClassification, TimeSformerVideoProcessor]:
     """The model to fine-tune, with a new head for `label_names`, and its video processor.
 
     `multi_label` sets `problem_type="multi_label_classification"` (a BCE loss on multi-hot targets, sigmoid
-    probabilities at inference); otherwise `"single_label_classification"`, whatever the base model was.
+    probabilities at inference); `regression` a one-output head (`"regression"`: a mean-squared-error loss, the
+    values as predictions; `label_names` then names that output, e.g. `["value"]`); otherwise
+    `"single_label_classification"`, whatever the base model was.
     """
+    problem_type = "single_label_classification"
+    if multi_label or regression:
+        problem_type = "regression" if regression else "multi_label_classification"
     labels = {  # num_labels follows from id2label
         "id2label": dict(enumerate(label_names)),
         "label2id": {name: i for i, name in enumerate(label_names)},
-        "problem_type": "multi_label_classification" if multi_label else "single_label_classification",
+        "problem_type": problem_type,
     }
     overrides = parse_config_overrides(model_args.config_overrides)
     if num_frames is not None:
@@ -562,10 +593,17 @@ def _limit(dataset: Dataset | IterableDataset, count: int | None, seed: int) -> 
     return dataset.shuffle(seed=seed).select(range(min(count, len(dataset))))
 
 
+def _label_settings(label_feature: Any) -> dict[str, Any]:
+    """How to read other splits so that their labels match the training set's: its label names, or targets."""
+    if is_regression(label_feature):
+        return {"regression": True}
+    return {"label_names": class_label(label_feature).names, "multi_label": is_multi_label(label_feature)}
+
+
 def _validation(source: VideoSource, data_args: DataTrainingArguments, label_feature: Any) -> Any:
     """The validation set: a list or folder, or the eval split of a data set; `None` to hold one out."""
-    label_names, multi_label = class_label(label_feature).names, is_multi_label(label_feature)
-    if multi_label and data_args.validation_dir:
+    settings = _label_settings(label_feature)
+    if not is_regression(label_feature) and settings["multi_label"] and data_args.validation_dir:
         raise ValueError(
             f"The training videos of {source.location} have several labels each (multi-label), which a folder of "
             "class sub-folders cannot hold: give the validation videos as a list, --validation-file."
@@ -576,12 +614,11 @@ def _validation(source: VideoSource, data_args: DataTrainingArguments, label_fea
             "video_column_name": source.video_column_name,
             "label_column_name": source.label_column_name,
         }
-        validation = VideoSource.from_path(validation_path, **columns)
-        return validation.load(label_names=label_names, multi_label=multi_label)
+        return VideoSource.from_path(validation_path, **columns).load(**settings)
     if source.kind != "datasets":
         return None
     try:
-        return source.load(data_args.eval_split_name or "validation", label_names=label_names)
+        return source.load(data_args.eval_split_name or "validation", **settings)
     except MissingSplitError as error:
         if data_args.eval_split_name:
             raise
@@ -597,7 +634,13 @@ def _load_splits(
     data_args: DataTrainingArguments, seed: int, token: str | None = None
 ) -> tuple[Dataset | IterableDataset, Dataset | IterableDataset]:
     source = data_source(data_args, token)
-    train = source.load(data_args.train_split_name, label_names=data_args.class_names)
+    problem_type = data_args.problem_type
+    train = source.load(
+        data_args.train_split_name,
+        label_names=data_args.class_names,
+        multi_label=True if problem_type == "multi_label_classification" else None,
+        regression=None if problem_type is None else problem_type == "regression",
+    )
     validation = _validation(source, data_args, train.features["label"])
     if validation is None:
         train, validation = split_train_validation(train, data_args.train_val_split, seed)
@@ -618,19 +661,35 @@ def _apply_transform(
     return dataset
 
 
-def _check_streaming(data_args: DataTrainingArguments, training_args: TrainingArguments) -> None:
-    """A streamed set has no length: the run's length is `--max-steps`; each process reads its own shards."""
-    if not data_args.streaming:
-        return
-    if training_args.max_steps <= 0:
+def _trainer_arguments(
+    data_args: DataTrainingArguments, training_args: TrainingArguments
+) -> TrainingArguments:
+    """A copy of `training_args` with what this package's data and saving need; the caller's stays as it was.
+
+    The raw columns (video path, frame count) feed the transform, so `Trainer` must not drop them; every parameter
+    takes part in the loss (no unused-parameter search in DDP); pinning needs an accelerator; the final repo is
+    pushed by `run_training`, not by `Trainer` at every save. A streamed set has no length: the run's length is
+    `--max-steps`, and each process reads its own shards.
+    """
+    if data_args.streaming and training_args.max_steps <= 0:
         raise ValueError(
             "--streaming reads the data set as training goes, without knowing its length: give the training "
             "length in steps with --max-steps N (instead of --num-train-epochs)."
         )
-    # accelerate then gives each process its own shards of a `datasets.IterableDataset` (when there are at least
-    # as many shards as processes; else each reads all and keeps its share), instead of the main process reading
-    # every batch and sending it to the others
-    training_args.accelerator_config.dispatch_batches = False
+    arguments = copy.copy(training_args)
+    arguments.remove_unused_columns = False
+    if arguments.ddp_find_unused_parameters is None:
+        arguments.ddp_find_unused_parameters = False
+    arguments.dataloader_pin_memory = training_args.dataloader_pin_memory and torch.cuda.is_available()
+    arguments.push_to_hub = False
+    if data_args.streaming:
+        # accelerate then gives each process its own shards of a `datasets.IterableDataset` (when there are at
+        # least as many shards as processes; else each reads all and keeps its share), instead of the main process
+        # reading every batch and sending it to the others
+        arguments.accelerator_config = dataclasses.replace(
+            training_args.accelerator_config, dispatch_batches=False
+        )
+    return arguments
 
 
 def _setup_logging(training_args: TrainingArguments) -> None:
@@ -672,13 +731,18 @@ def _model_card(
 ) -> Any:
     dataset_name = source.name
     base_model = model_args.model_name_or_path or model_args.init_from_image
-    results = {
-        name.removeprefix("eval_"): round(100 * value, 2)
-        for name, value in eval_metrics.items()
-        if name.endswith("accuracy") or name.startswith("eval_map_")
-    }
-    multi_label = "eval_map_macro" in eval_metrics
-    metrics_note = "Mean average precision in percent." if multi_label else "Accuracies in percent."
+    problem_type = model.config.problem_type
+    if problem_type == "regression":
+        results = {name: round(eval_metrics[f"eval_{name}"], 4) for name in ("mse", "mae", "pearson_r")}
+        metrics_note = "Mean squared and absolute errors and Pearson's r of the predicted values."
+    else:
+        results = {
+            name.removeprefix("eval_"): round(100 * value, 2)
+            for name, value in eval_metrics.items()
+            if name.endswith("accuracy") or name.startswith("eval_map_")
+        }
+        multi_label = problem_type == "multi_label_classification"
+        metrics_note = "Mean average precision in percent." if multi_label else "Accuracies in percent."
     return build_model_card(
         model.config,
         model_name=repo_name,
@@ -693,6 +757,98 @@ def _model_card(
     )
 
 
+def _configured_processor(
+    processor: TimeSformerVideoProcessor, config: TimeSformerConfig, data_args: DataTrainingArguments
+) -> TimeSformerVideoProcessor:
+    """A copy of `processor` sampling the model's frame count with the sampling options of `data_args`."""
+    processor = copy.deepcopy(processor)
+    processor.num_frames = config.num_frames
+    if data_args.frame_sampling is not None:
+        processor.frame_sampling = data_args.frame_sampling
+    if data_args.sampling_rate is not None:
+        processor.sampling_rate = data_args.sampling_rate
+    return processor
+
+
+def _clip_datasets(
+    train_set: Dataset | IterableDataset,
+    eval_set: Dataset | IterableDataset,
+    processor: TimeSformerVideoProcessor,
+    data_args: DataTrainingArguments,
+    training_args: TrainingArguments,
+    num_labels: int | None,
+) -> tuple[Dataset | IterableDataset, Dataset | IterableDataset]:
+    """The two sets decoded and transformed into clips as they are read (augmented for training); `num_labels`
+    turns multi-label targets into multi-hot vectors."""
+    if data_args.streaming:
+        world_size = training_args.world_size
+        # the source's shards (datasets 5.0's buffer shuffle reports one, and processes then take every N-th video)
+        logger.info(
+            f"Streaming {data_args.dataset_name}: {train_set.n_shards} training shards for {world_size} process(es)"
+        )
+        train_set = train_set.shuffle(seed=training_args.seed, buffer_size=data_args.shuffle_buffer_size)
+    short_side_range = tuple(data_args.short_side_range) if data_args.short_side_range else None
+    train_transform = VideoClipTransform(
+        processor,
+        training=True,
+        horizontal_flip=resolve_horizontal_flip(data_args.horizontal_flip, processor.frame_sampling),
+        short_side_range=short_side_range,
+        num_labels=num_labels,
+    )
+    eval_transform = VideoClipTransform(processor, training=False, num_labels=num_labels)
+    return _apply_transform(train_set, train_transform), _apply_transform(eval_set, eval_transform)
+
+
+def _train_and_evaluate(
+    trainer: Trainer, training_args: TrainingArguments, checkpoint: str | None, lora: bool
+) -> dict[str, Any]:
+    """Train (resuming from `checkpoint`) unless only evaluation is asked for, then evaluate; log and save both."""
+    # `--do-eval` alone only evaluates; an eval strategy (which sets do_eval too) evaluates while training
+    if training_args.do_train or not training_args.do_eval or training_args.eval_strategy != "no":
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+        if lora:
+            trainable, total = trainer.model.get_nb_trainable_parameters()
+            result.metrics.update(trainable_parameters=trainable, total_parameters=total)
+        trainer.log_metrics("train", result.metrics)
+        trainer.save_metrics("train", result.metrics)
+        trainer.save_state()
+    eval_metrics = trainer.evaluate()
+    trainer.log_metrics("eval", eval_metrics)
+    trainer.save_metrics("eval", eval_metrics)
+    return eval_metrics
+
+
+def _save_final_repo(
+    trainer: Trainer,
+    processor: TimeSformerVideoProcessor,
+    model_args: ModelArguments,
+    data_args: DataTrainingArguments,
+    training_args: TrainingArguments,
+    repo_dir: Path,
+    eval_metrics: dict[str, Any],
+) -> None:
+    """The hub-ready repo (the merged model for LoRA, both processors, a model card) in `repo_dir`, pushed with
+    `--push-to-hub`; the LoRA adapter alone in `<output_dir>/adapter` with `--save-adapter`."""
+    repo_name = training_args.hub_model_id or repo_dir.resolve().name
+    if repo_name == "model":
+        repo_name = Path(training_args.output_dir).resolve().name
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if model_args.lora_r is not None:
+        if model_args.save_adapter:
+            model.save_pretrained(Path(training_args.output_dir, "adapter"))
+            logger.info(f"Saved the LoRA adapter to {Path(training_args.output_dir, 'adapter')}")
+        model = model.merge_and_unload()  # the plain model: classify, export, remote code as usual
+    image_processor = TimeSformerImageProcessor(**{name: getattr(processor, name) for name in _SHARED_FIELDS})
+    repo_id = (training_args.hub_model_id or repo_name) if training_args.push_to_hub else None
+    card = _model_card(
+        model, model_args, data_source(data_args), repo_name, eval_metrics, repo_id=repo_id, repo_dir=repo_dir
+    )
+    save_repo(model, [image_processor, processor], repo_dir, overwrite=True, model_card=card)
+    logger.info(f"Saved the fine-tuned repo to {repo_dir}")
+    if repo_id is not None:
+        push_repo(repo_dir, repo_id, token=training_args.hub_token)
+
+
 def run_training(
     model_args: ModelArguments,
     data_args: DataTrainingArguments,
@@ -701,8 +857,10 @@ def run_training(
 ) -> dict[str, float]:
     """Fine-tune, evaluate, and save (and push) a hub-ready repo; return the final evaluation metrics.
 
-    A run whose `output_dir` holds checkpoints resumes from the last one. `callbacks` are passed to `Trainer`.
+    A run whose `output_dir` holds checkpoints resumes from the last one. `callbacks` are passed to `Trainer`. The
+    arguments are not changed (the `Trainer` runs with a copy of `training_args`).
     """
+    # 1. logging, the final repo's folder, the checkpoint to resume from
     _setup_logging(training_args)
     default_repo_dir = Path(training_args.output_dir, "model")
     repo_dir = Path(model_args.repo_dir) if model_args.repo_dir else default_repo_dir
@@ -714,56 +872,32 @@ def run_training(
     logger.info(f"Training arguments {training_args}")
     checkpoint = _resume_checkpoint(training_args)
     transformers.set_seed(training_args.seed)
+    trainer_args = _trainer_arguments(data_args, training_args)
 
-    _check_streaming(data_args, training_args)
+    # 2. the data: labels (or targets) of the training set decide the model's task
     train_set, eval_set = _load_splits(data_args, training_args.seed, model_args.token)
-    multi_label = is_multi_label(train_set.features["label"])
-    label_names = class_label(train_set.features["label"]).names
+    label_feature = train_set.features["label"]
+    regression, multi_label = is_regression(label_feature), is_multi_label(label_feature)
+    label_names = [data_args.label_column_name] if regression else class_label(label_feature).names
+
+    # 3. the model, its processor, and clips made as that processor says
     model, processor = load_model_and_processor(
-        model_args, label_names, data_args.num_frames, multi_label=multi_label
+        model_args, label_names, data_args.num_frames, multi_label=multi_label, regression=regression
     )
-    processor.num_frames = model.config.num_frames
-    if data_args.frame_sampling is not None:
-        processor.frame_sampling = data_args.frame_sampling
-    if data_args.sampling_rate is not None:
-        processor.sampling_rate = data_args.sampling_rate
-    short_side_range = tuple(data_args.short_side_range) if data_args.short_side_range else None
+    processor = _configured_processor(processor, model.config, data_args)
     num_labels = len(label_names) if multi_label else None  # multi-hot targets
-    if data_args.streaming:
-        # the source's shards (datasets 5.0's buffer shuffle reports one, and processes then take every N-th video)
-        logger.info(
-            f"Streaming {data_args.dataset_name}: {train_set.n_shards} training shards for "
-            f"{training_args.world_size} process(es)"
-        )
-        train_set = train_set.shuffle(seed=training_args.seed, buffer_size=data_args.shuffle_buffer_size)
-    train_set = _apply_transform(
-        train_set,
-        VideoClipTransform(
-            processor,
-            training=True,
-            horizontal_flip=resolve_horizontal_flip(data_args.horizontal_flip, processor.frame_sampling),
-            short_side_range=short_side_range,
-            num_labels=num_labels,
-        ),
-    )
-    eval_set = _apply_transform(
-        eval_set, VideoClipTransform(processor, training=False, num_labels=num_labels)
-    )
+    train_set, eval_set = _clip_datasets(train_set, eval_set, processor, data_args, training_args, num_labels)
     if model_args.lora_r is not None:
         model = apply_lora(model, model_args)
 
-    # The raw columns (video path, frame count) feed the transform, so Trainer must not drop them.
-    training_args.remove_unused_columns = False
-    if training_args.ddp_find_unused_parameters is None:
-        training_args.ddp_find_unused_parameters = False  # every parameter takes part in the loss
-    training_args.dataloader_pin_memory &= torch.cuda.is_available()  # pinning needs an accelerator
-    # The final repo is pushed with `push_repo` below, not by Trainer at every save.
-    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    with training_args.main_process_first(desc="loading the metric"):
-        compute_metrics = build_compute_metrics(num_labels=len(label_names), multi_label=multi_label)
+    # 4. train and evaluate
+    with trainer_args.main_process_first(desc="loading the metric"):
+        compute_metrics = build_compute_metrics(
+            num_labels=len(label_names), multi_label=multi_label, regression=regression
+        )
     trainer = TimeSformerTrainer(
         model=model,
-        args=training_args,
+        args=trainer_args,
         train_dataset=train_set,
         eval_dataset=eval_set,
         data_collator=collate_videos,
@@ -771,51 +905,10 @@ def run_training(
         processing_class=processor,
         callbacks=callbacks,
     )
-    # `--do-eval` alone only evaluates; an eval strategy (which sets do_eval too) evaluates while training
-    if training_args.do_train or not training_args.do_eval or training_args.eval_strategy != "no":
-        result = trainer.train(resume_from_checkpoint=checkpoint)
-        if model_args.lora_r is not None:
-            trainable, total = model.get_nb_trainable_parameters()
-            result.metrics.update(trainable_parameters=trainable, total_parameters=total)
-        trainer.log_metrics("train", result.metrics)
-        trainer.save_metrics("train", result.metrics)
-        trainer.save_state()
-    eval_metrics = trainer.evaluate()
-    trainer.log_metrics("eval", eval_metrics)
-    trainer.save_metrics("eval", eval_metrics)
+    eval_metrics = _train_and_evaluate(trainer, trainer_args, checkpoint, lora=model_args.lora_r is not None)
 
+    # 5. the hub-ready repo, written (and pushed) by the main process
     if trainer.is_world_process_zero():
-        repo_name = training_args.hub_model_id or repo_dir.resolve().name
-        if repo_name == "model":
-            repo_name = Path(training_args.output_dir).resolve().name
-        unwrapped = trainer.accelerator.unwrap_model(trainer.model)
-        if model_args.lora_r is not None:
-            if model_args.save_adapter:
-                unwrapped.save_pretrained(Path(training_args.output_dir, "adapter"))
-                logger.info(f"Saved the LoRA adapter to {Path(training_args.output_dir, 'adapter')}")
-            unwrapped = (
-                unwrapped.merge_and_unload()
-            )  # the plain model: classify, export, remote code as usual
-        image_processor = TimeSformerImageProcessor(
-            **{name: getattr(processor, name) for name in _SHARED_FIELDS}
-        )
-        save_repo(
-            unwrapped,
-            [image_processor, processor],
-            repo_dir,
-            overwrite=True,
-            model_card=_model_card(
-                unwrapped,
-                model_args,
-                data_source(data_args),
-                repo_name,
-                eval_metrics,
-                repo_id=(training_args.hub_model_id or repo_name) if push_to_hub else None,
-                repo_dir=repo_dir,
-            ),
-        )
-        logger.info(f"Saved the fine-tuned repo to {repo_dir}")
-        if push_to_hub:
-            push_repo(repo_dir, training_args.hub_model_id or repo_name, token=training_args.hub_token)
+        _save_final_repo(trainer, processor, model_args, data_args, training_args, repo_dir, eval_metrics)
     trainer.accelerator.wait_for_everyone()
     return {name: float(value) for name, value in eval_metrics.items() if np.isscalar(value)}

@@ -17,12 +17,7 @@ from transformers.utils import TensorType
 from transformers.video_processing_utils import BaseVideoProcessor
 from transformers.video_utils import VideoMetadata as TransformersVideoMetadata
 
-from .image_processing_timesformer import (
-    PILImageResampling,
-    TimeSformerProcessingDefaults,
-    preprocess_videos,
-    to_video_tensor,
-)
+from .image_processing_timesformer import TimeSformerProcessingDefaults
 from .video import (
     SeedLike,
     probe_video,
@@ -31,6 +26,7 @@ from .video import (
     sample_ssv2_indices,
     sample_uniform_indices,
 )
+from .video_transforms import PILImageResampling, preprocess_videos, to_video_tensor
 
 __all__ = ["TimeSformerVideoProcessor"]
 
@@ -79,8 +75,8 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
     which case they are sampled too, as in `transformers`.
 
     `pixel_values` is `(batch * num_temporal_clips * num_spatial_crops, num_frames, 3, height, width)`: the views of
-    a video are consecutive, temporal clip-major. Combine the model's logits with
-    `timesformer_hf.image_processing_timesformer.average_view_scores(logits, num_views)`.
+    a video are consecutive, temporal clip-major. Turn the model's logits into labels and scores with
+    `post_process_video_classification(logits, model.config, num_views=...)`.
 
     Example:
 

@@ -55,6 +55,12 @@ def _print(record: dict[str, Any], as_json: bool, multi_label: bool = False) -> 
         print(json.dumps(record), flush=True)
         return
     print(record["video"])
+    if "predictions" not in record:  # a regression model's value(s)
+        print(f"  {_value(record)}")
+        for window in record.get("windows", []):
+            print(f"    {window['start']:8.2f}-{window['end']:8.2f} s  {_value(window)}")
+        sys.stdout.flush()
+        return
     for prediction in record["predictions"]:
         print(f"  {prediction['score']:7.2%}  {prediction['label']}")
     if multi_label and not record["predictions"]:
@@ -68,6 +74,11 @@ def _print(record: dict[str, Any], as_json: bool, multi_label: bool = False) -> 
             best = window["predictions"][0]
             print(f"{span}  {best['score']:7.2%}  {best['label']}")
     sys.stdout.flush()
+
+
+def _value(result: dict[str, Any]) -> str:
+    values = [result["value"]] if "value" in result else result["values"]
+    return "  ".join(f"{value:.4g}" for value in values)
 
 
 def plot_paths(plot: str, videos: list[str]) -> dict[str, Path]:
@@ -102,7 +113,8 @@ def plot_timelines(results: list, paths: dict[str, Path], id2label: dict[int, st
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..inference import is_multi_label_model, report_predictions
+    from ..configuration_timesformer import is_multi_label_model
+    from ..image_processing_timesformer import predictions_from_scores
     from ..results import PREDICTION_SUFFIXES, prediction_records, write_predictions
     from .jobs import Processes, load_engine, print_failures, run_stored, settings, video_paths
 
@@ -127,8 +139,8 @@ def run(args: argparse.Namespace) -> None:
         engine = load_engine(args, processes, task="classify", output="probabilities")
         config = engine.model.config
 
-        def predict(value: Any) -> list[dict[str, Any]]:
-            return report_predictions(value, config, k=args.top_k, threshold=args.threshold)
+        def predict(value: Any) -> dict[str, Any]:
+            return predictions_from_scores(value, config, top_k=args.top_k, threshold=args.threshold)
 
         results: dict[int, Any] = {}
         next_index = 0
@@ -154,8 +166,8 @@ def run(args: argparse.Namespace) -> None:
     registration.register_auto_classes()
     config = AutoConfig.from_pretrained(args.model, revision=args.revision)
 
-    def predict(value: Any) -> list[dict[str, Any]]:
-        return report_predictions(value, config, k=args.top_k, threshold=args.threshold)
+    def predict(value: Any) -> dict[str, Any]:
+        return predictions_from_scores(value, config, top_k=args.top_k, threshold=args.threshold)
 
     def write(path: Path, results: list) -> None:
         write_predictions(path, prediction_records(results, predict), output.suffix)

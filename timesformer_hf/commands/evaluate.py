@@ -67,9 +67,10 @@ def run(args: argparse.Namespace) -> None:
     from transformers import AutoConfig
 
     from .. import registration
+    from ..configuration_timesformer import is_multi_label_model
     from ..data import NamedVideos
     from ..files import write_atomically
-    from ..inference import is_multi_label_model, report_predictions
+    from ..image_processing_timesformer import predictions_from_scores
     from ..results import PREDICTION_SUFFIXES, prediction_records, write_features, write_predictions
     from .jobs import dataset_settings, run_stored, settings, video_source
 
@@ -128,7 +129,8 @@ def run(args: argparse.Namespace) -> None:
     plotted = "" if multi_label else _plot(report, label_names, output_dir)
     if args.predictions:
         records = prediction_records(
-            done, lambda value: report_predictions(value, config, k=args.top_k, threshold=args.threshold)
+            done,
+            lambda value: predictions_from_scores(value, config, top_k=args.top_k, threshold=args.threshold),
         )
         for record, target in zip(records, done_labels, strict=True):
             record["label"] = (

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> None:
     from .. import registration
     from ..explain import attention_rollout, relevance, upsample
     from ..extras import require
-    from ..inference import is_multi_label_model, load_model
+    from ..inference import load_model
     from ..visualization import animate_explanation, plot_explanation
 
     output = check(args)
@@ -105,22 +105,21 @@ def run(args: argparse.Namespace) -> None:
     model, processor = load_model(args.model, device=args.device, dtype=args.dtype, revision=args.revision)
     pixel_values, frames, captions = read_clip(args.video, processor)
     with torch.inference_mode():
-        logits = model(pixel_values.to(model.device)).logits.float()[0].cpu()
-    # a multi-label model scores each label on its own (sigmoid), as `classify` reports it
-    probabilities = logits.sigmoid() if is_multi_label_model(model.config) else logits.softmax(-1)
+        logits = model(pixel_values.to(model.device)).logits.cpu()
+    # the scores `classify` reports; threshold 0 so that a multi-label model shows its best labels too
+    outputs = processor.post_process_video_classification(
+        logits, model.config, top_k=SHOWN_LABELS, threshold=0.0
+    )
+    predictions = outputs[0]["predictions"][:SHOWN_LABELS]
     if args.method == "relevance":
         maps = relevance(model, pixel_values, target=target)
-        explained = model.config.id2label[int(probabilities.argmax()) if target is None else target]
+        explained = predictions[0]["label"] if target is None else model.config.id2label[target]
         what = f"relevance for {explained}"
     else:
         maps = attention_rollout(model, pixel_values)
         what = "attention rollout"
     maps = upsample(maps, pixel_values.shape[-2:])[0].cpu().numpy()
-    top = probabilities.topk(min(SHOWN_LABELS, len(probabilities)))
-    scores = "   ".join(
-        f"{model.config.id2label[int(i)]} {score:.1%}"
-        for score, i in zip(top.values, top.indices, strict=True)
-    )
+    scores = "   ".join(f"{p['label']} {p['score']:.1%}" for p in predictions[:SHOWN_LABELS])
     title = f"{Path(args.video).name}: {what}\n{scores}"
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix.lower() == ".png":

@@ -7,7 +7,16 @@
   collator.
 """
 
-from .labels import class_label, encode_labels, is_multi_label, multi_hot, natural_sorted
+from .labels import (
+    class_label,
+    encode_labels,
+    is_fractional,
+    is_multi_label,
+    is_regression,
+    multi_hot,
+    natural_sorted,
+    regression_targets,
+)
 from .local import (
     LABEL_SEPARATOR,
     VIDEO_EXTENSIONS,
@@ -30,11 +39,14 @@ __all__ = [
     "collate_videos",
     "default_short_side_range",
     "encode_labels",
+    "is_fractional",
     "is_multi_label",
+    "is_regression",
     "load_video_dataset",
     "multi_hot",
     "natural_sorted",
     "probe_videos",
+    "regression_targets",
     "split_train_validation",
     "video_folder_dataset",
     "video_list_dataset",

@@ -30,10 +30,14 @@ from datasets import ClassLabel, Features, List, Value
 __all__ = [
     "class_label",
     "encode_labels",
+    "is_fractional",
     "is_multi_label",
+    "is_regression",
     "label_features",
     "multi_hot",
     "natural_sorted",
+    "regression_features",
+    "regression_targets",
 ]
 
 _DIGITS = re.compile(r"(\d+)")
@@ -84,6 +88,45 @@ def encode_labels(
         f"{where} has labels {unknown[:10]} that are not among the {len(names)} labels {names[:20]} (the training "
         "set's or the model's): fix the labels, or give the class names in id order with --class-names."
     )
+
+
+def _number(label: Any) -> float | None:
+    if isinstance(label, bool):
+        return None
+    if isinstance(label, int | float):
+        return float(label)
+    try:
+        return float(str(label).strip())
+    except ValueError:
+        return None
+
+
+def is_fractional(labels: Sequence[Any]) -> bool:
+    """Whether labels are numbers with at least one fraction (`0.5`, `"2.25"`): regression targets. Integers alone
+    are class names; make them targets with `regression=True` (`--problem-type regression`)."""
+    numbers = [_number(label) for label in labels]
+    return bool(numbers) and None not in numbers and any(not number.is_integer() for number in numbers)
+
+
+def regression_targets(labels: Sequence[Any], where: str = "The data") -> list[float]:
+    """The labels as float targets of a regression model; a `ValueError` names the first that is not a number."""
+    targets = [_number(label) for label in labels]
+    if None in targets:
+        bad = labels[targets.index(None)]
+        raise ValueError(
+            f"{where} has the label {bad!r}, which is not a number: a regression model needs numbers."
+        )
+    return targets
+
+
+def regression_features() -> Features:
+    """The `video` (string) and `label` (float32 target) columns of a regression data set."""
+    return Features({"video": Value("string"), "label": Value("float32")})
+
+
+def is_regression(feature: Any) -> bool:
+    """Whether a label feature holds regression targets: a float `Value`."""
+    return isinstance(feature, Value) and feature.dtype.startswith("float")
 
 
 def label_features(label_names: Sequence[str], multi_label: bool = False) -> Features:

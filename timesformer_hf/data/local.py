@@ -24,7 +24,16 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
-from .labels import encode_labels, is_multi_label, label_features, natural_sorted
+from .labels import (
+    encode_labels,
+    is_fractional,
+    is_multi_label,
+    is_regression,
+    label_features,
+    natural_sorted,
+    regression_features,
+    regression_targets,
+)
 
 __all__ = [
     "LABEL_SEPARATOR",
@@ -91,6 +100,7 @@ def video_list_dataset(
     label_column: str = "label",
     label_names: Sequence[str] | None = None,
     multi_label: bool | None = None,
+    regression: bool | None = None,
     label_separator: str = LABEL_SEPARATOR,
 ) -> Dataset:
     """A data set from a CSV, JSON or JSON Lines list of videos and labels.
@@ -102,6 +112,9 @@ def video_list_dataset(
     JSON list per row (`[]` for none), or in a text cell (CSV) the names separated by `label_separator` (`|`). By
     default (`multi_label=None`) a list holding such a row is multi-label; pass `multi_label=True` when none of the
     rows happens to have several labels (e.g. a validation list), `False` to refuse lists.
+
+    Labels that are numbers with fractions (`0.5`, `2.25`) are the targets of a regression model (a float `label`
+    column); `regression=True` reads integer labels as targets too, `False` reads numbers as class names.
 
     Example of a CSV file:
 
@@ -146,6 +159,11 @@ def video_list_dataset(
     if multi_label is None:
         multi_label = bool(listed)
     videos = [str(path.parent / row[video_column]) for row in rows]
+    if regression is None:
+        regression = not listed and label_names is None and is_fractional(raw_labels)
+    if regression:
+        targets = regression_targets(raw_labels, str(path))
+        return Dataset.from_dict({"video": videos, "label": targets}, features=regression_features())
     if not multi_label:
         if listed:
             raise ValueError(
@@ -192,7 +210,7 @@ def split_train_validation(
             f"--train-val-split is the fraction of every class held out for validation, between 0 and 1; got "
             f"{fraction}. Or give a validation set with --validation-dir."
         )
-    if is_multi_label(dataset.features["label"]):
+    if is_multi_label(dataset.features["label"]) or is_regression(dataset.features["label"]):
         return _split_at_random(dataset, fraction, seed)
     labels = np.asarray(dataset["label"])
     names = dataset.features["label"].names

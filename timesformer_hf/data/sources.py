@@ -46,7 +46,7 @@ from datasets import (
 )
 
 from ..video import stored_video_name
-from .labels import encode_labels, is_multi_label
+from .labels import encode_labels, is_multi_label, is_regression
 from .local import load_video_dataset
 
 __all__ = [
@@ -120,6 +120,7 @@ class VideoSource:
         *,
         label_names: Sequence[str] | None = None,
         multi_label: bool | None = None,
+        regression: bool | None = None,
     ) -> Dataset | IterableDataset:
         """Read `split` (ignored for folders and lists: one split each) into `video` and `label` columns.
 
@@ -131,23 +132,41 @@ class VideoSource:
             multi_label: Refuse several labels per video (`False`), or decide from the data (`None`); for a list
                 file, `True` reads its labels as lists even where every row has one (a multi-label validation
                 list), see [`~data.video_list_dataset`].
+            regression: Read the labels as float targets (`True`; float columns are targets by default), or
+                refuse targets (`False`, for a classifier).
 
         Raises:
             MissingSplitError: For a missing split.
             ValueError: For a missing column, or labels that are not among `label_names`.
         """
         if self.kind == "folder":
+            if regression:
+                raise ValueError(
+                    f"{self.location} is a folder of class sub-folders, which holds classes, not regression "
+                    "targets: give the videos and their values as a list file (video,label rows)."
+                )
             return load_video_dataset(self.location, label_names=label_names)
         if self.kind == "list":
             columns = {"video_column": self.video_column_name, "label_column": self.label_column_name}
             return load_video_dataset(
-                self.location, label_names=label_names, multi_label=multi_label, **columns
+                self.location,
+                label_names=label_names,
+                multi_label=multi_label,
+                regression=regression,
+                **columns,
             )
         dataset = self._load_split(split)
         dataset = _select_columns(dataset, self, split)
         if self.label_column_name is None:
             return dataset
         where = f"{self.location} ({split or 'split'})"
+        if regression or is_regression(dataset.features["label"]):
+            if regression is False:
+                raise ValueError(
+                    f"The labels of {where} are numbers with fractions, the targets of a regression model, but this "
+                    "model classifies: give class labels, or use a regression model."
+                )
+            return dataset.cast_column("label", Value("float32"))
         dataset = _encode_labels(dataset, label_names, self.streaming, where)
         if multi_label is False and is_multi_label(dataset.features["label"]):
             raise ValueError(

@@ -29,9 +29,9 @@ from datasets import Dataset, Features, Value, concatenate_datasets
 from transformers.image_utils import SizeDict
 from transformers.utils import logging
 
-from ..image_processing_timesformer import resize_video, to_video_tensor
 from ..video import StoredVideo, VideoDecodeError, VideoReader, probe_video, stored_video_name, to_source
 from ..video_processing_timesformer import TimeSformerVideoProcessor
+from ..video_transforms import resize_video, to_video_tensor
 from .labels import multi_hot
 
 logger = logging.get_logger(__name__)

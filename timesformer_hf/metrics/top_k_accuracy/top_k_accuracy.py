@@ -15,6 +15,8 @@ import datasets
 import evaluate
 import numpy as np
 
+from timesformer_hf.evaluation import top_k_accuracy
+
 _DESCRIPTION = """
 Top-k accuracy: the fraction of examples whose reference label is among the k highest scores, equal scores ranked
 by class index (as argmax does). With k larger than the number of classes every example counts as correct.
@@ -52,15 +54,4 @@ class TopKAccuracy(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, k=(1, 5)) -> dict[str, float]:
-        scores, references = np.asarray(predictions, dtype=np.float32), np.asarray(references)
-        if scores.ndim != 2 or len(scores) != len(references):
-            raise ValueError(
-                f"predictions must be (examples, classes) scores matching the {len(references)} references, "
-                f"got shape {scores.shape}."
-            )
-        # rank of the reference = number of classes ranked before it: those scoring higher, and those scoring the
-        # same with a lower index (ties broken by index, as argmax does)
-        reference_scores = np.take_along_axis(scores, references[:, None], axis=1)
-        lower_index = np.arange(scores.shape[1])[None, :] < references[:, None]
-        rank = ((scores > reference_scores) | ((scores == reference_scores) & lower_index)).sum(axis=1)
-        return {f"top{int(value)}_accuracy": float((rank < int(value)).mean()) for value in k}
+        return top_k_accuracy(np.asarray(predictions, dtype=np.float32), np.asarray(references), k)
