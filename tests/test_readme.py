@@ -61,6 +61,7 @@ SANDBOX = {
     "data/val": "the same layout, 1 video per label",
     "train.csv": "video,label rows for the videos of data/train",
     "actions.jsonl": "multi-label rows for the videos of data/train: the direction, and `fast` for speed 2",
+    "speeds.csv": "video,label rows for the videos of data/train: the bar's velocity in pixels per frame, +0.5",
     "user/motion-clips": "a Parquet data set in the Hub's layout (data/train-*.parquet, data/validation-*.parquet): "
     "the videos of data/train and data/val embedded, labels a ClassLabel",
     "path/to/vit": "a tiny transformers ViT (save_pretrained) with a ViT image processor config",
@@ -219,7 +220,7 @@ def _synthetic_video(path: Path, seconds: int, seed: int) -> None:
 
 
 def _data(root: Path) -> None:
-    """`data/train`, `data/val` (REPO's labels), `train.csv` and `actions.jsonl`."""
+    """`data/train`, `data/val` (REPO's labels), `train.csv`, `actions.jsonl` and `speeds.csv`."""
     from timesformer_hf.synthetic import write_motion_dataset
 
     write_motion_dataset(root / "motion", num_train_per_class=2, num_eval_per_class=1, num_frames=8, size=32)
@@ -236,6 +237,11 @@ def _data(root: Path) -> None:
         labels = [direction] + (["fast"] if speed == "2" else [])
         actions.append(json.dumps({"video": str(video.relative_to(root)), "label": labels}))
     (root / "actions.jsonl").write_text("\n".join(actions) + "\n")
+    speeds = ["video,label"]
+    for video in videos:
+        direction, speed = video.parent.name.split("_")
+        speeds.append(f"{video.relative_to(root)},{(1 if direction == 'right' else -1) * int(speed) + 0.5}")
+    (root / "speeds.csv").write_text("\n".join(speeds) + "\n")
     _parquet_dataset(root / "data", root / "user" / "motion-clips")
 
 

@@ -71,6 +71,9 @@ _METRIC_NAMES = {
     "map_macro": "mAP (macro)",
     "map_micro": "mAP (micro)",
     "loss": "Loss",
+    "mse": "Mean squared error",
+    "mae": "Mean absolute error",
+    "pearson_r": "Pearson's r",
 }
 
 _UNSET = object()
@@ -82,13 +85,19 @@ _ATTENTION_NAMES = {
 }
 
 
-def _usage_snippet(repo_id: str, remote_code: bool, is_local: bool = False, multi_label: bool = False) -> str:
-    prediction = (
+_PREDICTIONS = {
+    "multi_label_classification": (
         "# multi-label: every label whose sigmoid probability is at least 0.5\n"
         "print([model.config.id2label[i] for i in (logits[0].sigmoid() >= 0.5).nonzero().flatten().tolist()])\n"
-        if multi_label
-        else "print(model.config.id2label[logits.argmax(-1).item()])\n"
-    )
+    ),
+    "regression": "# regression: the predicted value\nprint(logits[0, 0].item())\n",
+}
+
+
+def _usage_snippet(
+    repo_id: str, remote_code: bool, is_local: bool = False, problem_type: str | None = None
+) -> str:
+    prediction = _PREDICTIONS.get(problem_type, "print(model.config.id2label[logits.argmax(-1).item()])\n")
     snippet = (
         "```python\n"
         "import torch\n"
@@ -230,7 +239,12 @@ def build_model_card(
     location = repo_id or (os.fspath(saved_to) if saved_to is not None else model_name)
     height, width = to_pair(config.image_size)
     num_labels = len(config.id2label) if config.id2label else config.num_labels
-    multi_label = is_multi_label_model(config)
+    problem_type = getattr(config, "problem_type", None)
+    task = f"- Classes: {num_labels}" + (
+        " (multi-label: sigmoid scores)" if is_multi_label_model(config) else ""
+    )
+    if problem_type == "regression":
+        task = f"- Task: regression, {num_labels} predicted value(s) per video (mean squared error loss)"
     sections = [
         f"# {model_name}",
         description
@@ -243,12 +257,14 @@ def build_model_card(
         f"{config.num_hidden_layers} layers, hidden size {config.hidden_size}, {config.num_attention_heads} heads, "
         f"patch size {config.patch_size}\n"
         f"- Input: {config.num_frames} frames of {height}x{width}\n"
-        f"- Classes: {num_labels}"
-        + (" (multi-label: sigmoid scores)" if multi_label else "")
+        + task
         + (f"\n- License: {license}" if license else ""),
         "## How to use\n\n"
         + _usage_snippet(
-            location, remote_code, is_local=repo_id is None and saved_to is not None, multi_label=multi_label
+            location,
+            remote_code,
+            is_local=repo_id is None and saved_to is not None,
+            problem_type=problem_type,
         ),
     ]
     if eval_results:

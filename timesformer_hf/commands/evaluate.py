@@ -1,5 +1,5 @@
 """`timesformer-hf evaluate MODEL DATA`: top-1/top-5 and per-class accuracy with the original test protocol; mAP and
-F1 at a threshold for multi-label models."""
+F1 at a threshold for multi-label models; mean squared and absolute errors and Pearson's r for regression models."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from .options import (
 
 HELP = (
     "Evaluate a model on labelled videos (a class-folder tree, a CSV/JSON list or a `datasets` data set), views' "
-    "softmax scores averaged; a multi-label model (sigmoid scores) on a list with several labels per video."
+    "softmax scores averaged; a multi-label model (sigmoid scores) on a list with several labels per video; a "
+    "regression model (MSE, MAE, Pearson's r) on a list of numeric targets."
 )
 
 
@@ -80,16 +81,21 @@ def run(args: argparse.Namespace) -> None:
     registration.register_auto_classes()
     config = AutoConfig.from_pretrained(args.model, revision=args.revision)
     id2label, multi_label = config.id2label, is_multi_label_model(config)
+    regression = config.problem_type == "regression"
     label_names = [id2label[i] for i in range(len(id2label))]
     source = video_source(args, args.data)
+    labels_of = {} if regression else {"label_names": label_names, "multi_label": multi_label}
     try:
-        dataset = source.load(args.split, label_names=label_names, multi_label=multi_label)
+        dataset = source.load(args.split, regression=regression, **labels_of)
     except ValueError as error:
-        raise CLIError(
-            f"{error} Evaluate needs the model's label names ({len(label_names)} classes)."
-        ) from error
+        needs = "numeric targets" if regression else f"the model's label names ({len(label_names)} classes)"
+        raise CLIError(f"{error} Evaluate needs {needs}.") from error
     videos = NamedVideos(dataset, args.split)
-    labels = _targets(dataset["label"], len(label_names), multi_label)
+    labels = (
+        np.asarray(dataset["label"])
+        if regression
+        else _targets(dataset["label"], len(label_names), multi_label)
+    )
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     store_output = output_dir / "probabilities.parquet"
@@ -120,28 +126,37 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError("None of the videos could be read: nothing to evaluate.")
     probabilities = np.stack([result.value for result in done])
     done_labels = labels[[result.index for result in done]]
-    report = _report(probabilities, done_labels, label_names, multi_label, args.threshold)
+    report = _report(probabilities, done_labels, label_names, config.problem_type, args.threshold)
     report["failed"] = [{"video": r.video, "error": r.error} for r in results if r.error is not None]
     report["settings"] = job
     write_atomically(
         output_dir / "evaluation.json", lambda path: path.write_text(json.dumps(report, indent=2))
     )
-    plotted = "" if multi_label else _plot(report, label_names, output_dir)
+    plotted = "" if multi_label or regression else _plot(report, label_names, output_dir)
     if args.predictions:
         records = prediction_records(
             done,
             lambda value: predictions_from_scores(value, config, top_k=args.top_k, threshold=args.threshold),
         )
         for record, target in zip(records, done_labels, strict=True):
-            record["label"] = (
-                [label_names[i] for i in np.flatnonzero(target)] if multi_label else label_names[target]
-            )
+            if regression:
+                record["label"] = float(target)
+            elif multi_label:
+                record["label"] = [label_names[i] for i in np.flatnonzero(target)]
+            else:
+                record["label"] = label_names[target]
         suffix = Path(args.predictions).suffix
         write_atomically(args.predictions, lambda path: write_predictions(path, records, suffix))
-    shown = (
-        ("map_macro", "map_micro", "f1_micro") if multi_label else [n for n in report if n.startswith("top")]
-    )
-    print(f"{len(done)} videos  " + "  ".join(f"{name}: {report[name]:.2%}" for name in shown))
+    if regression:
+        shown = "  ".join(f"{name}: {report[name]:.4g}" for name in ("mse", "mae", "pearson_r"))
+    else:
+        names = (
+            ("map_macro", "map_micro", "f1_micro")
+            if multi_label
+            else [n for n in report if n.startswith("top")]
+        )
+        shown = "  ".join(f"{name}: {report[name]:.2%}" for name in names)
+    print(f"{len(done)} videos  {shown}")
     print(f"Wrote {output_dir / 'evaluation.json'}{plotted}")
 
 
@@ -159,13 +174,15 @@ def _targets(labels: list, num_labels: int, multi_label: bool) -> Any:
 
 
 def _report(
-    probabilities: Any, labels: Any, label_names: list[str], multi_label: bool, threshold: float
+    scores: Any, labels: Any, label_names: list[str], problem_type: str | None, threshold: float
 ) -> dict[str, Any]:
-    from ..evaluation import accuracy_report, multi_label_report
+    from ..evaluation import accuracy_report, multi_label_report, regression_report
 
-    if multi_label:
-        return multi_label_report(probabilities, labels, label_names, threshold)
-    return accuracy_report(probabilities, labels, label_names)
+    if problem_type == "regression":
+        return regression_report(scores, labels)
+    if problem_type == "multi_label_classification":
+        return multi_label_report(scores, labels, label_names, threshold)
+    return accuracy_report(scores, labels, label_names)
 
 
 def _plot(report: dict[str, Any], label_names: list[str], output_dir: Path) -> str:
