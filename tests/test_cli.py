@@ -10,7 +10,6 @@ from conftest import TINY
 
 from timesformer_hf.commands.app import main
 from timesformer_hf.commands.options import dashed
-from timesformer_hf.inference import default_num_clips
 from timesformer_hf.synthetic import write_motion_dataset
 from timesformer_hf.video_processing_timesformer import TimeSformerVideoProcessor
 
@@ -75,15 +74,6 @@ def test_known_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
         command, capture_output=True, text=True, timeout=120, env={"TIMESFORMER_HF_DEBUG": "1", "PATH": ""}
     )
     assert result.returncode == 1 and "Traceback" in result.stderr
-
-
-def test_default_clips_cover_long_videos():
-    processor = TimeSformerVideoProcessor(num_frames=8, sampling_rate=4)  # clips of 32 frames at 30 fps
-    assert default_num_clips(processor, 30, fps=30) == 1
-    assert default_num_clips(processor, 100, fps=30) == 4
-    assert default_num_clips(processor, 10_000, fps=30) == 10
-    processor.frame_sampling = "uniform"
-    assert default_num_clips(processor, 10_000, fps=30) == 1
 
 
 @pytest.mark.parametrize("case", ["missing", "empty-folder", "text", "existing-output"])

@@ -15,14 +15,7 @@ from conftest import sample_video_path, tiny_processor
 
 from timesformer_hf import TimeSformerForVideoClassification, TimeSformerModel, TimeSformerVideoProcessor
 from timesformer_hf.commands.app import main
-from timesformer_hf.inference import (
-    InferenceEngine,
-    TimeWindow,
-    plan_windows,
-    resolve_device,
-    resolve_dtype,
-    window_indices,
-)
+from timesformer_hf.inference import InferenceEngine, resolve_device, resolve_dtype
 from timesformer_hf.synthetic import motion_labels, motion_video, write_video
 
 REAL_VIDEOS = ("bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4")
@@ -102,22 +95,6 @@ def test_windows_cover_the_whole_video_in_order(repo, videos, capsys, tmp_path):
     (result,) = engine.run([str(video)])
     assert len(result.windows) == 6
     np.testing.assert_allclose(result.value, np.mean([w.value for w in result.windows], axis=0), atol=1e-7)
-
-
-def test_plan_windows_with_overlap_and_tail():
-    assert [(w.start, w.end) for w in plan_windows(7.0, window=4.0, stride=2.0)] == [(0, 4), (2, 6), (4, 7.0)]
-    assert [(w.start, w.end) for w in plan_windows(1.0, window=4.0, stride=2.0)] == [(0, 1.0)]
-    # gaps when the stride is longer than the window, and no window past the end
-    assert [(w.start, w.end) for w in plan_windows(5.0, window=1.0, stride=3.0)] == [(0, 1), (3, 5.0)]
-    assert [(w.start, w.end) for w in plan_windows(8.0, window=1.0, stride=3.0)] == [(0, 1), (3, 4), (6, 8.0)]
-    with pytest.raises(ValueError, match="positive"):
-        plan_windows(1.0, window=0, stride=1)
-
-
-def test_window_without_frames_takes_the_nearest_one():
-    timestamps = np.array([0.0, 0.1, 0.2, 3.0, 3.1])  # variable frame rate: nothing between 0.2 s and 3 s
-    assert window_indices(timestamps, TimeWindow(1.0, 2.0), 2, "uniform").tolist() == [2, 2]
-    assert window_indices(timestamps, TimeWindow(0.0, 1.0), 3, "uniform").tolist() == [0, 1, 2]
 
 
 def test_features_equal_pooler_output(repo, videos):

@@ -36,6 +36,7 @@ from timesformer_hf.training import (
     resolve_license,
     run_training,
 )
+from timesformer_hf.video import FrameSampler
 
 TINY_OVERRIDES = ",".join(f"{name}={value}" for name, value in TINY.items() if name != "num_labels")
 
@@ -362,10 +363,12 @@ def test_horizontal_flip_defaults_to_off_for_ssv2_only():
     assert default.horizontal_flip is None
     (off,) = parser.parse_args_into_dataclasses(["--train_dir", "data", "--horizontal_flip", "False"])
     assert off.horizontal_flip is False
-    assert resolve_horizontal_flip(None, "ssv2") is False
+    assert resolve_horizontal_flip(None, FrameSampler(frame_sampling="ssv2")) is False
     assert (
-        resolve_horizontal_flip(None, "kinetics") is True and resolve_horizontal_flip(None, "uniform") is True
+        resolve_horizontal_flip(None, FrameSampler(frame_sampling="kinetics")) is True
+        and resolve_horizontal_flip(None, FrameSampler(frame_sampling="uniform")) is True
     )
     assert (
-        resolve_horizontal_flip(True, "ssv2") is True and resolve_horizontal_flip(False, "kinetics") is False
+        resolve_horizontal_flip(True, FrameSampler(frame_sampling="ssv2")) is True
+        and resolve_horizontal_flip(False, FrameSampler()) is False
     )

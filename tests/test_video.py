@@ -10,7 +10,10 @@ from conftest import sample_video_path
 
 from timesformer_hf import video as video_module
 from timesformer_hf.video import (
+    FrameSampler,
+    TimeWindow,
     VideoDecodeError,
+    plan_windows,
     probe_video,
     read_video,
     sample_kinetics_indices,
@@ -241,3 +244,55 @@ def test_stack_frames_places_the_copy_half_a_page_from_the_source():
         stack_frames([base[0], base[1, :20]])
     with pytest.raises(ValueError, match="empty"):
         stack_frames([])
+
+
+# ---- frame sampling ------------------------------------------------------------------------------------
+
+
+def test_default_clips_cover_long_videos():
+    sampler = FrameSampler(num_frames=8, sampling_rate=4)  # clips of 32 frames at 30 fps
+    assert sampler.num_test_clips(30, 30) == 1
+    assert sampler.num_test_clips(100, 30) == 4
+    assert sampler.num_test_clips(10_000, 30) == 10
+    assert FrameSampler(8, "uniform").num_test_clips(10_000, 30) == 1
+    assert len(sampler.test_clips(100, 30)) == 4 and len(sampler.test_clips(100, 30, num_clips=2)) == 2
+
+
+def test_only_kinetics_sampling_makes_several_clips_and_ssv2_is_never_flipped():
+    with pytest.raises(ValueError, match="Kinetics-style"):
+        FrameSampler(8, "ssv2").test_clips(100, 30, num_clips=2)
+    with pytest.raises(ValueError, match="frame_sampling"):
+        FrameSampler(8, "random")
+    assert (
+        not FrameSampler(8, "ssv2").allows_horizontal_flip
+        and FrameSampler(8, "uniform").allows_horizontal_flip
+    )
+
+
+def test_processor_engine_and_training_use_the_same_sampler():
+    """The processor's clips are its `frame_sampler`'s: what the engine and `VideoClipTransform` read."""
+    from transformers.video_utils import VideoMetadata as TransformersVideoMetadata
+
+    from timesformer_hf import TimeSformerVideoProcessor
+
+    processor = TimeSformerVideoProcessor(num_frames=4, sampling_rate=8)
+    expected = np.concatenate(processor.frame_sampler.test_clips(100, 30.0, 3))
+    metadata = TransformersVideoMetadata(total_num_frames=100, fps=30.0)
+    assert processor.sample_frames(metadata, num_temporal_clips=3).tolist() == expected.tolist()
+    assert processor.sample_indices(100, 30.0, clip_index=1, num_clips=3).tolist() == expected[4:8].tolist()
+
+
+def test_plan_windows_with_overlap_and_tail():
+    assert [(w.start, w.end) for w in plan_windows(7.0, window=4.0, stride=2.0)] == [(0, 4), (2, 6), (4, 7.0)]
+    assert [(w.start, w.end) for w in plan_windows(1.0, window=4.0, stride=2.0)] == [(0, 1.0)]
+    # gaps when the stride is longer than the window, and no window past the end
+    assert [(w.start, w.end) for w in plan_windows(5.0, window=1.0, stride=3.0)] == [(0, 1), (3, 5.0)]
+    assert [(w.start, w.end) for w in plan_windows(8.0, window=1.0, stride=3.0)] == [(0, 1), (3, 4), (6, 8.0)]
+    with pytest.raises(ValueError, match="positive"):
+        plan_windows(1.0, window=0, stride=1)
+
+
+def test_window_without_frames_takes_the_nearest_one():
+    timestamps = np.array([0.0, 0.1, 0.2, 3.0, 3.1])  # variable frame rate: nothing between 0.2 s and 3 s
+    assert FrameSampler(2, "uniform").window_clip(timestamps, TimeWindow(1.0, 2.0)).tolist() == [2, 2]
+    assert FrameSampler(3, "uniform").window_clip(timestamps, TimeWindow(0.0, 1.0)).tolist() == [0, 1, 2]

@@ -25,7 +25,6 @@ a.mp4 {'predictions': [{'label': 'right_1', 'score': 0.97}, {'label': 'left_2', 
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,33 +36,20 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .configuration_timesformer import is_multi_label_model
 from .image_processing_timesformer import logits_to_scores, predictions_from_scores
-from .video import (
-    StoredVideo,
-    VideoDecodeError,
-    VideoReader,
-    sample_ssv2_indices,
-    sample_uniform_indices,
-    stored_video_name,
-    to_source,
-)
+from .video import StoredVideo, VideoDecodeError, VideoReader, plan_windows, stored_video_name, to_source
 
 __all__ = [
     "DTYPES",
     "InferenceEngine",
-    "TimeWindow",
     "VideoOutput",
     "WindowOutput",
-    "default_num_clips",
     "load_model",
-    "plan_windows",
     "resolve_device",
     "resolve_dtype",
     "video_name",
-    "window_indices",
 ]
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-MAX_AUTO_CLIPS = 10
 Output = Literal["probabilities", "cls", "mean"]
 VideoInput = StoredVideo
 
@@ -180,65 +166,6 @@ def _load_onnx_model(
     file_name = {"file_name": onnx_file} if onnx_file else {}
     model = TimeSformerOnnxModel.from_pretrained(folder, device=device, task=task, **file_name)
     return model, TimeSformerVideoProcessor.from_pretrained(folder)
-
-
-def default_num_clips(processor: Any, total_num_frames: int, fps: float) -> int:
-    """Enough Kinetics-style clips to cover the video (at most 10); 1 for the whole-video samplers."""
-    if processor.frame_sampling != "kinetics":
-        return 1
-    clip_span = (
-        processor.num_frames * processor.sampling_rate / processor.target_fps * (fps or processor.target_fps)
-    )
-    return max(1, min(MAX_AUTO_CLIPS, math.ceil(total_num_frames / clip_span)))
-
-
-@dataclass(frozen=True)
-class TimeWindow:
-    """A span of a video in seconds from its first frame."""
-
-    start: float
-    end: float
-
-
-def plan_windows(duration: float, window: float, stride: float) -> list[TimeWindow]:
-    """Windows of `window` seconds every `stride` seconds from 0 until one reaches `duration`.
-
-    The last window ends at `duration`: cut short, or stretched by less than 1% of `stride` rather than leaving a
-    sliver (e.g. the last 4 ms of a 29.97 fps video) to a window of its own. With `stride > window` the windows
-    leave gaps, and none starts at or after the end.
-
-    Example:
-
-    ```python
-    >>> [(w.start, w.end) for w in plan_windows(5.0, window=2.0, stride=2.0)]
-    [(0.0, 2.0), (2.0, 4.0), (4.0, 5.0)]
-
-    ```
-    """
-    if window <= 0 or stride <= 0:
-        raise ValueError(f"The window ({window} s) and the stride ({stride} s) must be positive.")
-    count = max(1, math.ceil((duration - window) / stride - 0.01) + 1)
-    count = min(count, max(1, math.ceil(duration / stride - 1e-9)))  # no window starts at or after the end
-    windows = [TimeWindow(k * stride, min(k * stride + window, duration)) for k in range(count)]
-    windows[-1] = TimeWindow(windows[-1].start, duration)
-    return windows
-
-
-def window_indices(
-    timestamps: np.ndarray, window: TimeWindow, num_frames: int, frame_sampling: str
-) -> np.ndarray:
-    """`num_frames` frame indices inside `window`: segment middles for SSv2 models, evenly spaced otherwise.
-
-    A window that holds no frame (a gap in a variable-frame-rate video) takes the frame nearest to its middle.
-    """
-    first = int(np.searchsorted(timestamps, window.start - 1e-6))
-    last = int(np.searchsorted(timestamps, window.end - 1e-6)) - 1
-    if last < first:
-        first = last = int(np.abs(timestamps - (window.start + window.end) / 2).argmin())
-    count = last - first + 1
-    if frame_sampling == "ssv2":
-        return first + sample_ssv2_indices(count, num_frames)
-    return first + sample_uniform_indices(count, num_frames)
 
 
 @dataclass
@@ -358,22 +285,16 @@ class _ViewDataset(IterableDataset):
         )["pixel_values"]
 
     def _chunks(self, reader: VideoReader, index: int, name: str) -> Iterator[_Chunk]:
-        processor, plan, metadata = self.processor, self.plan, reader.metadata
+        sampler, plan, metadata = self.processor.frame_sampler, self.plan, reader.metadata
         if plan.window is None:  # clips x crops, all in one chunk
-            total, fps = metadata.total_num_frames, metadata.fps
-            num_clips = plan.num_clips or default_num_clips(processor, total, fps)
-            clips = [
-                processor.sample_indices(total, fps or None, clip_index=k, num_clips=num_clips)
-                for k in range(num_clips)
-            ]
+            clips = sampler.test_clips(metadata.total_num_frames, metadata.fps or None, plan.num_clips)
             views = torch.cat([self._views(reader.read(indices)) for indices in clips])
             yield _Chunk(index, name, 0.0, metadata.duration, views)
             return
         timestamps = np.asarray(reader.timestamps)
         windows = plan_windows(metadata.duration, plan.window, plan.stride)
         for k, window in enumerate(windows):  # one chunk per window, decoded on its own
-            indices = window_indices(timestamps, window, processor.num_frames, processor.frame_sampling)
-            views = self._views(reader.read(indices))
+            views = self._views(reader.read(sampler.window_clip(timestamps, window)))
             yield _Chunk(index, name, window.start, window.end, views, last=k == len(windows) - 1)
 
 
@@ -431,14 +352,8 @@ class InferenceEngine:
             raise ValueError(
                 f"num_crops must be 1 (centre crop) or 3 (along the long side), got {num_crops}."
             )
-        if num_clips is not None and num_clips < 1:
-            raise ValueError(f"num_clips must be at least 1, got {num_clips}.")
-        if num_clips not in (None, 1) and processor.frame_sampling != "kinetics":
-            raise ValueError(
-                f"--num-clips {num_clips} needs Kinetics-style sampling, but this model samples "
-                f"'{processor.frame_sampling}' (one clip over the whole video): drop --num-clips or pass "
-                "--frame-sampling kinetics."
-            )
+        if num_clips is not None:
+            processor.frame_sampler.check_num_clips(num_clips)
         if window is not None and num_clips is not None:
             raise ValueError("--num-clips and --window exclude each other: a window holds one clip.")
         if stride is not None and window is None:

@@ -67,7 +67,8 @@ from .hub import build_model_card, push_repo, save_repo
 from .image_processing_timesformer import TimeSformerImageProcessor, logits_to_scores
 from .metrics import MULTI_LABEL, TOP_K_ACCURACY
 from .modeling_timesformer import TimeSformerForVideoClassification
-from .video_processing_timesformer import FRAME_SAMPLINGS, TimeSformerVideoProcessor
+from .video import FRAME_SAMPLINGS, FrameSampler
+from .video_processing_timesformer import TimeSformerVideoProcessor
 
 logger = hf_logging.get_logger(__name__)
 
@@ -526,10 +527,10 @@ def apply_lora(model: TimeSformerForVideoClassification, model_args: ModelArgume
     return model
 
 
-def resolve_horizontal_flip(horizontal_flip: bool | None, frame_sampling: str) -> bool:
-    """`--horizontal-flip`, by default on except for SSv2 sampling (the original never flips Something-Something,
-    whose classes depend on direction)."""
-    return frame_sampling != "ssv2" if horizontal_flip is None else horizontal_flip
+def resolve_horizontal_flip(horizontal_flip: bool | None, sampler: FrameSampler) -> bool:
+    """`--horizontal-flip`, by default what the frame sampler allows (not SSv2 sampling: the original never flips
+    Something-Something, whose classes depend on direction)."""
+    return sampler.allows_horizontal_flip if horizontal_flip is None else horizontal_flip
 
 
 def resolve_license(model_args: ModelArguments) -> str | None:
@@ -791,7 +792,7 @@ def _clip_datasets(
     train_transform = VideoClipTransform(
         processor,
         training=True,
-        horizontal_flip=resolve_horizontal_flip(data_args.horizontal_flip, processor.frame_sampling),
+        horizontal_flip=resolve_horizontal_flip(data_args.horizontal_flip, processor.frame_sampler),
         short_side_range=short_side_range,
         num_labels=num_labels,
     )

@@ -1,5 +1,9 @@
 """Video decoding with PyAV and the frame samplers of the original TimeSformer release.
 
+[`FrameSampler`] holds the one implementation of which frames make a clip: the Kinetics, SSv2 and uniform samplers,
+the test clips that cover a video, the clip of a time window of a long video, and whether a horizontal flip keeps
+the labels true. The processors, the inference engine and training all take their frames from it.
+
 Frame indices always count frames in presentation (display) order from 0, whatever the container's timestamps
 look like, so the index ``i`` means the same frame for [`read_video`], [`probe_video`] and the samplers.
 
@@ -16,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,10 +30,14 @@ import numpy as np
 import torch
 
 __all__ = [
+    "FRAME_SAMPLINGS",
+    "FrameSampler",
     "StoredVideo",
+    "TimeWindow",
     "VideoDecodeError",
     "VideoMetadata",
     "VideoReader",
+    "plan_windows",
     "probe_video",
     "read_video",
     "sample_kinetics_indices",
@@ -555,3 +564,150 @@ def sample_uniform_indices(total_num_frames: int, num_frames: int = 8) -> np.nda
     """
     _check_counts(total_num_frames, num_frames)
     return _linspace_indices(0, total_num_frames - 1, num_frames, total_num_frames)
+
+
+FRAME_SAMPLINGS = ("kinetics", "ssv2", "uniform")
+MAX_AUTO_CLIPS = 10
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """A span of a video in seconds from its first frame."""
+
+    start: float
+    end: float
+
+
+def plan_windows(duration: float, window: float, stride: float) -> list[TimeWindow]:
+    """Windows of `window` seconds every `stride` seconds from 0 until one reaches `duration`.
+
+    The last window ends at `duration`: cut short, or stretched by less than 1% of `stride` rather than leaving a
+    sliver (e.g. the last 4 ms of a 29.97 fps video) to a window of its own. With `stride > window` the windows
+    leave gaps, and none starts at or after the end.
+
+    Example:
+
+    ```python
+    >>> [(w.start, w.end) for w in plan_windows(5.0, window=2.0, stride=2.0)]
+    [(0.0, 2.0), (2.0, 4.0), (4.0, 5.0)]
+
+    ```
+    """
+    if not (0 < window < math.inf and 0 < stride < math.inf):
+        raise ValueError(f"The window ({window} s) and the stride ({stride} s) must be positive and finite.")
+    count = max(1, math.ceil((duration - window) / stride - 0.01) + 1)
+    count = min(count, max(1, math.ceil(duration / stride - 1e-9)))  # no window starts at or after the end
+    windows = [TimeWindow(k * stride, min(k * stride + window, duration)) for k in range(count)]
+    windows[-1] = TimeWindow(windows[-1].start, duration)
+    return windows
+
+
+@dataclass(frozen=True)
+class FrameSampler:
+    """
+    Which frames of a video make a clip of `num_frames`: the one place of the clip, view and window rules.
+
+    Args:
+        num_frames: Frames per clip.
+        frame_sampling: `"kinetics"` (a clip of `num_frames * sampling_rate` frames at `target_fps`, see
+            [`sample_kinetics_indices`]), `"ssv2"` (the middle frame of equal segments, [`sample_ssv2_indices`]) or
+            `"uniform"` (evenly over the whole video, [`sample_uniform_indices`]).
+        sampling_rate: Frame spacing of a Kinetics clip, in frames at `target_fps`.
+        target_fps: The frame rate `sampling_rate` refers to.
+
+    Example:
+
+    ```python
+    >>> sampler = FrameSampler(num_frames=4, frame_sampling="kinetics", sampling_rate=8)
+    >>> [clip.tolist() for clip in sampler.test_clips(total_num_frames=100, fps=30.0)]
+    [[0, 10, 20, 31], [17, 27, 37, 48], [34, 44, 54, 65], [51, 61, 71, 82]]
+    >>> sampler.num_test_clips(100, fps=30.0), sampler.allows_horizontal_flip
+    (4, True)
+
+    ```
+    """
+
+    num_frames: int = 8
+    frame_sampling: str = "kinetics"
+    sampling_rate: int = 32
+    target_fps: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.frame_sampling not in FRAME_SAMPLINGS:
+            raise ValueError(
+                f"`frame_sampling` must be one of {FRAME_SAMPLINGS}, got {self.frame_sampling!r}."
+            )
+
+    @property
+    def allows_horizontal_flip(self) -> bool:
+        """Whether training may flip clips: not for SSv2 sampling, whose classes depend on direction (the original
+        never flips Something-Something)."""
+        return self.frame_sampling != "ssv2"
+
+    def check_num_clips(self, num_clips: int) -> None:
+        """Several test clips are Kinetics-style clips; the other samplers spread one clip over the whole video."""
+        if num_clips < 1:
+            raise ValueError(f"num_clips must be at least 1, got {num_clips}.")
+        if num_clips != 1 and self.frame_sampling != "kinetics":
+            raise ValueError(
+                f"{num_clips} temporal clips need Kinetics-style sampling, but frames are sampled with "
+                f"frame_sampling={self.frame_sampling!r} (one clip over the whole video): "
+                "pass frame_sampling='kinetics' (--frame-sampling kinetics on the command line), or one clip."
+            )
+
+    def clip(
+        self,
+        total_num_frames: int,
+        fps: float | None = None,
+        *,
+        clip_index: int = 0,
+        num_clips: int = 1,
+        training: bool = False,
+        generator: SeedLike = None,
+    ) -> np.ndarray:
+        """Frame indices of one clip: the `clip_index`-th of `num_clips` test clips, or a random one in training."""
+        self.check_num_clips(num_clips)
+        if self.frame_sampling == "kinetics":
+            return sample_kinetics_indices(
+                total_num_frames,
+                self.num_frames,
+                self.sampling_rate,
+                video_fps=fps,
+                target_fps=self.target_fps,
+                clip_index=clip_index,
+                num_clips=num_clips,
+                training=training,
+                generator=generator,
+            )
+        if self.frame_sampling == "ssv2":
+            return sample_ssv2_indices(
+                total_num_frames, self.num_frames, training=training, generator=generator
+            )
+        return sample_uniform_indices(total_num_frames, self.num_frames)
+
+    def num_test_clips(self, total_num_frames: int, fps: float | None) -> int:
+        """Enough Kinetics-style clips to cover the video (at most 10); 1 for the whole-video samplers."""
+        if self.frame_sampling != "kinetics":
+            return 1
+        clip_span = self.num_frames * self.sampling_rate / self.target_fps * (fps or self.target_fps)
+        return max(1, min(MAX_AUTO_CLIPS, math.ceil(total_num_frames / clip_span)))
+
+    def test_clips(
+        self, total_num_frames: int, fps: float | None, num_clips: int | None = None
+    ) -> list[np.ndarray]:
+        """The frame indices of every test clip: `num_clips` of them, by default enough to cover the video."""
+        num_clips = num_clips or self.num_test_clips(total_num_frames, fps)
+        return [self.clip(total_num_frames, fps, clip_index=k, num_clips=num_clips) for k in range(num_clips)]
+
+    def window_clip(self, timestamps: np.ndarray, window: TimeWindow) -> np.ndarray:
+        """The clip of a time window, from the frames' `timestamps` (seconds): segment middles for SSv2 sampling,
+        evenly spaced frames otherwise. A window that holds no frame (a gap in a variable-frame-rate video) takes
+        the frame nearest to its middle."""
+        first = int(np.searchsorted(timestamps, window.start - 1e-6))
+        last = int(np.searchsorted(timestamps, window.end - 1e-6)) - 1
+        if last < first:
+            first = last = int(np.abs(timestamps - (window.start + window.end) / 2).argmin())
+        count = last - first + 1
+        if self.frame_sampling == "ssv2":
+            return first + sample_ssv2_indices(count, self.num_frames)
+        return first + sample_uniform_indices(count, self.num_frames)

@@ -3,6 +3,7 @@ torch transforms, as a `transformers` `BaseVideoProcessor` (works without torchv
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from collections.abc import Callable, Sequence
@@ -18,19 +19,11 @@ from transformers.video_processing_utils import BaseVideoProcessor
 from transformers.video_utils import VideoMetadata as TransformersVideoMetadata
 
 from .image_processing_timesformer import TimeSformerProcessingDefaults
-from .video import (
-    SeedLike,
-    probe_video,
-    read_video,
-    sample_kinetics_indices,
-    sample_ssv2_indices,
-    sample_uniform_indices,
-)
+from .video import FRAME_SAMPLINGS, FrameSampler, SeedLike, probe_video, read_video
 from .video_transforms import PILImageResampling, preprocess_videos, to_video_tensor
 
-__all__ = ["TimeSformerVideoProcessor"]
+__all__ = ["FRAME_SAMPLINGS", "TimeSformerVideoProcessor"]
 
-FRAME_SAMPLINGS = ("kinetics", "ssv2", "uniform")
 URL_TIMEOUT_SECONDS = 60
 
 
@@ -102,10 +95,16 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
 
     def __init__(self, **kwargs: Unpack[TimeSformerVideoProcessorKwargs]) -> None:
         super().__init__(**kwargs)
-        if self.frame_sampling not in FRAME_SAMPLINGS:
-            raise ValueError(
-                f"`frame_sampling` must be one of {FRAME_SAMPLINGS}, got {self.frame_sampling!r}."
-            )
+        self.frame_sampler  # noqa: B018  (checks the sampling settings)
+
+    @property
+    def frame_sampler(self) -> FrameSampler:
+        """The [`~timesformer_hf.video.FrameSampler`] of this processor's sampling settings."""
+        return FrameSampler(self.num_frames, self.frame_sampling, self.sampling_rate, self.target_fps)
+
+    def _sampler_with(self, **settings: Any) -> FrameSampler:
+        """`frame_sampler` with the settings given (those not `None`) in place of the processor's."""
+        return dataclasses.replace(self.frame_sampler, **{k: v for k, v in settings.items() if v is not None})
 
     def preprocess(self, videos: Any, **kwargs: Unpack[TimeSformerVideoProcessorKwargs]) -> BatchFeature:
         """Decode and sample (see the class docstring), resize, crop and normalize videos into `pixel_values`."""
@@ -151,20 +150,13 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
         num_clips = num_temporal_clips or self.num_temporal_clips
         if fps is not None:
             return self._sample_at_fps(metadata, fps, num_clips)
-        clips = [
-            self.sample_indices(
-                metadata.total_num_frames,
-                metadata.fps,
-                num_frames=num_frames,
-                frame_sampling=frame_sampling,
-                sampling_rate=sampling_rate,
-                target_fps=target_fps,
-                clip_index=clip_index,
-                num_clips=num_clips,
-            )
-            for clip_index in range(num_clips)
-        ]
-        return np.concatenate(clips)
+        sampler = self._sampler_with(
+            num_frames=num_frames,
+            frame_sampling=frame_sampling,
+            sampling_rate=sampling_rate,
+            target_fps=target_fps,
+        )
+        return np.concatenate(sampler.test_clips(metadata.total_num_frames, metadata.fps, num_clips))
 
     @staticmethod
     def _sample_at_fps(metadata: TransformersVideoMetadata, fps: float, num_clips: int) -> np.ndarray:
@@ -212,31 +204,20 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
 
         ```
         """
-        num_frames = num_frames or self.num_frames
-        frame_sampling = frame_sampling or self.frame_sampling
-        if frame_sampling == "kinetics":
-            return sample_kinetics_indices(
-                total_num_frames,
-                num_frames,
-                sampling_rate or self.sampling_rate,
-                video_fps=video_fps,
-                target_fps=target_fps or self.target_fps,
-                clip_index=clip_index,
-                num_clips=num_clips,
-                training=training,
-                generator=generator,
-            )
-        if frame_sampling not in FRAME_SAMPLINGS:
-            raise ValueError(f"`frame_sampling` must be one of {FRAME_SAMPLINGS}, got {frame_sampling!r}.")
-        if num_clips != 1:
-            raise ValueError(
-                f"num_temporal_clips={num_clips} needs Kinetics-style clips, but frames are sampled with "
-                f"frame_sampling={frame_sampling!r} (one clip over the whole video): pass frame_sampling='kinetics' "
-                "in the call (--frame-sampling kinetics on the command line), or num_temporal_clips=1."
-            )
-        if frame_sampling == "ssv2":
-            return sample_ssv2_indices(total_num_frames, num_frames, training=training, generator=generator)
-        return sample_uniform_indices(total_num_frames, num_frames)
+        sampler = self._sampler_with(
+            num_frames=num_frames,
+            frame_sampling=frame_sampling,
+            sampling_rate=sampling_rate,
+            target_fps=target_fps,
+        )
+        return sampler.clip(
+            total_num_frames,
+            video_fps,
+            clip_index=clip_index,
+            num_clips=num_clips,
+            training=training,
+            generator=generator,
+        )
 
     def _decode_and_sample_videos(
         self,

@@ -149,7 +149,7 @@ class VideoClipTransform:
 
     def sample_indices(self, total_num_frames: int, fps: float) -> np.ndarray:
         seed = int(torch.randint(2**31 - 1, ())) if self.training else None
-        return self.processor.sample_indices(
+        return self.processor.frame_sampler.clip(
             total_num_frames, fps or None, training=self.training, generator=seed
         )
 
