@@ -1,6 +1,7 @@
 """TimeSformerImageProcessor: parity with transformers' PIL VideoMAE processor, inputs, multi-view, save/load."""
 
 import io
+import json
 import threading
 import time
 
@@ -352,3 +353,30 @@ def test_post_process_video_classification_single_multi_label_and_regression():
         torch.tensor([[1.5], [2.5]]), regression, num_views=2
     )
     assert values == [{"value": 2.0}]
+
+
+def test_a_config_saved_by_the_transformers_timesformer_video_processor_loads(tmp_path):
+    """`transformers.TimesformerVideoProcessor` saves ImageNet statistics, no frame count and no sampling: the
+    values saved are used, the rest are this processor's defaults."""
+    from timesformer_hf import TimeSformerVideoProcessor
+
+    saved = {
+        "video_processor_type": "TimesformerVideoProcessor",
+        "image_mean": [0.485, 0.456, 0.406],
+        "image_std": [0.229, 0.224, 0.225],
+        "size": {"shortest_edge": 32},
+        "crop_size": {"height": 32, "width": 32},
+        "do_sample_frames": False,
+        "num_frames": None,
+        "fps": None,
+        "resample": 2,
+    }
+    (tmp_path / "video_preprocessor_config.json").write_text(json.dumps(saved))
+    processor = TimeSformerVideoProcessor.from_pretrained(tmp_path)
+    assert list(processor.image_mean) == saved["image_mean"] and processor.do_sample_frames is False
+    assert processor.num_frames == 8 and processor.frame_sampler.num_frames == 8
+    video = np.full((5, 40, 48, 3), 128, dtype=np.uint8)
+    pixel_values = processor(video, return_tensors="pt")["pixel_values"]
+    assert pixel_values.shape == (1, 5, 3, 32, 32)  # the given frames, not sampled
+    expected = (128 / 255 - torch.tensor(saved["image_mean"])) / torch.tensor(saved["image_std"])
+    torch.testing.assert_close(pixel_values[0, 0, :, 0, 0], expected, atol=1e-5, rtol=0)

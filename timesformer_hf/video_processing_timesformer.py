@@ -95,6 +95,10 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
 
     def __init__(self, **kwargs: Unpack[TimeSformerVideoProcessorKwargs]) -> None:
         super().__init__(**kwargs)
+        if (
+            self.num_frames is None
+        ):  # a config saved by `transformers.TimesformerVideoProcessor` has no frame count
+            self.num_frames = type(self).num_frames
         self.frame_sampler  # noqa: B018  (checks the sampling settings)
 
     @property
