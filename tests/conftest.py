@@ -4,6 +4,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -44,6 +45,17 @@ def tiny_processor(**overrides):
 
     settings = dict(num_frames=4, size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     return TimeSformerVideoProcessor(**{**settings, "frame_sampling": "uniform", **overrides})
+
+
+@pytest.fixture(scope="module")
+def motion_dir(tmp_path_factory) -> Path:
+    """A small motion data set: `train/` (2 videos of each of the 4 classes) and `validation/` (1 each), 4 frames of
+    32x32."""
+    from timesformer_hf.synthetic import write_motion_dataset
+
+    root = tmp_path_factory.mktemp("motion")
+    write_motion_dataset(root, num_train_per_class=2, num_eval_per_class=1, num_frames=4, size=32)
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +137,16 @@ def demo_model(tmp_path_factory) -> tuple[Path, Path]:
     metrics, _ = train_model("divided_space_time", root / "data", root / "run", root / "model", seed=0)
     assert metrics["eval_top1_accuracy"] >= 0.8, f"the demo model did not learn the motion: {metrics}"
     return root / "model", root / "data"
+
+
+def smooth_video(num_frames: int, height: int, width: int) -> np.ndarray:
+    """Natural-looking frames: gradients and a moving blob, plus a little noise."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    frames = []
+    for t in range(num_frames):
+        blob = 120 * np.exp(
+            -((x - width * (0.3 + 0.05 * t)) ** 2 + (y - height / 2) ** 2) / (0.05 * width * height)
+        )
+        frame = np.stack([x / width * 255, y / height * 255, blob + 60], axis=-1)
+        frames.append(frame + np.random.default_rng(t).normal(0, 8, frame.shape))
+    return np.clip(np.stack(frames), 0, 255).astype(np.uint8)

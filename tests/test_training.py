@@ -21,7 +21,10 @@ from transformers import (
 )
 
 from timesformer_hf import TimeSformerForVideoClassification, TimeSformerVideoProcessor
-from timesformer_hf.data import split_train_validation
+from timesformer_hf.data import (
+    split_train_validation,
+)
+from timesformer_hf.evaluation import multi_label_metrics
 from timesformer_hf.hub import build_model_card
 from timesformer_hf.synthetic import write_motion_dataset
 from timesformer_hf.training import (
@@ -39,13 +42,6 @@ from timesformer_hf.training import (
 from timesformer_hf.video import FrameSampler
 
 TINY_OVERRIDES = ",".join(f"{name}={value}" for name, value in TINY.items() if name != "num_labels")
-
-
-@pytest.fixture(scope="module")
-def motion_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("motion")
-    write_motion_dataset(root, num_train_per_class=2, num_eval_per_class=1, num_frames=4, size=32)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -371,4 +367,18 @@ def test_horizontal_flip_defaults_to_off_for_ssv2_only():
     assert (
         resolve_horizontal_flip(True, FrameSampler(frame_sampling="ssv2")) is True
         and resolve_horizontal_flip(False, FrameSampler()) is False
+    )
+
+
+def test_trainer_metrics_are_computed_on_sigmoid_probabilities():
+    logits = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    targets = (np.random.default_rng(1).random((20, 4)) < 0.4).astype(np.int64)
+    targets[0] = 1
+    metrics = build_compute_metrics(num_labels=4, multi_label=True, threshold=0.4)(
+        EvalPrediction(predictions=logits, label_ids=targets)
+    )
+    expected = multi_label_metrics(torch.from_numpy(logits).sigmoid().numpy(), targets, threshold=0.4)
+    assert metrics == pytest.approx(expected)
+    assert sorted(metrics) == sorted(
+        ["map_macro", "map_micro", "f1_macro", "f1_micro", "precision_micro", "recall_micro"]
     )

@@ -39,9 +39,9 @@ from unittest import mock
 import numpy as np
 import pytest
 from conftest import randomize_, sample_video_path, tiny_config, write_tiny_vit
-from test_convert import original_state_dict, write_checkpoint
+from test_conversion import original_state_dict, write_checkpoint
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 README = REPO_ROOT / "README.md"
 
 NOT_CODE = {"bibtex"}  # fenced blocks that are not run: the citation

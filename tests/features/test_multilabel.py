@@ -2,18 +2,15 @@
 
 import json
 import re
-import warnings
 
 import numpy as np
 import pytest
 import torch
 from conftest import TINY, tiny_config
-from datasets import ClassLabel, Value
-from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
 from test_training import training_args
-from transformers import EvalPrediction, TrainingArguments
+from transformers import TrainingArguments
 
-from timesformer_hf import TimeSformerForVideoClassification, TimeSformerVideoProcessor, average_view_scores
+from timesformer_hf import TimeSformerForVideoClassification, TimeSformerVideoProcessor
 from timesformer_hf.commands.app import main
 from timesformer_hf.data import (
     VideoClipTransform,
@@ -23,156 +20,19 @@ from timesformer_hf.data import (
     load_video_dataset,
     probe_videos,
     split_train_validation,
-    video_list_dataset,
 )
-from timesformer_hf.evaluation import average_precision, multi_label_metrics, multi_label_report
-from timesformer_hf.synthetic import ACTION_LABELS, action_video, write_action_dataset
-from timesformer_hf.training import DataTrainingArguments, ModelArguments, build_compute_metrics, run_training
+from timesformer_hf.evaluation import multi_label_metrics
+from timesformer_hf.synthetic import ACTION_LABELS, write_action_dataset
+from timesformer_hf.training import DataTrainingArguments, ModelArguments, run_training
 from timesformer_hf.video import read_video
 
 TINY_OVERRIDES = ",".join(f"{name}={value}" for name, value in TINY.items() if name != "num_labels")
 
 
-def random_case(seed, videos=40, classes=6, ties=False):
-    rng = np.random.default_rng(seed)
-    targets = (rng.random((videos, classes)) < 0.3).astype(int)
-    targets[0] = 1  # every class has a positive
-    scores = rng.random((videos, classes))
-    return (np.round(scores, 1) if ties else scores), targets
-
-
 # ---- metrics ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("ties", [False, True], ids=["distinct-scores", "tied-scores"])
-@pytest.mark.parametrize("seed", range(5))
-def test_map_matches_scikit_learn(seed, ties):
-    scores, targets = random_case(seed, ties=ties)
-    metrics = multi_label_metrics(scores, targets)
-    assert metrics["map_macro"] == pytest.approx(
-        average_precision_score(targets, scores, average="macro"), abs=1e-12
-    )
-    assert metrics["map_micro"] == pytest.approx(
-        average_precision_score(targets, scores, average="micro"), abs=1e-12
-    )
-    for c in range(targets.shape[1]):
-        assert average_precision(scores[:, c], targets[:, c]) == pytest.approx(
-            average_precision_score(targets[:, c], scores[:, c]), abs=1e-12
-        )
-
-
-@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.8])
-def test_f1_precision_recall_match_scikit_learn(threshold):
-    scores, targets = random_case(7)
-    metrics = multi_label_metrics(scores, targets, threshold)
-    predicted = (scores >= threshold).astype(int)
-    assert metrics["f1_micro"] == pytest.approx(f1_score(targets, predicted, average="micro"))
-    assert metrics["f1_macro"] == pytest.approx(
-        f1_score(targets, predicted, average="macro", zero_division=0)
-    )
-    assert metrics["precision_micro"] == pytest.approx(precision_score(targets, predicted, average="micro"))
-    assert metrics["recall_micro"] == pytest.approx(recall_score(targets, predicted, average="micro"))
-
-
-def test_average_precision_by_hand():
-    # ranked: + - + - ; precision at the two positives 1/1 and 2/3, each half the recall
-    assert average_precision(np.array([0.9, 0.8, 0.3, 0.1]), np.array([1, 0, 1, 0])) == pytest.approx(5 / 6)
-    # a tie of a positive and a negative counts as one step: precision 1/2 at recall 1
-    assert average_precision(np.array([0.5, 0.5]), np.array([1, 0])) == pytest.approx(0.5)
-    # two videos, two classes: run ranks its positives first (AP 1), jump too (AP 1); micro: + + - + -> 1, 1, 3/4
-    scores, targets = np.array([[0.9, 0.6], [0.4, 0.8]]), np.array([[1, 0], [1, 1]])
-    metrics = multi_label_metrics(scores, targets, threshold=0.5)
-    assert metrics["map_macro"] == 1.0
-    assert metrics["map_micro"] == pytest.approx((1 + 1 + 3 / 4) / 3)
-    # at 0.5: predicted (run, jump), (jump): tp 2, fp 1 (jump of video 0), fn 1 (run of video 1)
-    assert metrics["precision_micro"] == pytest.approx(2 / 3) and metrics["recall_micro"] == pytest.approx(
-        2 / 3
-    )
-    assert metrics["f1_micro"] == pytest.approx(2 / 3)
-
-
-def test_a_class_without_positives_is_left_out_of_the_macro_mean():
-    scores, targets = random_case(3)
-    targets[:, 2] = 0
-    metrics = multi_label_metrics(scores, targets)
-    present = [0, 1, 3, 4, 5]
-    assert metrics["map_macro"] == pytest.approx(
-        average_precision_score(targets[:, present], scores[:, present])
-    )
-    assert np.isnan(average_precision(scores[:, 2], targets[:, 2]))
-    report = multi_label_report(scores, targets, [f"c{i}" for i in range(6)])
-    assert sorted(report["per_class_average_precision"]) == ["c0", "c1", "c3", "c4", "c5"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scikit-learn warns, and counts the class (as 0 in recent versions)
-        assert metrics["map_macro"] != pytest.approx(
-            average_precision_score(targets, scores, average="macro")
-        )
-    nothing = multi_label_metrics(scores, np.zeros_like(targets))
-    assert np.isnan(nothing["map_macro"]) and np.isnan(nothing["map_micro"])
-
-
-def test_metric_shapes_are_checked():
-    with pytest.raises(ValueError, match="same shape"):
-        multi_label_metrics(np.zeros((3, 2)), np.zeros((3, 3)))
-
-
-def test_trainer_metrics_are_computed_on_sigmoid_probabilities():
-    logits = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
-    targets = (np.random.default_rng(1).random((20, 4)) < 0.4).astype(np.int64)
-    targets[0] = 1
-    metrics = build_compute_metrics(num_labels=4, multi_label=True, threshold=0.4)(
-        EvalPrediction(predictions=logits, label_ids=targets)
-    )
-    expected = multi_label_metrics(torch.from_numpy(logits).sigmoid().numpy(), targets, threshold=0.4)
-    assert metrics == pytest.approx(expected)
-    assert sorted(metrics) == sorted(
-        ["map_macro", "map_micro", "f1_macro", "f1_micro", "precision_micro", "recall_micro"]
-    )
-
-
-def test_multi_view_scores_of_a_multi_label_model_are_sigmoids():
-    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, -1.0]])
-    scores = average_view_scores(logits, num_views=3, multi_label=True)
-    torch.testing.assert_close(scores, logits.sigmoid().mean(0, keepdim=True))
-
-
 # ---- data ---------------------------------------------------------------------------------------------------
-
-
-def test_json_list_with_several_labels_per_video(tmp_path):
-    rows = [
-        {"video": "a.mp4", "label": ["run", "jump"]},
-        {"video": "b.mp4", "label": []},
-        {"video": "c.mp4", "label": ["sit", "run", "run"]},
-    ]
-    (tmp_path / "list.json").write_text(json.dumps(rows))
-    dataset = load_video_dataset(tmp_path / "list.json")
-    assert is_multi_label(dataset.features["label"])
-    assert class_label(dataset.features["label"]).names == ["jump", "run", "sit"]
-    assert dataset["label"] == [[0, 1], [], [1, 2]]
-    assert dataset["video"][0] == str(tmp_path / "a.mp4")
-    with pytest.raises(ValueError, match=r"\['sit'\] that are not among"):
-        load_video_dataset(tmp_path / "list.json", label_names=["jump", "run"])
-    with pytest.raises(ValueError, match="several labels for a video.*multi-label model"):
-        video_list_dataset(tmp_path / "list.json", multi_label=False)
-
-
-def test_csv_labels_separated_by_a_bar(tmp_path):
-    (tmp_path / "list.csv").write_text("video,label\na.mp4,run|jump\nb.mp4,\nc.mp4,sit\n")
-    dataset = video_list_dataset(tmp_path / "list.csv", label_names=["jump", "run", "sit", "swim"])
-    assert dataset["label"] == [[0, 1], [], [2]]
-    assert class_label(dataset.features["label"]).num_classes == 4
-    # a list where no video has several labels is multi-label only when asked
-    (tmp_path / "single.csv").write_text("video,label\na.mp4,run\nb.mp4,sit\n")
-    assert not is_multi_label(video_list_dataset(tmp_path / "single.csv").features["label"])
-    asked = video_list_dataset(tmp_path / "single.csv", multi_label=True)
-    assert is_multi_label(asked.features["label"]) and asked["label"] == [[0], [1]]
-
-
-def test_class_label_of_a_feature_that_is_not_one():
-    assert class_label(ClassLabel(names=["a"])).names == ["a"]
-    with pytest.raises(ValueError, match="cast it"):
-        class_label(Value("string"))
 
 
 @pytest.fixture(scope="module")
@@ -180,15 +40,6 @@ def actions_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("actions")
     write_action_dataset(root, num_train=8, num_eval=4, num_frames=4, size=32)
     return root
-
-
-def test_action_videos_show_the_actions_only_in_motion():
-    still = action_video([], num_frames=8, size=32, rng=0)
-    both = action_video(ACTION_LABELS, num_frames=8, size=32, rng=0)
-    assert still.std(0).max() == 0  # nothing moves: every frame is the same
-    assert both[:, :16].std(0).max() > 0 and both[:, 16:].std(0).max() > 0  # the bar moves, the square blinks
-    with pytest.raises(ValueError, match="Unknown actions"):
-        action_video(["dancing"])
 
 
 def test_multi_hot_targets_reach_the_batch(actions_dir):

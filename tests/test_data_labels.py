@@ -3,9 +3,15 @@
 import json
 
 import pytest
-from datasets import Dataset
+from datasets import ClassLabel, Dataset, Value
 
-from timesformer_hf.data import VideoSource, encode_labels, load_video_dataset, natural_sorted
+from timesformer_hf.data import (
+    VideoSource,
+    class_label,
+    encode_labels,
+    load_video_dataset,
+    natural_sorted,
+)
 
 NAMES = ["0", "2", "10", "1"]  # integer-valued names, in no order
 
@@ -61,3 +67,9 @@ def test_class_names_fix_the_order(tmp_path):
     (tmp_path / "list.csv").write_text("video,label\na.mp4,walk\nb.mp4,run\n")
     dataset = load_video_dataset(tmp_path / "list.csv", label_names=["walk", "run"])
     assert dataset.features["label"].names == ["walk", "run"] and dataset["label"] == [0, 1]
+
+
+def test_class_label_of_a_feature_that_is_not_one():
+    assert class_label(ClassLabel(names=["a"])).names == ["a"]
+    with pytest.raises(ValueError, match="cast it"):
+        class_label(Value("string"))

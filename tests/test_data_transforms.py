@@ -1,10 +1,8 @@
 """Data sets from video folders and lists, lazy decoding, augmentation, broken videos, the metric module."""
 
-import json
 import logging
 from types import SimpleNamespace
 
-import evaluate
 import numpy as np
 import pytest
 import torch
@@ -13,16 +11,8 @@ from datasets import ClassLabel, Dataset, Features, Value
 import timesformer_hf.data.transforms
 from timesformer_hf import TimeSformerVideoProcessor
 from timesformer_hf.data import VideoClipTransform, collate_videos, load_video_dataset, probe_videos
-from timesformer_hf.metrics import TOP_K_ACCURACY
-from timesformer_hf.synthetic import motion_labels, motion_video, write_motion_dataset
+from timesformer_hf.synthetic import motion_labels
 from timesformer_hf.video import VideoDecodeError
-
-
-@pytest.fixture(scope="module")
-def motion_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("motion")
-    write_motion_dataset(root, num_train_per_class=2, num_eval_per_class=1, num_frames=4, size=32)
-    return root
 
 
 def processor(num_frames=4):
@@ -32,18 +22,6 @@ def processor(num_frames=4):
         size={"shortest_edge": 32},
         crop_size={"height": 32, "width": 32},
     )
-
-
-def test_motion_classes_share_their_frames():
-    labels = motion_labels(num_frames=8)
-    assert labels == ["left_1", "left_2", "right_1", "right_2"]
-    videos = {label: motion_video(label, num_frames=8, rng=0) for label in labels}
-    # same multiset of frames in every class, different order
-    frame_sets = {label: sorted(frame.tobytes() for frame in video) for label, video in videos.items()}
-    assert len({tuple(frames) for frames in frame_sets.values()}) == 1
-    assert len({video.tobytes() for video in videos.values()}) == 4
-    with pytest.raises(ValueError, match="whole sweeps"):
-        motion_labels(num_frames=6, speeds=(1, 4))
 
 
 def test_folder_dataset_and_transforms(motion_dir):
@@ -78,21 +56,6 @@ def test_training_augmentation_is_random_crop_of_jittered_short_side():
         VideoClipTransform(processor(), training=True, short_side_range=(16, 20))
 
 
-def test_list_dataset(tmp_path, motion_dir):
-    videos = sorted((motion_dir / "train").rglob("*.mp4"))[:3]
-    rows = [{"path": str(video.relative_to(motion_dir)), "class": video.parent.name} for video in videos]
-    list_file = motion_dir / "list.jsonl"
-    list_file.write_text("\n".join(json.dumps(row) for row in rows))
-    dataset = load_video_dataset(list_file, video_column="path", label_column="class")
-    assert dataset.features["label"].names == sorted({row["class"] for row in rows})
-    assert dataset[0]["video"] == str(videos[0])
-    csv_file = tmp_path / "list.csv"
-    csv_file.write_text("video,label\nmissing.mp4,3\n")
-    assert load_video_dataset(csv_file).features["label"].names == ["3"]  # labels are names
-    with pytest.raises(ValueError, match="no column"):
-        load_video_dataset(list_file)
-
-
 def test_broken_videos_are_logged_and_skipped(tmp_path, motion_dir, caplog):
     folder = tmp_path / "train" / "left_1"
     folder.mkdir(parents=True)
@@ -112,13 +75,6 @@ def test_broken_videos_are_logged_and_skipped(tmp_path, motion_dir, caplog):
     assert examples[0]["pixel_values"] is None
     with pytest.raises(RuntimeError, match="failed to decode"):
         collate_videos(examples)
-
-
-def test_top_k_metric_is_shipped_and_offline():
-    metric = evaluate.load(TOP_K_ACCURACY)
-    scores = np.array([[0.1, 0.5, 0.4], [0.7, 0.2, 0.1], [0.2, 0.3, 0.5]])
-    result = metric.compute(predictions=scores, references=[2, 0, 0], k=[1, 2])
-    assert result == {"top1_accuracy": pytest.approx(1 / 3), "top2_accuracy": pytest.approx(2 / 3)}
 
 
 def test_probe_drops_a_broken_video_after_the_first_thousand(monkeypatch):
@@ -160,21 +116,3 @@ def test_transforms_take_one_view_whatever_the_saved_processor_says(tmp_path):
     torch.testing.assert_close(evaluation, expected)
     torch.manual_seed(0)
     assert VideoClipTransform(loaded, training=True).transform(frames).shape == (4, 3, 32, 32)
-
-
-def test_top_k_metric_breaks_ties_by_index_like_argmax():
-    metric = evaluate.load(TOP_K_ACCURACY)
-    references = [0, 1, 2, 0, 3]
-    result = metric.compute(predictions=np.zeros((5, 4)), references=references, k=[1, 2])
-    assert result == {"top1_accuracy": pytest.approx(2 / 5), "top2_accuracy": pytest.approx(3 / 5)}
-
-
-def test_motion_dataset_refuses_to_mix_with_old_videos(tmp_path):
-    write_motion_dataset(tmp_path, num_train_per_class=2, num_eval_per_class=1, num_frames=4, size=32)
-    with pytest.raises(FileExistsError, match="overwrite=True"):
-        write_motion_dataset(tmp_path, num_train_per_class=1, num_eval_per_class=1, num_frames=4, size=32)
-    write_motion_dataset(
-        tmp_path, num_train_per_class=1, num_eval_per_class=1, num_frames=4, size=32, overwrite=True
-    )
-    assert len(list((tmp_path / "train").rglob("*.mp4"))) == 4
-    assert len(list((tmp_path / "validation").rglob("*.mp4"))) == 4

@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
@@ -21,7 +21,7 @@ def test_notebook_is_committed_clean(path):
 def test_notebook_runs(path, tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
-    repo_root = Path(__file__).parents[1]
+    repo_root = Path(__file__).parents[2]
     monkeypatch.setenv("TIMESFORMER_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("TIMESFORMER_NOTEBOOK_DIR", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
