@@ -7,13 +7,22 @@ would give instead (`0666` / `0777` less the umask).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["apply_umask", "check_output_dir", "make_staging_dir", "replace_dir", "write_atomically"]
+__all__ = [
+    "apply_umask",
+    "check_output_dir",
+    "file_fingerprint",
+    "files_digest",
+    "make_staging_dir",
+    "replace_dir",
+    "write_atomically",
+]
 
 
 def _umask() -> int:
@@ -95,3 +104,31 @@ def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool = False) 
             f"{output_dir} already exists and is not empty: pass --overwrite (overwrite=True in Python) to replace "
             "it, or choose another output folder."
         )
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """`"<size>:<mtime in ns>"` of a file (`"missing"` when there is none): it changes when the file is rewritten.
+
+    Example:
+
+    ```python
+    >>> file_fingerprint("video.mp4")  # doctest: +SKIP
+    '1048576:1733443200000000000'
+    ```
+    """
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def files_digest(paths: list[Path]) -> str:
+    """A SHA-256 digest of the names, sizes and contents of `paths` (in the order given)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
+        with open(path, "rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -40,10 +41,12 @@ from .video import StoredVideo, VideoDecodeError, VideoReader, plan_windows, sto
 
 __all__ = [
     "DTYPES",
+    "MODEL_FILES",
     "InferenceEngine",
     "VideoOutput",
     "WindowOutput",
     "load_model",
+    "model_fingerprint",
     "resolve_device",
     "resolve_dtype",
     "video_name",
@@ -135,6 +138,34 @@ def load_model(
     model = model.eval().fuse_temporal_projections().to(device=device, dtype=dtype)
     processor = TimeSformerVideoProcessor.from_pretrained(repo, revision=revision)
     return (torch.compile(model) if compile else model), processor
+
+
+# What a model folder's results depend on: weights (PyTorch, ONNX), config and processor settings.
+MODEL_FILES = ("*.safetensors", "*.bin", "*.onnx", "*.onnx.data", "*.json")
+
+
+def model_fingerprint(repo: str | os.PathLike, revision: str | None = None) -> str:
+    """What identifies the model [`load_model`] loads from `repo`, for resumed jobs: for a folder, a SHA-256 of its
+    weight, config and processor files (`MODEL_FILES`; reports and model cards left out); for a Hub id, the commit
+    that `revision` resolves to.
+
+    Example:
+
+    ```python
+    >>> model_fingerprint("runs/mine/model")  # doctest: +SKIP
+    'sha256:9f86d081884c7d65...'
+    ```
+    """
+    from .files import files_digest
+
+    folder = Path(repo)
+    if folder.is_dir():
+        files = sorted({file for pattern in MODEL_FILES for file in folder.glob(pattern) if file.is_file()})
+        return "sha256:" + files_digest([file for file in files if not file.name.endswith(".report.json")])
+    from huggingface_hub import hf_hub_download
+
+    config = hf_hub_download(os.fspath(repo), "config.json", revision=revision)
+    return "commit:" + Path(config).parent.name  # the snapshot folder is named after the commit
 
 
 def _load_onnx_model(

@@ -55,6 +55,7 @@ def _schema() -> Any:
         [
             ("index", pa.int64()),
             ("video", pa.string()),
+            ("fingerprint", pa.string()),
             ("duration", pa.float64()),
             ("value", pa.list_(pa.float32())),
             ("window_start", pa.list_(pa.float64())),
@@ -65,11 +66,12 @@ def _schema() -> Any:
     )
 
 
-def _to_row(result: VideoOutput) -> dict[str, Any]:
+def _to_row(result: VideoOutput, fingerprint: str | None) -> dict[str, Any]:
     windows = result.windows
     return {
         "index": result.index,
         "video": result.video,
+        "fingerprint": fingerprint,
         "duration": result.duration,
         "value": None if result.value is None else result.value.tolist(),
         "window_start": None if windows is None else [window.start for window in windows],
@@ -93,8 +95,9 @@ def _vectors(column: Any) -> list[np.ndarray | None]:
     return [piece if valid else None for piece, valid in zip(pieces, validity, strict=True)]
 
 
-def _from_table(table: Any) -> list[VideoOutput]:
-    """Part rows back into results, the vectors column by column (no Python object per number)."""
+def _from_table(table: Any) -> list[tuple[VideoOutput, str | None]]:
+    """Part rows back into results and their videos' fingerprints, the vectors column by column (no Python object
+    per number)."""
     import pyarrow as pa
 
     values = _vectors(table.column("value"))
@@ -106,7 +109,7 @@ def _from_table(table: Any) -> list[VideoOutput]:
     )
     windows_of_all = iter(_vectors(window_values.flatten()))
     results = []
-    columns = ["index", "video", "duration", "window_start", "window_end", "error"]
+    columns = ["index", "video", "fingerprint", "duration", "window_start", "window_end", "error"]
     for row, value in zip(table.select(columns).to_pylist(), values, strict=True):
         windows = None
         if row["window_start"] is not None:
@@ -114,7 +117,8 @@ def _from_table(table: Any) -> list[VideoOutput]:
                 WindowOutput(start, end, next(windows_of_all))
                 for start, end in zip(row["window_start"], row["window_end"], strict=True)
             ]
-        results.append(VideoOutput(row["index"], row["video"], value, row["duration"], windows, row["error"]))
+        result = VideoOutput(row["index"], row["video"], value, row["duration"], windows, row["error"])
+        results.append((result, row["fingerprint"]))
     return results
 
 
@@ -125,8 +129,10 @@ class ResultStore:
         output: The final output file.
         videos: The names of the job's videos, in order: a result counts for position `i` only if it is of
             `videos[i]`, so a resumed job whose video list changed redoes what moved.
-        settings: What determines the results (model, pooling, clips, windows, dtype...): a re-run with other
-            settings is refused instead of mixing results.
+        settings: What determines the results (model and its `model_fingerprint`, pooling, clips, windows,
+            dtype...): a re-run with other settings is refused instead of mixing results.
+        fingerprints: What identifies each video's content (e.g. `files.file_fingerprint`): a result counts only
+            for the same content, so a resumed job redoes the videos that changed since.
         rank: This process's number; every process writes its own parts.
         overwrite: Start over, replacing an existing output and any unfinished parts.
         flush_every: Write a part after this many videos...
@@ -139,6 +145,7 @@ class ResultStore:
         videos: Sequence[str],
         settings: dict[str, Any],
         *,
+        fingerprints: Sequence[str] | None = None,
         rank: int = 0,
         overwrite: bool = False,
         flush_every: int = 64,
@@ -148,6 +155,7 @@ class ResultStore:
         self.parts = self.output.parent / f".{self.output.name}.parts"
         self.report = self.output.parent / f"{self.output.name}.report.json"
         self.videos = list(videos)
+        self.fingerprints = list(fingerprints) if fingerprints is not None else [None] * len(self.videos)
         self.settings = json.loads(json.dumps(settings))  # as it reads back from JSON
         self.rank = rank
         self.overwrite = overwrite
@@ -156,12 +164,20 @@ class ResultStore:
         self._buffer: list[dict[str, Any]] = []
         self._last_flush = time.monotonic()
 
+    def _written_report(self) -> dict[str, Any] | None:
+        if not (self.output.exists() and self.report.is_file()):
+            return None
+        return json.loads(self.report.read_text())
+
     def is_complete(self) -> bool:
-        """Whether the output exists and its report lists exactly these videos with these settings."""
-        if self.overwrite or not (self.output.exists() and self.report.is_file()):
-            return False
-        report = json.loads(self.report.read_text())
-        return report.get("settings") == self.settings and report.get("videos") == self.videos
+        """Whether the output exists and its report lists exactly these videos, unchanged, with these settings."""
+        report = None if self.overwrite else self._written_report()
+        return (
+            report is not None
+            and report.get("settings") == self.settings
+            and report.get("videos") == self.videos
+            and report.get("fingerprints", self.fingerprints) == self.fingerprints
+        )
 
     def _unfinished_settings(self) -> dict[str, Any] | None:
         manifest = self.parts / "settings.json"
@@ -176,14 +192,27 @@ class ResultStore:
             return
         unfinished = self._unfinished_settings()
         if unfinished is not None and unfinished != self.settings:
+            if _model_changed(unfinished, self.settings):
+                raise FileExistsError(
+                    f"The model {self.settings.get('model')} changed since this job started: {self.parts} holds "
+                    "results of other weights. Pass --overwrite to start over with the new weights (or restore the "
+                    "model to finish the job)."
+                )
             raise FileExistsError(
                 f"{self.parts} holds an unfinished run with other settings ({json.dumps(unfinished)}): run that "
                 "command again to finish it, or pass --overwrite to start over."
             )
         if self.output.exists() and unfinished is None:
+            report = self._written_report() or {}
+            if _model_changed(report.get("settings") or {}, self.settings):
+                reason = "by other weights of the model"
+            elif report.get("settings") == self.settings and report.get("videos") == self.videos:
+                reason = "before some of its videos changed"
+            else:
+                reason = "for other videos or settings"
             raise FileExistsError(
-                f"{self.output} already exists (written for other videos or settings): pass --overwrite to replace "
-                "it, or choose another --output."
+                f"{self.output} already exists (written {reason}): pass --overwrite to replace it, or choose another "
+                "--output."
             )
 
     def prepare(self) -> None:
@@ -206,22 +235,28 @@ class ResultStore:
         tables = [pq.read_table(part, columns=columns) for part in sorted(self.parts.glob("part-*.parquet"))]
         return pa.concat_tables(tables) if tables else schema.empty_table()
 
-    def _valid(self, index: int, video: str) -> bool:
-        return index < len(self.videos) and self.videos[index] == video
+    def _valid(self, index: int, video: str, fingerprint: str | None) -> bool:
+        """Whether a stored result is of the video now at `index`, with the same content."""
+        return (
+            index < len(self.videos)
+            and self.videos[index] == video
+            and self.fingerprints[index] == fingerprint
+        )
 
     def pending(self, indices: Iterable[int]) -> list[int]:
-        """The `indices` whose videos are not in any part yet (failed videos are tried again)."""
-        table = self._read_parts(["index", "video", "error"]).to_pydict()
+        """The `indices` whose videos are not in any part yet, or changed since (failed videos are tried again)."""
+        table = self._read_parts(["index", "video", "fingerprint", "error"]).to_pydict()
+        rows = zip(table["index"], table["video"], table["fingerprint"], table["error"], strict=True)
         done = {
             index
-            for index, video, error in zip(table["index"], table["video"], table["error"], strict=True)
-            if error is None and self._valid(index, video)
+            for index, video, fingerprint, error in rows
+            if error is None and self._valid(index, video, fingerprint)
         }
         return [index for index in indices if index not in done]
 
     def add(self, result: VideoOutput) -> None:
         """Keep a result; write a part when enough are waiting."""
-        self._buffer.append(_to_row(result))
+        self._buffer.append(_to_row(result, self.fingerprints[result.index]))
         if len(self._buffer) >= self.flush_every or time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 
@@ -250,10 +285,9 @@ class ResultStore:
             ValueError: If no video could be read (the report lists why); nothing is written but the report.
         """
         latest: dict[int, VideoOutput] = {}
-        for result in _from_table(
-            self._read_parts()
-        ):  # a retried video's success replaces its earlier failure
-            if self._valid(result.index, result.video) and (
+        for result, fingerprint in _from_table(self._read_parts()):
+            # a retried video's success replaces its earlier failure
+            if self._valid(result.index, result.video, fingerprint) and (
                 result.index not in latest or result.error is None
             ):
                 latest[result.index] = result
@@ -267,6 +301,7 @@ class ResultStore:
         report = {
             "settings": self.settings,
             "videos": self.videos,
+            "fingerprints": self.fingerprints,
             "completed": len(results) - len(failed),
             "failed": failed,
         }
@@ -276,6 +311,15 @@ class ResultStore:
         write_atomically(self.output, lambda path: write(path, [r for r in results if r.error is None]))
         shutil.rmtree(self.parts, ignore_errors=True)
         return results
+
+
+def _model_changed(before: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Whether two job settings name the same model but other weights (`model_fingerprint`)."""
+    return (
+        before.get("model") == now.get("model")
+        and "model_fingerprint" in before
+        and before.get("model_fingerprint") != now.get("model_fingerprint")
+    )
 
 
 def feature_rows(results: Sequence[VideoOutput]) -> list[tuple[str, float, float, np.ndarray]]:

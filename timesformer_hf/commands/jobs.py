@@ -110,7 +110,10 @@ def load_engine(args: argparse.Namespace, processes: Processes, *, task: str, ou
 
 
 def settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
-    """What determines a job's results: a resumed job must have the same."""
+    """What determines a job's results: a resumed job must have the same, weights included (`model_fingerprint`:
+    a model folder re-converted or re-trained in place is another model)."""
+    from ..inference import model_fingerprint
+
     names = (
         "model",
         "revision",
@@ -123,7 +126,18 @@ def settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         "window",
         "stride",
     )
-    return {**{name: getattr(args, name, None) for name in names}, **extra}
+    job = {name: getattr(args, name, None) for name in names}
+    return {**job, "model_fingerprint": model_fingerprint(args.model, args.revision), **extra}
+
+
+def video_fingerprints(videos: Sequence[Any]) -> list[str]:
+    """What identifies each video's content (a resumed job redoes the videos that changed): a file's size and
+    modification time, or a data set row's fingerprint (see `NamedVideos.fingerprints`)."""
+    from ..files import file_fingerprint
+
+    if hasattr(videos, "fingerprints"):
+        return videos.fingerprints()
+    return [file_fingerprint(video) for video in videos]
 
 
 def dataset_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -159,6 +173,7 @@ def run_stored(
         output,
         names,
         job_settings,
+        fingerprints=video_fingerprints(videos),
         rank=processes.rank,
         overwrite=args.overwrite,
         flush_every=args.save_every,

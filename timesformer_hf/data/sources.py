@@ -45,6 +45,7 @@ from datasets import (
     Value,
 )
 
+from ..files import file_fingerprint
 from ..video import stored_video_name
 from .labels import encode_labels, is_multi_label, is_regression
 from .local import load_video_dataset
@@ -376,6 +377,19 @@ class NamedVideos:
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def fingerprints(self) -> list[str]:
+        """What changes when a row's video changes: a path's size and modification time, else the data set's
+        fingerprint (`datasets` derives it from the data files and every transform) and the row."""
+        if all(path == name for path, name in zip(self._paths(), self.names, strict=True)):
+            return [file_fingerprint(path) for path in self.names]
+        return [f"{self.dataset._fingerprint}#{index}" for index in range(len(self))]
+
+    def _paths(self) -> list[str | None]:
+        column = self.dataset.with_format("arrow")[:].column("video")
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            return column.to_pylist()
+        return [None] * len(column)
 
     def __getitem__(self, index: int) -> str | dict[str, Any]:
         video, name = self.dataset[index]["video"], self.names[index]
