@@ -31,7 +31,6 @@ from timesformer_hf.training import (
     DataTrainingArguments,
     ModelArguments,
     TimeSformerTrainer,
-    _check_repo_dir,
     build_compute_metrics,
     load_model_and_processor,
     parse_config_overrides,
@@ -259,14 +258,17 @@ def test_repo_dir_replaces_only_model_repos(tmp_path, motion_dir):
     notes.mkdir()
     (notes / "thesis.tex").write_text("precious")
     model_args = ModelArguments(config_overrides=TINY_OVERRIDES, repo_dir=str(notes))
-    with pytest.raises(FileExistsError, match="not a model repo"):
+    with pytest.raises(FileExistsError, match="holds something else than what this command writes"):
         run_training(model_args, data_args(motion_dir), training_args(tmp_path / "run", max_steps=1))
     assert (notes / "thesis.tex").read_text() == "precious"
     assert not (tmp_path / "run").exists()  # refused before training
-    _check_repo_dir(tmp_path / "new", default=False)
-    _check_repo_dir(notes, default=True)  # <output_dir>/model
-    (notes / "config.json").write_text("{}")
-    _check_repo_dir(notes, default=False)  # an earlier fine-tuned repo
+    # the default <output_dir>/model too
+    (tmp_path / "run2" / "model").mkdir(parents=True)
+    (tmp_path / "run2" / "model" / "mine.txt").write_text("kept")
+    default = ModelArguments(config_overrides=TINY_OVERRIDES)
+    with pytest.raises(FileExistsError, match="model holds something else"):
+        run_training(default, data_args(motion_dir), training_args(tmp_path / "run2", max_steps=1))
+    assert (tmp_path / "run2" / "model" / "mine.txt").read_text() == "kept"
 
 
 def test_no_training_videos_says_what_is_needed_with_an_example():

@@ -6,6 +6,8 @@ from typing import Any
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from .errors import InputError
+
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
 # Configs that load as this one with the same weights: `transformers.TimesformerConfig` has the same fields.
 COMPATIBLE_MODEL_TYPES = ("timesformer",)
@@ -124,23 +126,24 @@ class TimeSformerConfig(PreTrainedConfig):
         checked when the model is built, as `transformers` does, so that a config can be written field by field.
         """
         if self.attention_type not in ATTENTION_TYPES:
-            raise ValueError(
+            raise InputError(
                 f"Unknown attention_type {self.attention_type!r}: use one of {', '.join(ATTENTION_TYPES)}."
             )
         if self.chunk_size_feed_forward < 0:
-            raise ValueError(
+            raise InputError(
                 f"chunk_size_feed_forward must be 0 (no chunking) or a positive token count, got "
                 f"{self.chunk_size_feed_forward}."
             )
         for name in ("image_size", "patch_size"):
             value = getattr(self, name)
             if isinstance(value, (list, tuple)) and len(value) != 2:
-                raise ValueError(f"{name} must be an int or a (height, width) pair, got {value!r}.")
+                raise InputError(f"{name} must be an int or a (height, width) pair, got {value!r}.")
             if min(to_pair(value)) <= 0:
-                raise ValueError(f"{name} must be positive, got {value!r}.")
-        for name in ("num_frames", "num_attention_heads"):
+                raise InputError(f"{name} must be positive, got {value!r}.")
+        sizes = ("num_frames", "num_attention_heads", "hidden_size", "num_hidden_layers", "intermediate_size")
+        for name in (*sizes, "num_channels"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}.")
 
     @classmethod
     def get_config_dict(

@@ -39,6 +39,7 @@ from transformers import AutoModelForVideoClassification
 from transformers.utils import logging
 
 from .configuration_timesformer import TimeSformerConfig
+from .errors import InputError
 from .files import check_output_dir
 from .hub import LICENSE, build_model_card, push_repo, save_repo
 from .image_processing_timesformer import TimeSformerImageProcessor
@@ -76,7 +77,7 @@ _PICKLE_PROTO = pickle.PROTO[0]  # a pickle of protocol 2 or above starts with i
 HEAD_DIM = 64  # ViT-B/16 and ViT-L/16 use 64-wide heads; the head count is not stored in the weights
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint that cannot be converted faithfully (wrong layout, missing or unexpected weights, ...)."""
 
 
@@ -606,7 +607,7 @@ def _preprocessing(
     keeps RGB.
     """
     if channel_order not in ("auto", "rgb", "bgr"):
-        raise ValueError(
+        raise InputError(
             f"--channel-order (channel_order) must be 'auto', 'rgb' or 'bgr', got {channel_order!r}."
         )
     if channel_order == "auto":
@@ -751,7 +752,7 @@ def convert_checkpoint(
     ```
     """
     output_dir = Path(output_dir)
-    check_output_dir(output_dir, overwrite=overwrite)
+    check_output_dir(output_dir, overwrite=overwrite, written_by=("config.json",))
     original = load_original_checkpoint(checkpoint)
     config = infer_config(original.state_dict, original.cfg, num_attention_heads=num_attention_heads)
     dataset, dataset_is_known = _identify_dataset(original.name, original.cfg, config.num_labels)

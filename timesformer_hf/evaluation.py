@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError
 from .files import write_atomically
 
 __all__ = [
@@ -59,7 +60,7 @@ def reference_rank(scores: np.ndarray, references: np.ndarray) -> np.ndarray:
     and those scoring the same with a lower index (ties broken by index, as `argmax` does)."""
     scores, references = np.asarray(scores), np.asarray(references)
     if scores.ndim != 2 or len(scores) != len(references):
-        raise ValueError(
+        raise InputError(
             f"Expected (examples, classes) scores matching the {len(references)} references, got shape "
             f"{scores.shape}."
         )
@@ -142,7 +143,7 @@ def multi_label_metrics(
     """
     probabilities, targets = np.asarray(probabilities, dtype=np.float64), np.asarray(targets) > 0
     if probabilities.ndim != 2 or probabilities.shape != targets.shape:
-        raise ValueError(
+        raise InputError(
             f"Expected (videos, classes) probabilities and multi-hot targets of the same shape, got "
             f"{probabilities.shape} and {targets.shape}."
         )
@@ -195,7 +196,7 @@ def regression_metrics(values: np.ndarray, targets: np.ndarray) -> dict[str, flo
         np.asarray(targets, dtype=np.float64).ravel(),
     )
     if values.shape != targets.shape or not len(values):
-        raise ValueError(f"Expected as many values as targets, got {values.shape} and {targets.shape}.")
+        raise InputError(f"Expected as many values as targets, got {values.shape} and {targets.shape}.")
     errors = values - targets
     spread = values.std() * targets.std()
     pearson = (

@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from .configuration_timesformer import to_pair
+from .errors import InputError
 
 __all__ = ["HEAD_FUSIONS", "attention_rollout", "relevance", "upsample"]
 
@@ -62,11 +63,11 @@ HEAD_FUSIONS = ("mean", "max", "min")
 def _forward(model: nn.Module, pixel_values: torch.Tensor) -> tuple[Any, tuple[int, int]]:
     """The model's outputs with attention weights for `pixel_values` on its device, and the patch grid."""
     if model.training:
-        raise ValueError(
+        raise InputError(
             "The model is in training mode (dropout would change the attention weights): call model.eval() first."
         )
     if pixel_values.ndim != 5:
-        raise ValueError(
+        raise InputError(
             "pixel_values must have shape (batch, frames, channels, height, width), got a tensor of shape "
             f"{tuple(pixel_values.shape)}."
         )
@@ -184,9 +185,9 @@ def attention_rollout(
     ```
     """
     if head_fusion not in HEAD_FUSIONS:
-        raise ValueError(f"head_fusion must be one of {', '.join(HEAD_FUSIONS)}, got {head_fusion!r}.")
+        raise InputError(f"head_fusion must be one of {', '.join(HEAD_FUSIONS)}, got {head_fusion!r}.")
     if not 0.0 <= discard_ratio < 1.0:
-        raise ValueError(f"discard_ratio must be in [0, 1) (a fraction of each row), got {discard_ratio}.")
+        raise InputError(f"discard_ratio must be in [0, 1) (a fraction of each row), got {discard_ratio}.")
     outputs, grid = _forward(model, pixel_values)
 
     def fuse(weights: torch.Tensor) -> torch.Tensor:
@@ -217,9 +218,9 @@ def _targets(target: int | Sequence[int] | torch.Tensor | None, logits: torch.Te
     targets = torch.as_tensor(target, device=logits.device).long().reshape(-1)
     num_videos, num_labels = logits.shape
     if len(targets) not in (1, num_videos):
-        raise ValueError(f"target must be one class index, or one per video ({num_videos}), got {target}.")
+        raise InputError(f"target must be one class index, or one per video ({num_videos}), got {target}.")
     if ((targets < 0) | (targets >= num_labels)).any():
-        raise ValueError(f"target must be a class index in [0, {num_labels}), got {target}.")
+        raise InputError(f"target must be a class index in [0, {num_labels}), got {target}.")
     return targets.expand(num_videos)
 
 
@@ -255,7 +256,7 @@ def relevance(
         outputs, grid = _forward(model, pixel_values)
         logits = getattr(outputs, "logits", None)
         if logits is None:
-            raise ValueError(
+            raise InputError(
                 "relevance needs class scores: pass a TimeSformerForVideoClassification (a TimeSformerModel has no "
                 "classifier), or use attention_rollout."
             )

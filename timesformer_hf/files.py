@@ -11,7 +11,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 __all__ = [
@@ -88,21 +88,34 @@ def replace_dir(source: Path, target: Path) -> None:
     shutil.rmtree(backup, ignore_errors=True)
 
 
-def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool = False) -> None:
-    """Raise `FileExistsError` when `output_dir` holds something and `overwrite` is off; an empty folder is free.
+def check_output_dir(
+    output_dir: str | os.PathLike, *, overwrite: bool = False, written_by: Sequence[str] = ()
+) -> None:
+    """Whether a writer may put its folder at `output_dir`: free when it does not exist or is empty; else only with
+    `overwrite`, and then only when it holds what the writer writes (one of the file names `written_by`, e.g.
+    `config.json` for a model repo): a folder of anything else is never replaced. Raises `FileExistsError` saying
+    which case it is.
 
     Example:
 
     ```python
-    >>> check_output_dir("out/new-repo")  # doctest: +SKIP
+    >>> check_output_dir("out/new-repo", overwrite=True, written_by=["config.json"])  # doctest: +SKIP
     ```
     """
     output_dir = Path(output_dir)
-    is_empty_dir = output_dir.is_dir() and not any(output_dir.iterdir())
-    if output_dir.exists() and not is_empty_dir and not overwrite:
+    if not output_dir.exists() or (output_dir.is_dir() and not any(output_dir.iterdir())):
+        return
+    if not output_dir.is_dir():
+        raise FileExistsError(f"{output_dir} is a file, not a folder: choose another output folder.")
+    if not overwrite:
         raise FileExistsError(
             f"{output_dir} already exists and is not empty: pass --overwrite (overwrite=True in Python) to replace "
             "it, or choose another output folder."
+        )
+    if written_by and not any((output_dir / name).is_file() for name in written_by):
+        raise FileExistsError(
+            f"{output_dir} holds something else than what this command writes (none of {', '.join(written_by)}): it "
+            "is not replaced, even with --overwrite. Choose another output folder, or empty that one yourself."
         )
 
 

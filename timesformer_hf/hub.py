@@ -34,6 +34,7 @@ from huggingface_hub.repocard_data import EvalResult
 from transformers.utils import logging
 
 from .configuration_timesformer import TimeSformerConfig, is_multi_label_model, to_pair
+from .errors import InputError
 from .files import apply_umask, check_output_dir, make_staging_dir, replace_dir
 
 logger = logging.get_logger(__name__)
@@ -213,7 +214,7 @@ def build_model_card(
     ```
     """
     if eval_results and not (dataset_name or datasets):
-        raise ValueError("eval_results need a dataset: pass dataset_name= or datasets=.")
+        raise InputError("eval_results need a dataset: pass dataset_name= or datasets=.")
     dataset_name = dataset_name or (datasets[0] if datasets else None)
     all_tags = list(dict.fromkeys(["video-classification", "timesformer", "vision", *tags]))
     card_data = ModelCardData(
@@ -357,7 +358,7 @@ def save_repo(
     ```
     """
     output_dir = Path(output_dir)
-    check_output_dir(output_dir, overwrite=overwrite)
+    check_output_dir(output_dir, overwrite=overwrite, written_by=("config.json",))
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     processors = list(processors)
     staging = make_staging_dir(output_dir)

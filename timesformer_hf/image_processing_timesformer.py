@@ -19,6 +19,7 @@ from transformers.image_utils import ChannelDimension, SizeDict
 from transformers.processing_utils import ImagesKwargs, Unpack
 from transformers.utils import TensorType
 
+from .errors import InputError
 from .video_transforms import PILImageResampling, make_batched_videos, preprocess_videos, to_video_tensor
 
 __all__ = [
@@ -89,7 +90,7 @@ def average_view_scores(
     ```
     """
     if logits.ndim != 2 or logits.shape[0] % num_views:
-        raise ValueError(
+        raise InputError(
             f"Expected logits of shape (batch * {num_views}, num_labels), got {tuple(logits.shape)}; "
             "the views of each video must be consecutive."
         )
@@ -118,7 +119,7 @@ def predictions_from_scores(
     """
     scores = np.asarray(scores.float() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
     if scores.ndim != 1:
-        raise ValueError(f"Expected the scores of one video, (num_labels,), got shape {scores.shape}.")
+        raise InputError(f"Expected the scores of one video, (num_labels,), got shape {scores.shape}.")
     problem_type = getattr(config, "problem_type", None)
     if problem_type == "regression":
         return {"value": float(scores[0])} if len(scores) == 1 else {"values": scores.tolist()}

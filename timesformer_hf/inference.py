@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -36,17 +35,17 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .configuration_timesformer import is_multi_label_model
+from .errors import InputError
 from .image_processing_timesformer import logits_to_scores, predictions_from_scores
+from .loading import check_model_repo, hub_errors
 from .video import StoredVideo, VideoDecodeError, VideoReader, plan_windows, stored_video_name, to_source
 
 __all__ = [
     "DTYPES",
-    "MODEL_FILES",
     "InferenceEngine",
     "VideoOutput",
     "WindowOutput",
     "load_model",
-    "model_fingerprint",
     "resolve_device",
     "resolve_dtype",
     "video_name",
@@ -70,17 +69,17 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError as error:
-        raise ValueError(f"Unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps.") from error
+        raise InputError(f"Unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps.") from error
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
+        raise InputError(
             f"Device {device!r} asked for, but CUDA is not available here: use the cpu (or auto)."
         )
     if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
-        raise ValueError(
+        raise InputError(
             f"Device {device!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist."
         )
     if resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(
+        raise InputError(
             f"Device {device!r} asked for, but MPS is not available here: use the cpu (or auto)."
         )
     return resolved
@@ -90,10 +89,10 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     """`"fp32"`, `"bf16"` or `"fp16"` as a torch dtype; fp16 on the CPU is refused (use bf16 there)."""
     if isinstance(dtype, str):
         if dtype not in DTYPES:
-            raise ValueError(f"Unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}.")
+            raise InputError(f"Unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}.")
         dtype = DTYPES[dtype]
     if dtype == torch.float16 and device.type == "cpu":
-        raise ValueError(
+        raise InputError(
             "fp16 is not supported on the CPU (slow or missing kernels): use bf16 or fp32 there."
         )
     return dtype
@@ -122,50 +121,24 @@ def load_model(
     from .modeling_timesformer import TimeSformerForVideoClassification, TimeSformerModel
     from .video_processing_timesformer import TimeSformerVideoProcessor
 
+    check_model_repo(repo, revision)
     if backend == "onnxruntime":
         return _load_onnx_model(repo, task, device, dtype, attn_implementation, compile, revision, onnx_file)
     if backend != "pytorch":
-        raise ValueError(f"Unknown backend {backend!r}: use pytorch or onnxruntime.")
+        raise InputError(f"Unknown backend {backend!r}: use pytorch or onnxruntime.")
     if onnx_file is not None:
-        raise ValueError(
+        raise InputError(
             f"--onnx-file {onnx_file} names a graph for --backend onnxruntime: add that, or drop it."
         )
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     model_class = TimeSformerForVideoClassification if task == "classify" else TimeSformerModel
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    model = model_class.from_pretrained(repo, revision=revision, **extra)
+    with hub_errors(repo):
+        model = model_class.from_pretrained(repo, revision=revision, **extra)
+        processor = TimeSformerVideoProcessor.from_pretrained(repo, revision=revision)
     model = model.eval().fuse_temporal_projections().to(device=device, dtype=dtype)
-    processor = TimeSformerVideoProcessor.from_pretrained(repo, revision=revision)
     return (torch.compile(model) if compile else model), processor
-
-
-# What a model folder's results depend on: weights (PyTorch, ONNX), config and processor settings.
-MODEL_FILES = ("*.safetensors", "*.bin", "*.onnx", "*.onnx.data", "*.json")
-
-
-def model_fingerprint(repo: str | os.PathLike, revision: str | None = None) -> str:
-    """What identifies the model [`load_model`] loads from `repo`, for resumed jobs: for a folder, a SHA-256 of its
-    weight, config and processor files (`MODEL_FILES`; reports and model cards left out); for a Hub id, the commit
-    that `revision` resolves to.
-
-    Example:
-
-    ```python
-    >>> model_fingerprint("runs/mine/model")  # doctest: +SKIP
-    'sha256:9f86d081884c7d65...'
-    ```
-    """
-    from .files import files_digest
-
-    folder = Path(repo)
-    if folder.is_dir():
-        files = sorted({file for pattern in MODEL_FILES for file in folder.glob(pattern) if file.is_file()})
-        return "sha256:" + files_digest([file for file in files if not file.name.endswith(".report.json")])
-    from huggingface_hub import hf_hub_download
-
-    config = hf_hub_download(os.fspath(repo), "config.json", revision=revision)
-    return "commit:" + Path(config).parent.name  # the snapshot folder is named after the commit
 
 
 def _load_onnx_model(
@@ -189,7 +162,7 @@ def _load_onnx_model(
         "--revision": revision is not None,
     }
     if given := [name for name, is_set in pytorch_only.items() if is_set]:
-        raise ValueError(
+        raise InputError(
             f"--backend onnxruntime runs the graph as exported; {', '.join(given)}: for the PyTorch backend only "
             "(the graph's precision is chosen by `timesformer-hf export --dtype`): drop "
             f"{'it' if len(given) == 1 else 'them'}."
@@ -329,6 +302,20 @@ class _ViewDataset(IterableDataset):
             yield _Chunk(index, name, window.start, window.end, views, last=k == len(windows) - 1)
 
 
+def _check_batch_memory(batch_size: int, processor: Any) -> None:
+    """Refuse a batch whose input alone would not fit in this machine's memory (a typo such as 100000000)."""
+    crop = processor.crop_size
+    view_bytes = processor.num_frames * 3 * crop["height"] * crop["width"] * 4  # float32 pixels
+    pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    memory = pages * page_size if pages > 0 and page_size > 0 else None
+    if memory is not None and batch_size * view_bytes > memory:
+        raise InputError(
+            f"{batch_size} views of {view_bytes / 2**20:.3g} MiB would take {batch_size * view_bytes / 2**30:.0f} GiB, "
+            f"more than this machine's {memory / 2**30:.0f} GiB: choose at most {max(1, memory // view_bytes // 4)}.",
+            argument="batch_size",
+        )
+
+
 def _placement(model: Any) -> tuple[torch.device, torch.dtype]:
     """Where a model's inputs go, in which dtype: its parameters', or its own `device` and `dtype` (ONNX Runtime)."""
     parameter = next(model.parameters(), None) if hasattr(model, "parameters") else None
@@ -374,29 +361,31 @@ class InferenceEngine:
         stride: float | None = None,
     ) -> None:
         if output not in ("probabilities", "cls", "mean"):
-            raise ValueError(f"`output` must be 'probabilities', 'cls' or 'mean', got {output!r}.")
-        if batch_size < 1 or num_workers < 0:
-            raise ValueError(
-                f"batch_size must be >= 1 and num_workers >= 0, got {batch_size} and {num_workers}."
-            )
+            raise InputError(f"must be 'probabilities', 'cls' or 'mean', got {output!r}.", argument="output")
+        if batch_size < 1:
+            raise InputError(f"must be at least 1, got {batch_size}.", argument="batch_size")
+        if num_workers < 0:
+            raise InputError(f"must be 0 or more, got {num_workers}.", argument="num_workers")
         if num_crops not in (1, 3):
-            raise ValueError(
-                f"num_crops must be 1 (centre crop) or 3 (along the long side), got {num_crops}."
+            raise InputError(
+                f"must be 1 (centre crop) or 3 (along the long side), got {num_crops}.", argument="num_crops"
             )
         if num_clips is not None:
             processor.frame_sampler.check_num_clips(num_clips)
         if window is not None and num_clips is not None:
-            raise ValueError("--num-clips and --window exclude each other: a window holds one clip.")
+            raise InputError("excludes num_clips: a window holds one clip.", argument="window")
         if stride is not None and window is None:
-            raise ValueError("--stride needs --window.")
+            raise InputError("needs a window.", argument="stride")
+        stride = window if stride is None else stride
         if window is not None:
-            plan_windows(1.0, window, stride or window)  # checks both are positive
+            plan_windows(1.0, window, stride)  # checks both are positive and finite
+        _check_batch_memory(batch_size, processor)
         self.model = model
         self.processor = processor
         self.output = output
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.plan = _ViewPlan(num_clips, num_crops, window, stride or window)
+        self.plan = _ViewPlan(num_clips, num_crops, window, stride)
         self.device, self.dtype = _placement(model)
         self.problem_type = getattr(model.config, "problem_type", None)
         self.multi_label = is_multi_label_model(model.config)
@@ -523,7 +512,7 @@ def _video_list(videos: Sequence[VideoInput] | Any) -> Sequence[VideoInput]:
     from .data import NamedVideos
 
     if "video" not in videos.column_names:
-        raise ValueError(f"The data set has no 'video' column (it has {videos.column_names}).")
+        raise InputError(f"The data set has no 'video' column (it has {videos.column_names}).")
     if type(videos.features["video"]).__name__ == "Video":
         from datasets import Video
 

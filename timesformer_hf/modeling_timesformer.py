@@ -30,6 +30,7 @@ from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_timesformer import TimeSformerConfig, classifier_num_labels, to_pair
+from .errors import InputError
 
 logger = logging.get_logger(__name__)
 
@@ -124,7 +125,7 @@ def vit_to_timesformer_state_dict(
         else:
             unknown.append(key)
     if unknown:
-        raise ValueError(f"Unexpected ViT weights, not mapped onto TimeSformer: {unknown}")
+        raise InputError(f"Unexpected ViT weights, not mapped onto TimeSformer: {unknown}")
     for (layer, kind), parts in qkv_parts.items():
         state[f"encoder.layer.{layer}.attention.attention.qkv.{kind}"] = torch.cat([parts[p] for p in "qkv"])
     if attention_type == "divided_space_time":
@@ -181,20 +182,20 @@ class TimeSformerPatchEmbeddings(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         if pixel_values.ndim != 5:
-            raise ValueError(
+            raise InputError(
                 "pixel_values must have shape (batch, frames, channels, height, width), got a tensor of shape "
                 f"{tuple(pixel_values.shape)}; for one clip of shape (frames, channels, height, width) use "
                 "pixel_values.unsqueeze(0)."
             )
         batch_size, num_frames, num_channels, height, width = pixel_values.shape
         if num_channels != self.num_channels:
-            raise ValueError(
+            raise InputError(
                 f"pixel_values has {num_channels} channels at dim 2 but the model expects {self.num_channels}; "
                 "frames must be laid out as (batch, frames, channels, height, width)."
             )
         patch_height, patch_width = self.patch_size
         if height % patch_height or width % patch_width:
-            raise ValueError(
+            raise InputError(
                 f"Frame size {height}x{width} is not a multiple of the patch size {patch_height}x{patch_width}: "
                 "resize or crop the frames (the image processor does this)."
             )
@@ -216,7 +217,7 @@ class TimeSformerEmbeddings(nn.Module):
                 max(round(height / patch_height), 1) * patch_height,
                 max(round(width / patch_width), 1) * patch_width,
             )
-            raise ValueError(
+            raise InputError(
                 f"image_size {(height, width)} is not a multiple of patch_size {(patch_height, patch_width)}: pass an "
                 f"image_size divisible by the patch size to TimeSformerConfig, e.g. image_size={fitting}."
             )
@@ -298,7 +299,7 @@ class TimeSformerSelfAttention(nn.Module):
         super().__init__()
         if config.hidden_size % config.num_attention_heads:
             divisor = max(n for n in range(1, config.num_attention_heads + 1) if config.hidden_size % n == 0)
-            raise ValueError(
+            raise InputError(
                 f"hidden_size ({config.hidden_size}) is not a multiple of num_attention_heads "
                 f"({config.num_attention_heads}): pass num_attention_heads to TimeSformerConfig, e.g. "
                 f"num_attention_heads={divisor}."
@@ -587,7 +588,7 @@ class TimeSformerPreTrainedModel(PreTrainedModel):
             patch_height, patch_width = to_pair(config.patch_size)
             height, width = to_pair(image_size)
             if height % patch_height or width % patch_width:
-                raise ValueError(
+                raise InputError(
                     f"image_size {image_size} is not a multiple of the patch size {config.patch_size}."
                 )
             grid = (height // patch_height, width // patch_width)
@@ -598,7 +599,7 @@ class TimeSformerPreTrainedModel(PreTrainedModel):
             config.image_size = image_size
         if num_frames is not None:
             if num_frames < 1:
-                raise ValueError(f"num_frames must be at least 1, got {num_frames}.")
+                raise InputError(f"num_frames must be at least 1, got {num_frames}.")
             if config.attention_type != "space_only":
                 with torch.no_grad():
                     resized = embeddings.resized_time_embeddings(num_frames).clone()
@@ -666,7 +667,7 @@ class TimeSformerPreTrainedModel(PreTrainedModel):
             for kind in ("weight", "bias")
         }
         if unexpected or set(missing) - left_at_zero:
-            raise ValueError(
+            raise InputError(
                 f"ViT weights do not fit: missing {sorted(set(missing) - left_at_zero)}, unexpected {unexpected}"
             )
         with torch.no_grad():
@@ -893,7 +894,7 @@ def video_classification_loss(
     elif config.problem_type == "multi_label_classification":
         loss = nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), reduction=reduction)
     else:
-        raise ValueError(f"Unknown problem_type {config.problem_type!r}.")
+        raise InputError(f"Unknown problem_type {config.problem_type!r}.")
     if num_items_in_batch is not None:
         loss = loss / torch.as_tensor(num_items_in_batch, device=loss.device)
     return loss

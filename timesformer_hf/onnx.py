@@ -34,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from .errors import InputError
 from .extras import require
 from .files import apply_umask, make_staging_dir
 
@@ -44,6 +45,7 @@ __all__ = [
     "TOLERANCES",
     "OnnxExportError",
     "TimeSformerOnnxModel",
+    "check_opset",
     "export_onnx",
     "onnx_providers",
 ]
@@ -52,13 +54,28 @@ MODEL_FILE = "model.onnx"
 INT8_FILE = "model_int8.onnx"
 REPORT_FILE = "onnx_export.json"
 DEFAULT_OPSET = 18
+MIN_OPSET = 13  # the first with the reshapes the graph needs (Unflatten)
+
+
+def check_opset(opset: int) -> None:
+    """An opset the TorchScript exporter writes and this graph needs: `MIN_OPSET` up to the installed torch's most."""
+    from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+
+    if not MIN_OPSET <= opset <= ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET:
+        raise InputError(
+            f"opset {opset} is not one this export can write: choose one from {MIN_OPSET} to "
+            f"{ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET} (the most this torch exports; default {DEFAULT_OPSET}).",
+            argument="opset",
+        )
+
+
 # Max abs difference from PyTorch fp32 allowed by the self-check; fp16 relative to the largest output magnitude.
 TOLERANCES = {"fp32": 1e-4, "fp16": 2e-2}
 FEATURE_OUTPUTS = ("last_hidden_state", "pooler_output")
 Task = Literal["classify", "features"]
 
 
-class OnnxExportError(ValueError):
+class OnnxExportError(InputError):
     """The exported graph does not give PyTorch's outputs (the self-check of [`export_onnx`])."""
 
 
@@ -112,15 +129,16 @@ def _default_task(config: Any) -> Task:
 
 def _load_repo(repo: str | os.PathLike, task: Task | None, revision: str | None) -> tuple[Any, list[Any]]:
     """The model of `repo` for `task` (default: what the repo holds) and the processors it has."""
-    from .configuration_timesformer import TimeSformerConfig
     from .image_processing_timesformer import TimeSformerImageProcessor
+    from .loading import hub_errors, load_config
     from .modeling_timesformer import TimeSformerForVideoClassification, TimeSformerModel
     from .video_processing_timesformer import TimeSformerVideoProcessor
 
-    config = TimeSformerConfig.from_pretrained(repo, revision=revision)
+    config = load_config(repo, revision)
     task = task or _default_task(config)
     model_class = TimeSformerForVideoClassification if task == "classify" else TimeSformerModel
-    model = model_class.from_pretrained(repo, revision=revision)
+    with hub_errors(repo):
+        model = model_class.from_pretrained(repo, revision=revision)
     processors = []
     for processor_class in (TimeSformerImageProcessor, TimeSformerVideoProcessor):
         try:
@@ -458,7 +476,7 @@ def _video_inputs(processors: Sequence[Any], videos: Sequence[str | os.PathLike]
 
     processor = next((p for p in processors if isinstance(p, TimeSformerVideoProcessor)), None)
     if processor is None:
-        raise ValueError("Agreement on videos needs the repo's video processor, and the model has none.")
+        raise InputError("Agreement on videos needs the repo's video processor, and the model has none.")
     return [processor(os.fspath(video), return_tensors="pt")["pixel_values"] for video in videos]
 
 
@@ -550,18 +568,19 @@ def export_onnx(
     from .files import check_output_dir, replace_dir
 
     _require_onnx("ONNX export")
+    check_opset(opset)
     if dtype not in TOLERANCES:
-        raise ValueError(f"Unknown dtype {dtype!r} for the ONNX export: use fp32 or fp16.")
+        raise InputError(f"Unknown dtype {dtype!r} for the ONNX export: use fp32 or fp16.")
     if quantize not in (None, "int8"):
-        raise ValueError(f"Unknown quantization {quantize!r}: the export offers int8.")
+        raise InputError(f"Unknown quantization {quantize!r}: the export offers int8.")
     if quantize and dtype != "fp32":
-        raise ValueError("--quantize int8 quantizes the fp32 graph: drop --dtype fp16, or export twice.")
+        raise InputError("--quantize int8 quantizes the fp32 graph: drop --dtype fp16, or export twice.")
     if videos and not quantize:
-        raise ValueError("Videos are for measuring the int8 agreement: add --quantize int8.")
+        raise InputError("Videos are for measuring the int8 agreement: add --quantize int8.")
     if task not in (None, "classify", "features"):
-        raise ValueError(f"Unknown task {task!r}: use classify (logits) or features (the backbone's tokens).")
+        raise InputError(f"Unknown task {task!r}: use classify (logits) or features (the backbone's tokens).")
     output_dir = Path(output_dir)
-    check_output_dir(output_dir, overwrite=overwrite)
+    check_output_dir(output_dir, overwrite=overwrite, written_by=(REPORT_FILE, MODEL_FILE))
     if isinstance(model_or_repo, torch.nn.Module):
         source, processors = type(model_or_repo).__name__, []
         model = getattr(model_or_repo, "timesformer", model_or_repo) if task == "features" else model_or_repo
@@ -569,7 +588,7 @@ def export_onnx(
         source = os.fspath(model_or_repo)
         model, processors = _load_repo(model_or_repo, task, revision)
     if task == "classify" and not _is_classifier(model):
-        raise ValueError(f"{source} is a backbone without a classifier: export it with task='features'.")
+        raise InputError(f"{source} is a backbone without a classifier: export it with task='features'.")
     model = _inference_copy(model)
     config = model.config
     inputs = _random_inputs(_check_shapes(config, dynamic_frames, dynamic_size))
@@ -636,13 +655,13 @@ def onnx_providers(device: str | torch.device = "cpu") -> list[Any]:
         return ["CPUExecutionProvider"]
     if device == "auto" or device.startswith("cuda"):
         if not has_cuda:
-            raise ValueError(
+            raise InputError(
                 f"Device {device!r} asked for, but this ONNX Runtime has no CUDA provider: pip install "
                 "onnxruntime-gpu, or use --device cpu."
             )
         index = int(device.partition(":")[2] or 0)
         return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-    raise ValueError(f"ONNX Runtime runs on cpu or cuda here, not {device!r}: use --device cpu (or cuda).")
+    raise InputError(f"ONNX Runtime runs on cpu or cuda here, not {device!r}: use --device cpu (or cuda).")
 
 
 class TimeSformerOnnxModel:
@@ -695,17 +714,24 @@ class TimeSformerOnnxModel:
                 f"{path} has no {file_name}: ONNX Runtime runs a folder written by `timesformer-hf export`; run "
                 f"`{hint}` first and pass that folder."
             )
-        session = ort.InferenceSession(
-            str(path / file_name), sess_options=session_options, providers=onnx_providers(device)
-        )
+        providers = onnx_providers(device)
+        try:
+            session = ort.InferenceSession(
+                str(path / file_name), sess_options=session_options, providers=providers
+            )
+        except Exception as error:  # ONNX Runtime's own classes: Fail, InvalidProtobuf, InvalidGraph...
+            raise InputError(
+                f"{path / file_name} is not a graph ONNX Runtime can load ({' '.join(str(error).split())[:200]}): "
+                "export the model again."
+            ) from error
         model = cls(session, TimeSformerConfig.from_pretrained(path), path)
         if task == "features" and "pooler_output" not in model.output_names:
-            raise ValueError(
+            raise InputError(
                 f"{path} was exported for classification (outputs {model.output_names}); features need the "
                 "backbone: timesformer-hf export MODEL --task features --output DIR."
             )
         if task == "classify" and "logits" not in model.output_names:
-            raise ValueError(
+            raise InputError(
                 f"{path} holds a backbone (outputs {model.output_names}), without a classifier: classify needs an "
                 "export of a classification model."
             )

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError
 from .files import write_atomically
 from .inference import VideoOutput, WindowOutput
 
@@ -307,7 +308,7 @@ class ResultStore:
         }
         write_atomically(self.report, lambda path: path.write_text(json.dumps(report, indent=2)))
         if len(failed) == len(results):
-            raise ValueError(f"None of the {len(results)} videos could be read: see {self.report}.")
+            raise InputError(f"None of the {len(results)} videos could be read: see {self.report}.")
         write_atomically(self.output, lambda path: write(path, [r for r in results if r.error is None]))
         shutil.rmtree(self.parts, ignore_errors=True)
         return results
@@ -339,7 +340,7 @@ def write_features(path: Path, results: Sequence[VideoOutput], suffix: str) -> N
     metadata)."""
     rows = feature_rows(results)
     if not rows:
-        raise ValueError("No video could be read: nothing to write.")
+        raise InputError("No video could be read: nothing to write.")
     videos = [video for video, *_ in rows]
     starts = np.array([start for _, start, _, _ in rows], dtype=np.float64)
     ends = np.array([end for _, _, end, _ in rows], dtype=np.float64)
@@ -363,7 +364,7 @@ def write_features(path: Path, results: Sequence[VideoOutput], suffix: str) -> N
             metadata={"videos": json.dumps(videos)},
         )
     else:
-        raise ValueError(f"Features are written as {', '.join(FEATURE_SUFFIXES)}, not {suffix!r}.")
+        raise InputError(f"Features are written as {', '.join(FEATURE_SUFFIXES)}, not {suffix!r}.")
 
 
 def feature_index(results: Sequence[VideoOutput]) -> list[dict[str, Any]]:
@@ -417,4 +418,4 @@ def write_predictions(path: Path, records: Sequence[dict], suffix: str) -> None:
                     for rank, prediction in enumerate(result["predictions"], 1):
                         writer.writerow([*head, rank, prediction["label"], prediction["score"]])
     else:
-        raise ValueError(f"Predictions are written as {', '.join(PREDICTION_SUFFIXES)}, not {suffix!r}.")
+        raise InputError(f"Predictions are written as {', '.join(PREDICTION_SUFFIXES)}, not {suffix!r}.")

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
+
 __all__ = [
     "ACTION_LABELS",
     "action_video",
@@ -49,7 +51,7 @@ def _check(num_frames: int, speeds: Sequence[int]) -> int:
     """Number of bar places for `speeds`; raise when a speed does not give whole sweeps."""
     places = num_frames // max(speeds)
     if places < 2 or any(speed < 1 or num_frames % (speed * places) for speed in speeds):
-        raise ValueError(
+        raise InputError(
             f"Speeds {tuple(speeds)} do not make whole sweeps in {num_frames} frames: num_frames must be a multiple "
             "of every speed times num_frames // max(speeds) (>= 2), e.g. speeds (1, 2) with 4 or 8 frames."
         )
@@ -78,7 +80,7 @@ def motion_video(
     direction, speed = label.split("_")
     places = _check(num_frames, speeds)
     if size % places:
-        raise ValueError(
+        raise InputError(
             f"size ({size}) must be a multiple of the {places} bar places so that they tile the frame."
         )
     width = size // places
@@ -178,11 +180,11 @@ def action_video(
     """
     unknown = sorted(set(labels) - set(ACTION_LABELS))
     if unknown:
-        raise ValueError(f"Unknown actions {unknown}: the actions are {list(ACTION_LABELS)}.")
+        raise InputError(f"Unknown actions {unknown}: the actions are {list(ACTION_LABELS)}.")
     rng = np.random.default_rng(rng)
     places, half = 4, size // 2
     if size % (2 * places):
-        raise ValueError(
+        raise InputError(
             f"size ({size}) must be a multiple of {2 * places}: the bar and the square tile the frame."
         )
     width = size // places

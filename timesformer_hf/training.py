@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,8 @@ import transformers
 from datasets import Dataset, IterableDataset
 from huggingface_hub import ModelCard, hf_hub_download
 from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging as hf_logging
 
 from .configuration_timesformer import TimeSformerConfig, to_pair
@@ -61,10 +63,13 @@ from .data import (
     probe_videos,
     split_train_validation,
 )
+from .errors import InputError
 from .evaluation import regression_metrics
 from .extras import require
+from .files import check_output_dir
 from .hub import build_model_card, push_repo, save_repo
 from .image_processing_timesformer import TimeSformerImageProcessor, logits_to_scores
+from .loading import check_model_repo, hub_errors
 from .metrics import MULTI_LABEL, TOP_K_ACCURACY
 from .modeling_timesformer import TimeSformerForVideoClassification
 from .video import FRAME_SAMPLINGS, FrameSampler
@@ -80,6 +85,8 @@ __all__ = [
     "TimeSformerTrainer",
     "apply_lora",
     "build_compute_metrics",
+    "checkpoint_problem",
+    "last_complete_checkpoint",
     "load_model_and_processor",
     "resolve_horizontal_flip",
     "resolve_license",
@@ -106,6 +113,7 @@ TRAIN_EXAMPLE = (
     "--model-name-or-path facebook/timesformer-base-finetuned-k400 --num-train-epochs 5"
 )
 
+MAX_FRAMES = 1024  # frames per clip: the time embeddings and attention grow with it
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 
 # Parameters that get no weight decay besides biases and norms: the learned tokens and embeddings.
@@ -184,9 +192,9 @@ class ModelArguments:
 
     def __post_init__(self) -> None:
         if self.lora_r is not None and self.lora_r < 1:
-            raise ValueError(f"--lora-r is the rank of the LoRA adapters, at least 1; got {self.lora_r}.")
+            raise InputError(f"--lora-r is the rank of the LoRA adapters, at least 1; got {self.lora_r}.")
         if self.save_adapter and self.lora_r is None:
-            raise ValueError("--save-adapter keeps the LoRA adapter: give --lora-r too (e.g. --lora-r 8).")
+            raise InputError("--save-adapter keeps the LoRA adapter: give --lora-r too (e.g. --lora-r 8).")
 
 
 @dataclass
@@ -300,31 +308,46 @@ class DataTrainingArguments:
     def __post_init__(self) -> None:
         sources = [name for name in ("train_dir", "train_file", "dataset_name") if getattr(self, name)]
         if not sources:
-            raise ValueError(
+            raise InputError(
                 "Training needs videos: --train-dir (a folder with one sub-folder of videos per class), "
                 "--train-file (a CSV/JSON list of video,label rows) or --dataset-name (a `datasets` data set), "
                 f"and --output-dir for the run, e.g. `{TRAIN_EXAMPLE}` (`timesformer-hf train --help` lists every "
                 "option)."
             )
         if len(sources) > 1:
-            raise ValueError(
+            raise InputError(
                 f"Give one training set, not {' and '.join('--' + s.replace('_', '-') for s in sources)}."
             )
         if self.dataset_name and (self.validation_dir or self.validation_file):
-            raise ValueError(
+            raise InputError(
                 "With --dataset-name the validation set is a split of it (--eval-split-name), not "
                 "--validation-dir or --validation-file."
             )
         if self.streaming and not self.dataset_name:
-            raise ValueError("--streaming reads a `datasets` data set: give it with --dataset-name.")
+            raise InputError("--streaming reads a `datasets` data set: give it with --dataset-name.")
         if self.frame_sampling is not None and self.frame_sampling not in FRAME_SAMPLINGS:
-            raise ValueError(
+            raise InputError(
                 f"--frame-sampling must be one of {FRAME_SAMPLINGS}, got {self.frame_sampling!r}."
             )
+        for name in (
+            "num_frames",
+            "sampling_rate",
+            "max_train_samples",
+            "max_eval_samples",
+            "probe_num_proc",
+        ):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}.")
+        if self.num_frames is not None and self.num_frames > MAX_FRAMES:
+            raise InputError(
+                f"--num-frames {self.num_frames} is more than {MAX_FRAMES} frames per clip (the original's longest "
+                "model takes 96): choose fewer."
+            )
         if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
-            raise ValueError(f"--problem-type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}.")
+            raise InputError(f"--problem-type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}.")
         if self.short_side_range is not None and len(self.short_side_range) != 2:
-            raise ValueError(f"--short-side-range takes two sizes (low high), got {self.short_side_range}.")
+            raise InputError(f"--short-side-range takes two sizes (low high), got {self.short_side_range}.")
 
 
 class TimeSformerTrainer(Trainer):
@@ -397,7 +420,7 @@ def parse_config_overrides(overrides: str | None) -> dict[str, Any]:
     for item in filter(None, (overrides or "").split(",")):
         name, separator, value = item.partition("=")
         if not separator:
-            raise ValueError(f"Config override {item!r} is not of the form name=value.")
+            raise InputError(f"Config override {item!r} is not of the form name=value.")
         try:
             parsed[name.strip()] = ast.literal_eval(value.strip())
         except (ValueError, SyntaxError):
@@ -448,7 +471,7 @@ def load_model_and_processor(
     if num_frames is not None:
         overrides["num_frames"] = num_frames
     if model_args.model_name_or_path and model_args.init_from_image:
-        raise ValueError("Give either --model-name-or-path or --init-from-image, not both.")
+        raise InputError("Give either --model-name-or-path or --init-from-image, not both.")
     if model_args.init_from_image:
         model = TimeSformerForVideoClassification.from_vit(model_args.init_from_image, **overrides, **labels)
         return model, _processor_for(model.config, **_vit_normalisation(model_args.init_from_image))
@@ -463,19 +486,23 @@ def load_model_and_processor(
     # Load at the pretrained shapes (only the head may change: a new label set), then resize the time and position
     # embeddings: loading with other shapes would re-initialise them.
     num_frames, image_size = overrides.pop("num_frames", None), overrides.pop("image_size", None)
-    model, loading_info = TimeSformerForVideoClassification.from_pretrained(
-        model_args.model_name_or_path,
-        ignore_mismatched_sizes=True,
-        output_loading_info=True,
-        **hub_kwargs,
-        **overrides,
-        **labels,
+    check_model_repo(
+        model_args.model_name_or_path, None if model_args.revision == "main" else model_args.revision
     )
+    with hub_errors(model_args.model_name_or_path):
+        model, loading_info = TimeSformerForVideoClassification.from_pretrained(
+            model_args.model_name_or_path,
+            ignore_mismatched_sizes=True,
+            output_loading_info=True,
+            **hub_kwargs,
+            **overrides,
+            **labels,
+        )
     mismatched = sorted(
         key for key, *_ in loading_info["mismatched_keys"] if not key.startswith("classifier.")
     )
     if mismatched:
-        raise ValueError(
+        raise InputError(
             f"The weights {mismatched} of {model_args.model_name_or_path} do not fit the model's shapes: only the "
             "classifier may change when fine-tuning (check --config-overrides)."
         )
@@ -559,16 +586,6 @@ def resolve_license(model_args: ModelArguments) -> str | None:
         return None
 
 
-def _check_repo_dir(repo_dir: Path, default: bool) -> None:
-    """Refuse to replace an existing folder that is neither the default repo folder nor a model repo."""
-    if default or not repo_dir.exists() or (repo_dir / "config.json").is_file():
-        return
-    raise FileExistsError(
-        f"--repo-dir {repo_dir} exists and is not a model repo (no config.json): it would be replaced by the "
-        "fine-tuned repo. Give a folder that does not exist yet, or remove it first."
-    )
-
-
 def data_source(data_args: DataTrainingArguments, token: str | None = None) -> VideoSource:
     """The training videos' [`VideoSource`]: `--dataset-name`, `--train-dir` or `--train-file`."""
     columns = {
@@ -605,7 +622,7 @@ def _validation(source: VideoSource, data_args: DataTrainingArguments, label_fea
     """The validation set: a list or folder, or the eval split of a data set; `None` to hold one out."""
     settings = _label_settings(label_feature)
     if not is_regression(label_feature) and settings["multi_label"] and data_args.validation_dir:
-        raise ValueError(
+        raise InputError(
             f"The training videos of {source.location} have several labels each (multi-label), which a folder of "
             "class sub-folders cannot hold: give the validation videos as a list, --validation-file."
         )
@@ -624,7 +641,7 @@ def _validation(source: VideoSource, data_args: DataTrainingArguments, label_fea
         if data_args.eval_split_name:
             raise
         if source.streaming:
-            raise ValueError(
+            raise InputError(
                 f"{error} A streamed data set is not split into training and validation: name its validation "
                 "split with --eval-split-name."
             ) from error
@@ -672,8 +689,14 @@ def _trainer_arguments(
     pushed by `run_training`, not by `Trainer` at every save. A streamed set has no length: the run's length is
     `--max-steps`, and each process reads its own shards.
     """
+    trains = training_args.do_train or not training_args.do_eval or training_args.eval_strategy != "no"
+    if trains and training_args.max_steps <= 0 and training_args.num_train_epochs <= 0:
+        raise InputError(
+            f"--num-train-epochs {training_args.num_train_epochs:g} without --max-steps trains nothing: give a number "
+            "of epochs (or of steps) above 0, or --do-eval alone to only evaluate."
+        )
     if data_args.streaming and training_args.max_steps <= 0:
-        raise ValueError(
+        raise InputError(
             "--streaming reads the data set as training goes, without knowing its length: give the training "
             "length in steps with --max-steps N (instead of --num-train-epochs)."
         )
@@ -708,13 +731,59 @@ def _setup_logging(training_args: TrainingArguments) -> None:
     transformers.utils.logging.enable_explicit_format()
 
 
+def checkpoint_problem(folder: str | os.PathLike) -> str | None:
+    """Why a `Trainer` checkpoint folder cannot be resumed from, or `None` when it is complete.
+
+    A save cut short by a kill leaves the folder without `trainer_state.json` (written last), or with a truncated
+    weight or optimizer file: the safetensors headers and the `torch.save` archives are checked (cheaply: their
+    index, not every byte).
+    """
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    try:
+        json.loads((folder / TRAINER_STATE_NAME).read_text())
+    except FileNotFoundError:
+        return f"it has no {TRAINER_STATE_NAME} (its save was interrupted)"
+    except ValueError:
+        return f"its {TRAINER_STATE_NAME} is cut short"
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights and not any(folder.glob("*.bin")):
+        return "it has no model weights"
+    for path in weights:
+        try:
+            with safe_open(path, "pt"):
+                pass
+        except Exception as error:  # safetensors raises its own error type for damaged files
+            return f"{path.name} is damaged ({error})"
+    for path in sorted([*folder.glob("*.pt"), *folder.glob("*.pth"), *folder.glob("*.bin")]):
+        if not zipfile.is_zipfile(path):
+            return f"{path.name} is cut short"
+    return None
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest checkpoint of `output_dir` that is complete ([`checkpoint_problem`]); newer ones that are not are
+    skipped with a warning that says why."""
+    folder = Path(output_dir)
+    steps = {}
+    for path in folder.iterdir() if folder.is_dir() else ():
+        name, _, step = path.name.rpartition("-")
+        if path.is_dir() and name == PREFIX_CHECKPOINT_DIR and step.isdigit():
+            steps[path] = int(step)
+    for checkpoint in sorted(steps, key=steps.get, reverse=True):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return str(checkpoint)
+        logger.warning(f"Skipping the checkpoint {checkpoint}: {problem}.")
+    return None
+
+
 def _resume_checkpoint(training_args: TrainingArguments) -> str | None:
-    """The checkpoint to resume from: `--resume-from-checkpoint`, else the last one in `output_dir`."""
+    """The checkpoint to resume from: `--resume-from-checkpoint`, else the newest complete one in `output_dir`."""
     if training_args.resume_from_checkpoint is not None:
         return training_args.resume_from_checkpoint
-    if not os.path.isdir(training_args.output_dir):
-        return None
-    checkpoint = get_last_checkpoint(training_args.output_dir)
+    checkpoint = last_complete_checkpoint(training_args.output_dir)
     if checkpoint is not None:
         logger.warning(f"Resuming from {checkpoint}; use a new --output-dir to start over.")
     return checkpoint
@@ -863,9 +932,9 @@ def run_training(
     """
     # 1. logging, the final repo's folder, the checkpoint to resume from
     _setup_logging(training_args)
-    default_repo_dir = Path(training_args.output_dir, "model")
-    repo_dir = Path(model_args.repo_dir) if model_args.repo_dir else default_repo_dir
-    _check_repo_dir(repo_dir, default=repo_dir.resolve() == default_repo_dir.resolve())
+    repo_dir = Path(model_args.repo_dir or Path(training_args.output_dir, "model"))
+    # replaced at the end only if it is a model repo (an earlier run's): refused now, before any training
+    check_output_dir(repo_dir, overwrite=True, written_by=("config.json",))
     logger.info(
         f"Process rank: {training_args.process_index}, world size: {training_args.world_size}, "
         f"device: {training_args.device}, distributed training: {training_args.parallel_mode.value != 'not_parallel'}"

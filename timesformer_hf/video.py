@@ -29,6 +29,8 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from .errors import InputError
+
 __all__ = [
     "FRAME_SAMPLINGS",
     "FrameSampler",
@@ -86,7 +88,7 @@ def stack_frames(frames: Sequence[np.ndarray]) -> np.ndarray:
     """
     arrays = [np.asarray(frame) for frame in frames]
     if not arrays:
-        raise ValueError("Cannot stack an empty list of frames.")
+        raise InputError("Cannot stack an empty list of frames.")
     dtype = np.result_type(*arrays)  # as np.stack: mixed dtypes promote
     shape = (len(arrays), *arrays[0].shape)
     nbytes = int(np.prod(shape)) * dtype.itemsize
@@ -95,7 +97,7 @@ def stack_frames(frames: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack(arrays, out=buffer[shift : shift + nbytes].view(dtype).reshape(shape))
 
 
-class VideoDecodeError(ValueError):
+class VideoDecodeError(InputError):
     """Raised when a file is missing, empty, truncated or not a decodable video."""
 
 
@@ -464,9 +466,9 @@ def _rng(generator: SeedLike) -> np.random.Generator:
 
 def _check_counts(total_num_frames: int, num_frames: int) -> None:
     if total_num_frames < 1:
-        raise ValueError(f"Cannot sample from a video with {total_num_frames} frames.")
+        raise InputError(f"Cannot sample from a video with {total_num_frames} frames.")
     if num_frames < 1:
-        raise ValueError(f"`num_frames` must be at least 1, got {num_frames}.")
+        raise InputError(f"`num_frames` must be at least 1, got {num_frames}.")
 
 
 def _linspace_indices(start: float, end: float, num_frames: int, total_num_frames: int) -> np.ndarray:
@@ -519,7 +521,7 @@ def sample_kinetics_indices(
     """
     _check_counts(total_num_frames, num_frames)
     if not 0 <= clip_index < num_clips:
-        raise ValueError(f"`clip_index` must lie in [0, {num_clips - 1}], got {clip_index}.")
+        raise InputError(f"`clip_index` must lie in [0, {num_clips - 1}], got {clip_index}.")
     clip_size = num_frames * sampling_rate / target_fps * (video_fps or target_fps)
     delta = max(total_num_frames - clip_size, 0)
     start = _rng(generator).uniform(0, delta) if training else delta * clip_index / num_clips
@@ -594,7 +596,7 @@ def plan_windows(duration: float, window: float, stride: float) -> list[TimeWind
     ```
     """
     if not (0 < window < math.inf and 0 < stride < math.inf):
-        raise ValueError(f"The window ({window} s) and the stride ({stride} s) must be positive and finite.")
+        raise InputError(f"The window ({window} s) and the stride ({stride} s) must be positive and finite.")
     count = max(1, math.ceil((duration - window) / stride - 0.01) + 1)
     count = min(count, max(1, math.ceil(duration / stride - 1e-9)))  # no window starts at or after the end
     windows = [TimeWindow(k * stride, min(k * stride + window, duration)) for k in range(count)]
@@ -633,8 +635,13 @@ class FrameSampler:
     target_fps: float = 30.0
 
     def __post_init__(self) -> None:
+        for name in ("num_frames", "sampling_rate"):
+            if getattr(self, name) < 1:
+                raise InputError(f"must be at least 1, got {getattr(self, name)}.", argument=name)
+        if not 0 < self.target_fps < math.inf:
+            raise InputError(f"must be a positive frame rate, got {self.target_fps}.", argument="target_fps")
         if self.frame_sampling not in FRAME_SAMPLINGS:
-            raise ValueError(
+            raise InputError(
                 f"`frame_sampling` must be one of {FRAME_SAMPLINGS}, got {self.frame_sampling!r}."
             )
 
@@ -647,9 +654,9 @@ class FrameSampler:
     def check_num_clips(self, num_clips: int) -> None:
         """Several test clips are Kinetics-style clips; the other samplers spread one clip over the whole video."""
         if num_clips < 1:
-            raise ValueError(f"num_clips must be at least 1, got {num_clips}.")
+            raise InputError(f"num_clips must be at least 1, got {num_clips}.")
         if num_clips != 1 and self.frame_sampling != "kinetics":
-            raise ValueError(
+            raise InputError(
                 f"{num_clips} temporal clips need Kinetics-style sampling, but frames are sampled with "
                 f"frame_sampling={self.frame_sampling!r} (one clip over the whole video): "
                 "pass frame_sampling='kinetics' (--frame-sampling kinetics on the command line), or one clip."

@@ -18,9 +18,16 @@ from transformers.utils import TensorType
 from transformers.video_processing_utils import BaseVideoProcessor
 from transformers.video_utils import VideoMetadata as TransformersVideoMetadata
 
+from .errors import InputError
 from .image_processing_timesformer import TimeSformerProcessingDefaults
 from .video import FRAME_SAMPLINGS, FrameSampler, SeedLike, probe_video, read_video
-from .video_transforms import PILImageResampling, preprocess_videos, to_video_tensor
+from .video_transforms import (
+    PILImageResampling,
+    make_batched_videos,
+    preprocess_videos,
+    stack_mixed_frames,
+    to_video_tensor,
+)
 
 __all__ = ["FRAME_SAMPLINGS", "TimeSformerVideoProcessor"]
 
@@ -120,7 +127,7 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
             kwargs["do_sample_frames"] = False  # given frames are the clip
         num_clips = kwargs.get("num_temporal_clips") or self.num_temporal_clips
         if num_clips > 1 and not kwargs.get("do_sample_frames", self.do_sample_frames):
-            raise ValueError(
+            raise InputError(
                 f"num_temporal_clips={num_clips} needs do_sample_frames=True: the clips are sampled from the video, "
                 "while given frames are used as one clip."
             )
@@ -165,16 +172,16 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
     @staticmethod
     def _sample_at_fps(metadata: TransformersVideoMetadata, fps: float, num_clips: int) -> np.ndarray:
         if metadata.fps is None:
-            raise ValueError(
+            raise InputError(
                 f"Cannot sample fps={fps} frames per second: the video's frame rate is unknown. Pass "
                 "`video_metadata` with its `fps`, or sample a fixed count with `num_frames` instead of `fps`."
             )
         if num_clips != 1:
-            raise ValueError(f"`fps` samples one clip: leave `num_temporal_clips` at 1 (got {num_clips}).")
+            raise InputError(f"`fps` samples one clip: leave `num_temporal_clips` at 1 (got {num_clips}).")
         total = metadata.total_num_frames
         num_frames = max(int(total / metadata.fps * fps), 1)
         if num_frames > total:
-            raise ValueError(
+            raise InputError(
                 f"fps={fps} asks for {num_frames} frames of a {metadata.fps:g} fps video of {total} frames: pass an "
                 f"fps of at most {metadata.fps:g}."
             )
@@ -230,10 +237,12 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
         do_sample_frames: bool | None = None,
         sample_indices_fn: Callable[..., np.ndarray] | None = None,
     ) -> tuple[list[Any], list[TransformersVideoMetadata]]:
-        """Decode paths (`str` or `os.PathLike`), URLs and file objects here; given frames as the base class does."""
+        """Decode paths (`str` or `os.PathLike`), URLs and file objects here; given frames as the base class does
+        (a video whose frames mix PIL images, arrays and tensors made one array first)."""
         if _is_encoded(videos):
             sources = list(videos) if isinstance(videos, list | tuple) else [videos]
             return self.fetch_videos(sources, sample_indices_fn)
+        videos = [stack_mixed_frames(video) for video in make_batched_videos(videos)]
         return super()._decode_and_sample_videos(videos, video_metadata, do_sample_frames, sample_indices_fn)
 
     def fetch_videos(
@@ -296,7 +305,7 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
         clips = []
         for video in videos:
             if len(video) % num_temporal_clips:
-                raise ValueError(
+                raise InputError(
                     f"Cannot split a video of {len(video)} frames into {num_temporal_clips} temporal clips."
                 )
             clips.extend(video.chunk(num_temporal_clips))

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from transformers.image_utils import ChannelDimension, SizeDict, infer_channel_dimension_format
 from transformers.utils import TensorType, is_vision_available
 
+from .errors import InputError
 from .video import stack_frames
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "resize_video",
     "resized_size",
     "spatial_crop_offsets",
+    "stack_mixed_frames",
     "to_video_tensor",
 ]
 
@@ -145,10 +147,31 @@ def make_batched_videos(videos: Any) -> list[Any]:
         return list(videos)
     if _is_frame(videos):
         return [[videos]]
-    raise ValueError(
+    raise InputError(
         "Invalid video input: expected a list of frames (PIL images, HWC numpy arrays or CHW/HWC torch tensors), a "
         f"4-D array/tensor, or a list of those for a batch; got {type(videos).__name__}."
     )
+
+
+def _hwc_array(frame: Any) -> np.ndarray:
+    """One frame (PIL image, HWC or CHW array or tensor) as an HWC NumPy array (PIL images in RGB)."""
+    if hasattr(frame, "convert"):
+        return np.asarray(frame.convert("RGB"))
+    array = frame.numpy() if isinstance(frame, torch.Tensor) else np.asarray(frame)
+    if (
+        array.ndim == 3
+        and infer_channel_dimension_format(array, num_channels=(1, 3, 4)) == ChannelDimension.FIRST
+    ):
+        array = array.transpose(1, 2, 0)
+    return array
+
+
+def stack_mixed_frames(video: Any) -> Any:
+    """A video whose frames are of several kinds (PIL images, arrays, tensors) as one `(frames, height, width, 3)`
+    array; any other video as it is."""
+    if not isinstance(video, list | tuple) or len({type(frame) for frame in video}) <= 1:
+        return video
+    return stack_frames([_hwc_array(frame) for frame in video])
 
 
 def to_video_tensor(video: Any, input_data_format: str | ChannelDimension | None = None) -> torch.Tensor:
@@ -157,16 +180,16 @@ def to_video_tensor(video: Any, input_data_format: str | ChannelDimension | None
     Grayscale frames are repeated to 3 channels and an alpha channel is dropped.
     """
     if isinstance(video, list | tuple):
-        if hasattr(video[0], "convert"):  # PIL images
-            video = stack_frames([np.asarray(frame.convert("RGB")) for frame in video])
-            input_data_format = ChannelDimension.LAST
-        elif isinstance(video[0], torch.Tensor):
+        if all(isinstance(frame, torch.Tensor) for frame in video):
             video = torch.stack(list(video))
-        else:
+        elif all(isinstance(frame, np.ndarray) for frame in video):
             video = stack_frames(video)
+        else:  # PIL images, or frames of several kinds: each as an HWC array
+            video = stack_frames([_hwc_array(frame) for frame in video])
+            input_data_format = ChannelDimension.LAST
     tensor = torch.from_numpy(np.ascontiguousarray(video)) if isinstance(video, np.ndarray) else video
     if tensor.ndim != 4:
-        raise ValueError(
+        raise InputError(
             f"A video must have 4 dimensions (frames, channels, height, width), got {tuple(tensor.shape)}."
         )
     if input_data_format is None:
@@ -179,7 +202,7 @@ def to_video_tensor(video: Any, input_data_format: str | ChannelDimension | None
     elif channels == 4:
         tensor = tensor[:, :3]
     elif channels != 3:
-        raise ValueError(f"Frames must have 1, 3 or 4 channels, got {channels}.")
+        raise InputError(f"Frames must have 1, 3 or 4 channels, got {channels}.")
     return tensor
 
 
@@ -191,7 +214,7 @@ def resized_size(height: int, width: int, size: SizeDict) -> tuple[int, int]:
         return (size.shortest_edge, new_long) if height <= width else (new_long, size.shortest_edge)
     if size.height and size.width:
         return (size.height, size.width)
-    raise ValueError(f"`size` must hold `shortest_edge` or `height` and `width`, got {dict(size)}.")
+    raise InputError(f"`size` must hold `shortest_edge` or `height` and `width`, got {dict(size)}.")
 
 
 def resize_video(
@@ -207,7 +230,7 @@ def resize_video(
         return video
     mode = _INTERPOLATION_MODES.get(PILImageResampling(resample))
     if mode is None:
-        raise ValueError(
+        raise InputError(
             f"Unsupported `resample` {resample!r}; use one of {[m.name for m in _INTERPOLATION_MODES]}."
         )
     is_uint8 = video.dtype == torch.uint8
@@ -228,14 +251,14 @@ def spatial_crop_offsets(
     up, a one-pixel shift when the margin is odd.
     """
     if crop_height > height or crop_width > width:
-        raise ValueError(
+        raise InputError(
             f"Cannot crop {crop_height}x{crop_width} from frames of {height}x{width}; resize first."
         )
     top, left = (height - crop_height) // 2, (width - crop_width) // 2
     if position == 1:
         return top, left
     if position not in (0, 2):
-        raise ValueError(f"Crop position must be 0, 1 or 2, got {position}.")
+        raise InputError(f"Crop position must be 0, 1 or 2, got {position}.")
     if height > width:
         return (0 if position == 0 else height - crop_height), left
     return top, (0 if position == 0 else width - crop_width)
@@ -243,7 +266,7 @@ def spatial_crop_offsets(
 
 def _crop_views(video: torch.Tensor, crop_size: SizeDict, num_spatial_crops: int) -> list[torch.Tensor]:
     if num_spatial_crops not in (1, 3):
-        raise ValueError(f"`num_spatial_crops` must be 1 (centre crop) or 3, got {num_spatial_crops}.")
+        raise InputError(f"`num_spatial_crops` must be 1 (centre crop) or 3, got {num_spatial_crops}.")
     height, width = video.shape[-2:]
     positions = (1,) if num_spatial_crops == 1 else (0, 1, 2)
     views = []
@@ -257,7 +280,7 @@ def _rgb_values(name: str, value: float | Sequence[float]) -> np.ndarray:
     """`value` (one number, or one per channel) as 3 float64 values: R, G, B."""
     values = np.asarray(value, dtype=np.float64).reshape(-1)
     if len(values) not in (1, 3):
-        raise ValueError(
+        raise InputError(
             f"`{name}` must be one value or three (R, G, B), got {len(values)}: frames are processed as RGB (an "
             "alpha channel is dropped, grayscale is repeated), so give the mean and std of the R, G and B channels."
         )
@@ -325,7 +348,7 @@ def preprocess_videos(
     threads, each chunk by one thread.
     """
     if num_spatial_crops != 1 and not do_center_crop:
-        raise ValueError("`num_spatial_crops=3` crops `crop_size` views: set `do_center_crop=True`.")
+        raise InputError("`num_spatial_crops=3` crops `crop_size` views: set `do_center_crop=True`.")
     shapes = []
     for video in videos:
         height, width = resized_size(*video.shape[-2:], size) if do_resize else video.shape[-2:]
@@ -333,7 +356,7 @@ def preprocess_videos(
             height, width = crop_size.height, crop_size.width
         shapes += [(len(video), 3, height, width)] * num_spatial_crops
     if return_tensors is not None and len(set(shapes)) > 1:
-        raise ValueError(
+        raise InputError(
             f"Cannot batch videos whose processed shapes differ ({sorted(set(shapes))}); use the same number of "
             "frames per video and a crop size."
         )

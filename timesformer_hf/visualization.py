@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError
 from .extras import require
 from .files import write_atomically
 
@@ -114,9 +115,9 @@ def animate_explanation(
     """
     suffix = Path(path).suffix.lower()
     if suffix not in ANIMATION_SUFFIXES:
-        raise ValueError(f"An animation is written as {' or '.join(ANIMATION_SUFFIXES)}, got {path}.")
+        raise InputError(f"An animation is written as {' or '.join(ANIMATION_SUFFIXES)}, got {path}.")
     if fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps}.")
+        raise InputError(f"fps must be positive, got {fps}.")
     feature = "The explanation animation"
     layers = _overlays(maps, feature)
     height, width = layers.shape[1:3]

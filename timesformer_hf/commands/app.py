@@ -33,6 +33,9 @@ def build_parser() -> ArgumentParser:
         prog="timesformer-hf", description="TimeSformer video models for the Hugging Face ecosystem."
     )
     parser.add_argument("--version", action="version", version=f"timesformer-hf {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="Show the traceback of an error (also TIMESFORMER_HF_DEBUG=1)."
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(subparsers)
@@ -41,14 +44,15 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `timesformer-hf` console script (also `python -m timesformer_hf.cli`); returns the exit
-    status. A known error prints one line (`TIMESFORMER_HF_DEBUG=1` shows the traceback)."""
+    status (see `timesformer_hf.commands.errors`). An error prints one line (`--debug` shows the traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if argv[:1] == ["train"]:  # Trainer's own parser reads the rest, both spellings
-        args = parser.parse_args(["train"])
-        args.argv = argv[1:]
+    command_at = next((i for i, token in enumerate(argv) if not token.startswith("-")), len(argv))
+    if argv[command_at : command_at + 1] == ["train"]:  # Trainer's own parser reads the rest, both spellings
+        args = parser.parse_args(argv[: command_at + 1])
+        args.argv = argv[command_at + 1 :]
     else:
         args = parser.parse_args(argv)
     if args.command == "convert":
         convert.check(args, parser)
-    return report_errors(args.run, args)
+    return report_errors(args.run, args, debug=args.debug)

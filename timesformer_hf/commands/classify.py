@@ -15,7 +15,7 @@ from .options import (
     add_output_options,
     add_threshold_option,
     add_video_arguments,
-    check_threshold,
+    positive_int,
 )
 
 HELP = (
@@ -29,7 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_options(parser)
     add_video_arguments(parser)
     parser.add_argument(
-        "--top-k", type=int, default=5, help="Labels per video and window (5); not for multi-label models."
+        "--top-k",
+        type=positive_int,
+        default=5,
+        help="Labels per video and window (5); not for multi-label models.",
     )
     add_threshold_option(parser)
     parser.add_argument("--json", action="store_true", help="Print JSON lines (one object per video).")
@@ -116,11 +119,16 @@ def run(args: argparse.Namespace) -> None:
     from ..configuration_timesformer import is_multi_label_model
     from ..image_processing_timesformer import predictions_from_scores
     from ..results import PREDICTION_SUFFIXES, prediction_records, write_predictions
-    from .jobs import Processes, load_engine, print_failures, run_stored, settings, video_paths
+    from .jobs import (
+        Processes,
+        load_engine,
+        print_failures,
+        raise_for_failures,
+        run_stored,
+        settings,
+        video_paths,
+    )
 
-    if args.top_k < 1:
-        raise CLIError(f"--top-k must be at least 1, got {args.top_k}.")
-    check_threshold(args.threshold)
     paths = video_paths(args.videos)
     plots = {}
     if args.plot is not None:
@@ -151,20 +159,19 @@ def run(args: argparse.Namespace) -> None:
                 if ready.error is None:
                     _print(prediction_records([ready], predict)[0], args.json, engine.multi_label)
                 next_index += 1
-        print_failures([results[index] for index in sorted(results)])
+        ordered = [results[index] for index in sorted(results)]
+        print_failures(ordered)
         if plots:
-            plot_timelines(list(results.values()), plots, engine.model.config.id2label, args.top_k)
+            plot_timelines(ordered, plots, engine.model.config.id2label, args.top_k)
+        raise_for_failures(ordered)
         return
     output = Path(args.output)
     if output.suffix not in PREDICTION_SUFFIXES:
         raise CLIError(f"--output must end in {', '.join(PREDICTION_SUFFIXES)}, got {output}.")
     output.parent.mkdir(parents=True, exist_ok=True)
-    from transformers import AutoConfig
+    from ..loading import load_config
 
-    from .. import registration
-
-    registration.register_auto_classes()
-    config = AutoConfig.from_pretrained(args.model, revision=args.revision)
+    config = load_config(args.model, args.revision)
 
     def predict(value: Any) -> dict[str, Any]:
         return predictions_from_scores(value, config, top_k=args.top_k, threshold=args.threshold)
@@ -187,3 +194,4 @@ def run(args: argparse.Namespace) -> None:
             _print(prediction_records([result], predict)[0], args.json, is_multi_label_model(config))
     if plots and results is not None:
         plot_timelines(results, plots, config.id2label, args.top_k)
+    raise_for_failures(results or [])

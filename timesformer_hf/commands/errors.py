@@ -1,41 +1,131 @@
-"""One error type for the command line, and the one place that turns known errors into a line on stderr."""
+"""One error type for the command line, the exit codes, and the one place that turns errors into a line on stderr.
+
+Exit codes, the same for every command:
+
+| code | meaning |
+|---|---|
+| 0 | done |
+| 1 | an error: bad input, a missing file, a model that does not load, or every video failed |
+| 2 | usage: an unknown option or a value an option does not take |
+| 3 | some inputs failed: the others' results are written, the failures listed (and in the report) |
+| 130 | interrupted (Ctrl-C): finished work is kept, the same command resumes |
+| 143 | terminated (SIGTERM: `kill`, `timeout`, Slurm, Kubernetes): the same as 130 |
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["CLIError", "report_errors"]
+from ..errors import InputError, MissingDependencyError
+
+__all__ = [
+    "DEBUG_VARIABLE",
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_SOME_FAILED",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+    "CLIError",
+    "SomeInputsFailed",
+    "UsageError",
+    "Terminated",
+    "report_errors",
+]
 
 DEBUG_VARIABLE = "TIMESFORMER_HF_DEBUG"
+EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 3, 130, 143
 
 
 class CLIError(Exception):
     """A problem the user can fix, said in one line (what is wrong and what to do)."""
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    # problems with the input, the files or the installation; anything else is a bug and keeps its traceback
-    return (CLIError, ValueError, OSError, ImportError, KeyError)
+class UsageError(CLIError):
+    """An unknown option or a value an option does not take (exit 2)."""
 
 
-def report_errors(command: Callable[[Any], int | None], args: Any, prog: str = "timesformer-hf") -> int:
-    """Run `command(args)`; a known error becomes `prog: error: ...` on one line and exit status 1.
+class SomeInputsFailed(Exception):
+    """Some videos could not be read; the others' results are written (exit 3)."""
 
-    Set `TIMESFORMER_HF_DEBUG=1` to see the traceback instead.
-    """
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is as Ctrl-C is, so that finished work is kept on the way out."""
+
+
+# The user's own errors: said in one line. Anything else is a bug, said as one (with where the traceback is).
+_USER_ERRORS = (
+    CLIError,
+    InputError,
+    MissingDependencyError,
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, InputError) and error.flag is not None:
+        return f"{error.flag}: {error.message}"
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.strerror}: {error.filename}"
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def report_errors(
+    command: Callable[[Any], int | None], args: Any, prog: str = "timesformer-hf", debug: bool = False
+) -> int:
+    """Run `command(args)` and return its exit code (see the module's table); a user's error becomes `prog: error:
+    ...` on one line, an unexpected one a line that says so and where the traceback is (`--debug` or
+    `TIMESFORMER_HF_DEBUG=1` raise it instead). SIGTERM stops the command as Ctrl-C does."""
+    debug = debug or bool(os.environ.get(DEBUG_VARIABLE))
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return command(args) or 0
-    except _known_errors() as error:
-        if os.environ.get(DEBUG_VARIABLE):
-            raise
-        message = " ".join(
-            str(error.args[0] if isinstance(error, KeyError) and error.args else error).split()
+    except UsageError as error:
+        print(f"{prog}: error: {_message(error)}", file=sys.stderr)
+        return EXIT_USAGE
+    except SomeInputsFailed as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    except Terminated:
+        print(
+            f"{prog}: terminated; finished work is kept: run the same command again to resume",
+            file=sys.stderr,
         )
-        print(f"{prog}: error: {message or type(error).__name__}", file=sys.stderr)
-        return 1
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        print(
+            f"{prog}: interrupted; finished work is kept: run the same command again to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except _USER_ERRORS as error:
+        if debug:
+            raise
+        print(f"{prog}: error: {_message(error)}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as error:
+        if debug:
+            raise
+        print(
+            f"{prog}: unexpected error: {type(error).__name__}: {_message(error)} (a bug: rerun with --debug, or "
+            f"{DEBUG_VARIABLE}=1, for the traceback, and report it with the command that failed)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

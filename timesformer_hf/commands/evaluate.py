@@ -15,7 +15,7 @@ from .options import (
     add_model_options,
     add_output_options,
     add_threshold_option,
-    check_threshold,
+    positive_int,
 )
 
 HELP = (
@@ -41,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Where evaluation.json, confusion_matrix.png and probabilities.parquet go (evaluation).",
     )
     parser.add_argument("--predictions", help="Also write per-video predictions (.jsonl, .csv or .parquet).")
-    parser.add_argument("--top-k", type=int, default=5, help="Predictions per video in --predictions (5).")
+    parser.add_argument(
+        "--top-k", type=positive_int, default=5, help="Predictions per video in --predictions (5)."
+    )
     add_threshold_option(parser)
     add_output_options(parser)
     add_inference_options(parser, windows=False)
@@ -65,21 +67,18 @@ def read_probabilities(path: Path, videos: list[str]) -> list:
 
 def run(args: argparse.Namespace) -> None:
     import numpy as np
-    from transformers import AutoConfig
 
-    from .. import registration
     from ..configuration_timesformer import is_multi_label_model
     from ..data import NamedVideos
     from ..files import write_atomically
     from ..image_processing_timesformer import predictions_from_scores
+    from ..loading import load_config
     from ..results import PREDICTION_SUFFIXES, prediction_records, write_features, write_predictions
-    from .jobs import dataset_settings, run_stored, settings, video_source
+    from .jobs import dataset_settings, raise_for_failures, run_stored, settings, video_source
 
     if args.predictions and Path(args.predictions).suffix not in PREDICTION_SUFFIXES:
         raise CLIError(f"--predictions must end in {', '.join(PREDICTION_SUFFIXES)}, got {args.predictions}.")
-    check_threshold(args.threshold)
-    registration.register_auto_classes()
-    config = AutoConfig.from_pretrained(args.model, revision=args.revision)
+    config = load_config(args.model, args.revision)
     id2label, multi_label = config.id2label, is_multi_label_model(config)
     regression = config.problem_type == "regression"
     label_names = [id2label[i] for i in range(len(id2label))]
@@ -158,6 +157,7 @@ def run(args: argparse.Namespace) -> None:
         shown = "  ".join(f"{name}: {report[name]:.2%}" for name in names)
     print(f"{len(done)} videos  {shown}")
     print(f"Wrote {output_dir / 'evaluation.json'}{plotted}")
+    raise_for_failures(results)
 
 
 def _targets(labels: list, num_labels: int, multi_label: bool) -> Any:

@@ -86,19 +86,19 @@ def read_clip(video: str, processor: Any) -> tuple[Any, Any, list[str]]:
 
 def run(args: argparse.Namespace) -> None:
     import torch
-    from transformers import AutoConfig
 
     from .. import registration
     from ..explain import attention_rollout, relevance, upsample
     from ..extras import require
     from ..inference import load_model
+    from ..loading import load_config
     from ..visualization import animate_explanation, plot_explanation
 
     output = check(args)
     require("matplotlib", "timesformer-hf explain")
     registration.register_auto_classes()
     if args.target is not None:  # checked before the model loads
-        label2id = AutoConfig.from_pretrained(args.model, revision=args.revision).label2id
+        label2id = load_config(args.model, args.revision).label2id
         target = target_index(args.target, label2id)
     else:
         target = None

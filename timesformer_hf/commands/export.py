@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="VIDEO",
         help="Videos (files or folders) on which to measure the int8 model's agreement with PyTorch.",
     )
-    parser.add_argument("--opset", type=int, help="ONNX opset (default: 18).")
+    parser.add_argument("--opset", type=int, help="ONNX opset (default: 18; 13 at least).")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
     parser.set_defaults(run=run)
 
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> None:
         dynamic_size=args.dynamic_size,
         dtype=args.dtype,
         quantize=args.quantize,
-        opset=args.opset or DEFAULT_OPSET,
+        opset=DEFAULT_OPSET if args.opset is None else args.opset,
         videos=videos,
         overwrite=args.overwrite,
         revision=args.revision,

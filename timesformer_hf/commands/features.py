@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> None:
     from ..data import NamedVideos
     from ..files import write_atomically
     from ..results import FEATURE_SUFFIXES, feature_index, write_features
-    from .jobs import dataset_settings, run_stored, settings, video_paths, video_source
+    from .jobs import dataset_settings, raise_for_failures, run_stored, settings, video_paths, video_source
 
     output = Path(args.output)
     if output.suffix not in FEATURE_SUFFIXES:
@@ -69,3 +69,4 @@ def run(args: argparse.Namespace) -> None:
     if results is not None:
         done = sum(result.error is None for result in results)
         print(f"Wrote the features of {done} of {len(names)} videos to {output}")
+        raise_for_failures(results)

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from .errors import CLIError
+from .errors import CLIError, SomeInputsFailed
 
 
 def video_paths(sources: Sequence[str]) -> list[str]:
@@ -17,6 +17,10 @@ def video_paths(sources: Sequence[str]) -> list[str]:
     from ..data import VIDEO_EXTENSIONS
 
     paths = []
+    if empty := [source for source in sources if not source.strip()]:
+        raise CLIError(
+            f"An empty video path was given ({len(empty)}x ''): name the files or folders of the videos."
+        )
     for source in map(Path, sources):
         if source.is_dir():
             found = sorted(
@@ -112,7 +116,7 @@ def load_engine(args: argparse.Namespace, processes: Processes, *, task: str, ou
 def settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     """What determines a job's results: a resumed job must have the same, weights included (`model_fingerprint`:
     a model folder re-converted or re-trained in place is another model)."""
-    from ..inference import model_fingerprint
+    from ..loading import model_fingerprint
 
     names = (
         "model",
@@ -167,8 +171,6 @@ def run_stored(
     from ..results import ResultStore
 
     processes = Processes()
-    if args.save_every < 1:
-        raise CLIError(f"--save-every must be at least 1, got {args.save_every}.")
     store = ResultStore(
         output,
         names,
@@ -203,6 +205,18 @@ def run_stored(
     results = store.finish(write)
     print_failures(results, store.report)
     return results
+
+
+def raise_for_failures(results: Sequence[Any]) -> None:
+    """The end of a job whose videos could not all be read (listed by [`print_failures`]): none read is an error
+    (exit 1), some is `SomeInputsFailed` (exit 3), so that scripts do not take either for success."""
+    failed = sum(result.error is not None for result in results)
+    if failed and failed == len(results):
+        raise CLIError(f"None of the {len(results)} videos could be read (see above): nothing to report.")
+    if failed:
+        raise SomeInputsFailed(
+            f"{failed} of {len(results)} videos could not be read (listed above); the others' results are written."
+        )
 
 
 def print_failures(results: Sequence[Any], report: Path | None = None) -> None:

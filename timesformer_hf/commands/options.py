@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 from collections.abc import Sequence
+from typing import NoReturn
 
 __all__ = [
     "ArgumentParser",
@@ -17,6 +18,10 @@ __all__ = [
     "add_threshold_option",
     "add_video_arguments",
     "dashed",
+    "non_negative_int",
+    "positive_int",
+    "probability",
+    "seconds",
 ]
 
 # decoding workers leave a core to the model: on 2 cores, 2 workers slowed even a tiny model to 85% of decoding alone
@@ -46,6 +51,54 @@ class ArgumentParser(argparse.ArgumentParser):
         import sys
 
         return super().parse_known_args(dashed(sys.argv[1:] if args is None else args), namespace)
+
+    def error(self, message: str) -> NoReturn:
+        """A usage error in one line, exit status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# Longer than any video: a window or stride beyond this is a typo (1e308), not a choice.
+MAX_SECONDS = 1e6
+
+
+def positive_int(text: str) -> int:
+    """An option's value that is a whole number of at least 1 (`type=` of argparse)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number of at least 0."""
+    return 0 if text.strip() == "0" else positive_int(text)
+
+
+def seconds(text: str) -> float:
+    """A duration in seconds: positive, finite and at most `MAX_SECONDS`."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"must be more than 0 and at most {MAX_SECONDS:g} seconds, got {text}"
+        )
+    return value
+
+
+def probability(text: str) -> float:
+    """A probability, between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"is a probability, between 0 and 1; got {text}")
+    return value
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -82,10 +135,12 @@ def add_inference_options(parser: argparse.ArgumentParser, *, windows: bool = Tr
         choices=("sdpa", "eager", "flash_attention_2", "flex_attention"),
         help="Attention kernel (default: sdpa).",
     )
-    group.add_argument("--batch-size", type=int, default=8, help="Views per forward pass, across videos (8).")
+    group.add_argument(
+        "--batch-size", type=positive_int, default=8, help="Views per forward pass, across videos (8)."
+    )
     group.add_argument(
         "--num-workers",
-        type=int,
+        type=non_negative_int,
         default=DEFAULT_NUM_WORKERS,
         help="Processes decoding and preprocessing ahead of the model (default: the CPU count less one, left to "
         f"the model, at most 8: {DEFAULT_NUM_WORKERS} here; 0 decodes in this process).",
@@ -93,7 +148,9 @@ def add_inference_options(parser: argparse.ArgumentParser, *, windows: bool = Tr
     group.add_argument("--compile", action="store_true", help="torch.compile the model.")
     views = parser.add_argument_group("views of each video")
     views.add_argument(
-        "--num-clips", type=int, help="Temporal clips per video (default: enough to cover it, at most 10)."
+        "--num-clips",
+        type=positive_int,
+        help="Temporal clips per video (default: enough to cover it, at most 10).",
     )
     views.add_argument("--num-crops", type=int, default=1, choices=(1, 3), help="Spatial crops per clip (1).")
     views.add_argument(
@@ -102,28 +159,22 @@ def add_inference_options(parser: argparse.ArgumentParser, *, windows: bool = Tr
     if windows:
         views.add_argument(
             "--window",
-            type=float,
+            type=seconds,
             metavar="SECONDS",
             help="Score one clip per time window over the whole video.",
         )
         views.add_argument(
-            "--stride", type=float, metavar="SECONDS", help="Seconds between windows (default: --window)."
+            "--stride", type=seconds, metavar="SECONDS", help="Seconds between windows (default: --window)."
         )
 
 
 def add_threshold_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=probability,
         default=0.5,
         help="Multi-label models: a label is predicted when its sigmoid probability is at least this (0.5).",
     )
-
-
-def check_threshold(threshold: float) -> None:
-    """A threshold between 0 and 1 (probabilities), else a `ValueError` saying so."""
-    if not 0 <= threshold <= 1:
-        raise ValueError(f"--threshold is a probability, between 0 and 1; got {threshold}.")
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -131,7 +182,7 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing output and start over.")
     parser.add_argument(
         "--save-every",
-        type=int,
+        type=positive_int,
         default=64,
         metavar="N",
         help="Save progress every N videos (64) or 30 seconds.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import NoReturn
 
 HELP = "Fine-tune with Trainer on a video folder or list (`timesformer-hf train --help` for the options)."
 EXAMPLE = (
@@ -22,8 +23,13 @@ def run(args: argparse.Namespace) -> None:
     from transformers import HfArgumentParser, TrainingArguments
 
     from .. import registration
+    from ..errors import InputError
     from ..training import DataTrainingArguments, ModelArguments, run_training
-    from .errors import CLIError
+    from .errors import CLIError, UsageError
+
+    class TrainParser(HfArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            raise UsageError(f"{message} (see timesformer-hf train --help)")
 
     registration.register_auto_classes()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -36,13 +42,18 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError(
             f"train needs at least --train-dir (or --train-file) and --output-dir, e.g.: {EXAMPLE}"
         )
-    parser = HfArgumentParser(
+    parser = TrainParser(
         (ModelArguments, DataTrainingArguments, TrainingArguments),
         prog="timesformer-hf train",
         description=f"Fine-tune TimeSformer on a video folder or list with transformers.Trainer. Example: {EXAMPLE}",
     )
-    if len(args.argv) == 1 and args.argv[0].endswith(".json"):
-        model_args, data_args, training_args = parser.parse_json_file(json_file=args.argv[0])
-    else:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=list(args.argv))
+    try:
+        if len(args.argv) == 1 and args.argv[0].endswith(".json"):
+            model_args, data_args, training_args = parser.parse_json_file(json_file=args.argv[0])
+        else:
+            model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=list(args.argv))
+    except InputError:
+        raise
+    except ValueError as error:  # unknown options, or values TrainingArguments refuses
+        raise UsageError(f"{' '.join(str(error).split())} (see timesformer-hf train --help)") from error
     run_training(model_args, data_args, training_args)

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from datasets import ClassLabel, Features, List, Value
 
+from ..errors import InputError
+
 __all__ = [
     "class_label",
     "encode_labels",
@@ -84,7 +86,7 @@ def encode_labels(
         ids = [int(label) for label in labels]
         if all(0 <= i < len(names) for i in ids):
             return names, ids
-    raise ValueError(
+    raise InputError(
         f"{where} has labels {unknown[:10]} that are not among the {len(names)} labels {names[:20]} (the training "
         "set's or the model's): fix the labels, or give the class names in id order with --class-names."
     )
@@ -113,7 +115,7 @@ def regression_targets(labels: Sequence[Any], where: str = "The data") -> list[f
     targets = [_number(label) for label in labels]
     if None in targets:
         bad = labels[targets.index(None)]
-        raise ValueError(
+        raise InputError(
             f"{where} has the label {bad!r}, which is not a number: a regression model needs numbers."
         )
     return targets
@@ -153,7 +155,7 @@ def class_label(feature: Any) -> ClassLabel:
     """
     inner = feature.feature if is_multi_label(feature) else feature
     if not isinstance(inner, ClassLabel):
-        raise ValueError(
+        raise InputError(
             f"The label column is {feature}, not a ClassLabel or a list of them: cast it, e.g. "
             "`dataset.cast_column('label', ClassLabel(names=[...]))`."
         )

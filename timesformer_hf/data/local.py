@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
+from ..errors import InputError
 from .labels import (
     encode_labels,
     is_fractional,
@@ -69,7 +70,7 @@ def video_folder_dataset(
     label_names = list(label_names) if label_names is not None else folders
     unknown = sorted(set(folders) - set(label_names))
     if unknown:
-        raise ValueError(f"{root} has class folders {unknown} that are not among the labels {label_names}.")
+        raise InputError(f"{root} has class folders {unknown} that are not among the labels {label_names}.")
     extensions = tuple(extension.lower() for extension in extensions)
     videos, labels = [], []
     for label in folders:
@@ -78,7 +79,7 @@ def video_folder_dataset(
                 videos.append(str(path))
                 labels.append(label_names.index(label))
     if not videos:
-        raise ValueError(
+        raise InputError(
             f"No videos ({', '.join(extensions)}) found under {root}: expected {root}/<label>/<video> files."
         )
     return Dataset.from_dict({"video": videos, "label": labels}, features=label_features(label_names))
@@ -145,12 +146,12 @@ def video_list_dataset(
             else [json.loads(line) for line in text.splitlines() if line]
         )
     else:
-        raise ValueError(f"Unsupported video list {path}: use a .csv, .json or .jsonl file.")
+        raise InputError(f"Unsupported video list {path}: use a .csv, .json or .jsonl file.")
     if not rows:
-        raise ValueError(f"The video list {path} is empty.")
+        raise InputError(f"The video list {path} is empty.")
     missing = {video_column, label_column} - set(rows[0])
     if missing:
-        raise ValueError(
+        raise InputError(
             f"The video list {path} has no column(s) {sorted(missing)} (it has {sorted(rows[0])}): set "
             "--video-column/--label-column (video_column/label_column in Python)."
         )
@@ -166,7 +167,7 @@ def video_list_dataset(
         return Dataset.from_dict({"video": videos, "label": targets}, features=regression_features())
     if not multi_label:
         if listed:
-            raise ValueError(
+            raise InputError(
                 f"{path} gives several labels for a video (e.g. {listed[0]!r}), but one label per video is "
                 "expected here: use a multi-label model (trained on such a list), or one label per row."
             )
@@ -206,7 +207,7 @@ def split_train_validation(
     ```
     """
     if not 0 < fraction < 1:
-        raise ValueError(
+        raise InputError(
             f"--train-val-split is the fraction of every class held out for validation, between 0 and 1; got "
             f"{fraction}. Or give a validation set with --validation-dir."
         )
@@ -217,7 +218,7 @@ def split_train_validation(
     counts = np.bincount(labels, minlength=len(names))
     single = [names[label] for label in np.flatnonzero(counts == 1)]
     if single:
-        raise ValueError(
+        raise InputError(
             f"Cannot hold out validation videos: class(es) {single[:10]} have a single video, which training needs "
             "(no --train-val-split can split one video). Give a validation set with --validation-dir (or "
             "--validation-file), or add videos to these classes."
@@ -235,7 +236,7 @@ def _split_at_random(dataset: Dataset, fraction: float, seed: int) -> tuple[Data
     """Multi-label data (no one class per video): `ceil(fraction * n)` random videos held out, at least one and
     never all."""
     if len(dataset) < 2:
-        raise ValueError(
+        raise InputError(
             "Cannot hold out validation videos from a single video: give a validation set with --validation-file."
         )
     count = min(max(math.ceil(round(fraction * len(dataset), 9)), 1), len(dataset) - 1)

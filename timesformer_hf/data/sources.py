@@ -45,6 +45,7 @@ from datasets import (
     Value,
 )
 
+from ..errors import InputError
 from ..files import file_fingerprint
 from ..video import stored_video_name
 from .labels import encode_labels, is_multi_label, is_regression
@@ -65,7 +66,7 @@ _BINARY_TYPES = ("binary", "large_binary")
 _SAVED_DATASET_SHARDS = 64
 
 
-class MissingSplitError(ValueError):
+class MissingSplitError(InputError):
     """A `datasets` source has no split of the name asked for."""
 
 
@@ -142,7 +143,7 @@ class VideoSource:
         """
         if self.kind == "folder":
             if regression:
-                raise ValueError(
+                raise InputError(
                     f"{self.location} is a folder of class sub-folders, which holds classes, not regression "
                     "targets: give the videos and their values as a list file (video,label rows)."
                 )
@@ -163,14 +164,14 @@ class VideoSource:
         where = f"{self.location} ({split or 'split'})"
         if regression or is_regression(dataset.features["label"]):
             if regression is False:
-                raise ValueError(
+                raise InputError(
                     f"The labels of {where} are numbers with fractions, the targets of a regression model, but this "
                     "model classifies: give class labels, or use a regression model."
                 )
             return dataset.cast_column("label", Value("float32"))
         dataset = _encode_labels(dataset, label_names, self.streaming, where)
         if multi_label is False and is_multi_label(dataset.features["label"]):
-            raise ValueError(
+            raise InputError(
                 f"{where} gives several labels per video, but one label per video is expected here: use a "
                 "multi-label model (trained on such a set), or a label column with one label per row."
             )
@@ -222,7 +223,7 @@ def _select_columns(
     """Keep the video and label columns, named `video` and `label`, the videos left undecoded."""
     features = dataset.features
     if features is None:
-        raise ValueError(
+        raise InputError(
             f"{source.location} does not declare its columns when streamed: load it without --streaming."
         )
     wanted = {"--video-column-name": source.video_column_name}
@@ -230,12 +231,12 @@ def _select_columns(
         wanted["--label-column-name"] = source.label_column_name
     missing = {option: column for option, column in wanted.items() if column not in features}
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{source.location} ({split or 'split'}) has no column(s) {list(missing.values())}: its columns are "
             f"{list(features)}; set {' / '.join(missing)} to one of them."
         )
     if source.video_column_name == source.label_column_name:
-        raise ValueError(
+        raise InputError(
             f"--video-column-name and --label-column-name both name {source.video_column_name!r}: the videos and "
             f"the labels are two columns of {list(features)}."
         )
@@ -243,7 +244,7 @@ def _select_columns(
     if not isinstance(video, datasets.Video) and not (
         isinstance(video, Value) and video.dtype in _STRING_TYPES + _BINARY_TYPES
     ):
-        raise ValueError(
+        raise InputError(
             f"Column {source.video_column_name!r} of {source.location} holds {video}, not videos: it must be a Video "
             "feature, paths (strings) or video bytes (binary); set --video-column-name."
         )
@@ -273,13 +274,13 @@ def _encode_labels(
             return dataset
         return _rename_classes(dataset, inner.names, list(label_names), multi, where)
     if not isinstance(inner, Value) or not (inner.dtype in _STRING_TYPES or inner.dtype.startswith("int")):
-        raise ValueError(
+        raise InputError(
             f"The labels of {where} are {feature}: expected class names, integer ids, a ClassLabel, or lists of "
             "those; set --label-column-name."
         )
     if streaming:  # encoded row by row, as they are read
         if label_names is None:
-            raise ValueError(
+            raise InputError(
                 f"The labels of {where} are {'names' if inner.dtype in _STRING_TYPES else 'ids'} without a "
                 "ClassLabel, and a streamed data set is not read up front: give the class names in id order with "
                 "--class-names."
@@ -314,7 +315,7 @@ def _rename_classes(
     """Map a `ClassLabel`'s ids onto `label_names` by name."""
     unknown = sorted(set(names) - set(label_names))
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"{where} has classes {unknown[:10]} that are not among the {len(label_names)} labels "
             f"{label_names[:20]} (the training set's or the model's)."
         )

@@ -29,6 +29,7 @@ from datasets import Dataset, Features, Value, concatenate_datasets
 from transformers.image_utils import SizeDict
 from transformers.utils import logging
 
+from ..errors import InputError
 from ..video import StoredVideo, VideoDecodeError, VideoReader, probe_video, stored_video_name, to_source
 from ..video_processing_timesformer import TimeSformerVideoProcessor
 from ..video_transforms import resize_video, to_video_tensor
@@ -89,7 +90,7 @@ def probe_videos(dataset: Dataset, num_proc: int | None = None) -> Dataset:
             lambda frames: [count > 0 for count in frames], input_columns="total_num_frames", batched=True
         )
     if len(probed) == 0:
-        raise ValueError("None of the videos could be read: see the warnings above.")
+        raise InputError("None of the videos could be read: see the warnings above.")
     return probed.remove_columns("error")
 
 
@@ -140,7 +141,7 @@ class VideoClipTransform:
             short_side_range[0] < min(self.crop_height, self.crop_width)
             or short_side_range[0] > short_side_range[1]
         ):
-            raise ValueError(
+            raise InputError(
                 f"short_side_range {short_side_range} must be increasing and start at the crop size "
                 f"({self.crop_height}x{self.crop_width}) or above."
             )
@@ -202,7 +203,7 @@ class VideoClipTransform:
         if self.num_labels is not None:
             return [multi_hot(ids, self.num_labels) for ids in labels]
         if labels and isinstance(labels[0], list):
-            raise ValueError(
+            raise InputError(
                 "The data set has several labels per video (multi-label): pass VideoClipTransform(num_labels=...) "
                 "so that they become multi-hot targets."
             )
@@ -231,7 +232,7 @@ def _stack_labels(labels: list[Any]) -> torch.Tensor:
     if isinstance(labels[0], torch.Tensor):
         return torch.stack(labels)
     if isinstance(labels[0], list):
-        raise ValueError(
+        raise InputError(
             "Labels are lists of label ids (multi-label data): make them multi-hot vectors first, with "
             "VideoClipTransform(num_labels=...) or multi_hot()."
         )
