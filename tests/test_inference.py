@@ -152,9 +152,10 @@ def test_features_parquet_readable_by_datasets_and_broken_files_reported(repo, v
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")
     output = tmp_path / "out" / "features.parquet"
-    assert run_cli("features", repo, videos, broken, "--output", output) == 0
+    assert run_cli("features", repo, videos, broken, "--output", output) == 3  # some inputs failed
     captured = capsys.readouterr()
     assert "Skipped 1 of 5 videos" in captured.err and str(broken) in captured.err
+    assert "1 of 5 videos could not be read" in captured.err
     from datasets import load_dataset
 
     table = load_dataset("parquet", data_files=str(output), split="train")

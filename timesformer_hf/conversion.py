@@ -357,7 +357,14 @@ def load_original_checkpoint(path: str | os.PathLike) -> OriginalCheckpoint:
 
     cfg = content.get("cfg") if state_dict is not content else None
     if isinstance(cfg, str):
-        cfg = yaml.safe_load(cfg)
+        try:
+            cfg = yaml.safe_load(cfg)
+        except yaml.YAMLError as error:  # e.g. a `!!python/...` tag: refused, never loaded unsafely
+            problem = " ".join(str(getattr(error, "problem", None) or error).split())
+            raise UnsafeCheckpointError(
+                f"The `cfg` entry of {path} is not plain YAML ({problem}); it is never loaded unsafely. Remove the "
+                "tags from the checkpoint's cfg, or convert a checkpoint from the original release."
+            ) from error
     if cfg is not None and not isinstance(cfg, dict):
         raise CheckpointError(f"The `cfg` entry of {path} is a {type(cfg).__name__}, not a YAML mapping.")
     return OriginalCheckpoint(path=path, state_dict=state_dict, cfg=cfg)

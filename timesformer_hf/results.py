@@ -189,6 +189,11 @@ class ResultStore:
 
         An output beside unfinished parts of the same settings is one whose merge was interrupted: it is redone.
         """
+        if self.output.is_dir():
+            raise InputError(
+                f"{self.output} is a folder: name the file to write, e.g. {self.output / self.output.name}.",
+                argument="output",
+            )
         if self.overwrite:
             return
         unfinished = self._unfinished_settings()

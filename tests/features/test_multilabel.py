@@ -158,8 +158,8 @@ def test_classify_lists_the_labels_above_the_threshold(multi_label_run, actions_
     assert record["predictions"] == []
     assert main(["classify", str(repo), str(video), "--num-workers", "0", "--threshold", "1"]) == 0
     assert "(no label above the threshold)" in capsys.readouterr().out
-    assert main(["classify", str(repo), str(video), "--threshold", "2"]) == 1
-    assert "--threshold is a probability" in capsys.readouterr().err
+    assert main(["classify", str(repo), str(video), "--threshold", "2"]) == 2  # a usage error
+    assert "argument --threshold: is a probability" in capsys.readouterr().err
 
 
 def test_evaluate_reports_map_and_f1(multi_label_run, actions_dir, tmp_path, capsys):

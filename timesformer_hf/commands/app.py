@@ -48,11 +48,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     command_at = next((i for i, token in enumerate(argv) if not token.startswith("-")), len(argv))
-    if argv[command_at : command_at + 1] == ["train"]:  # Trainer's own parser reads the rest, both spellings
-        args = parser.parse_args(argv[: command_at + 1])
-        args.argv = argv[command_at + 1 :]
-    else:
-        args = parser.parse_args(argv)
-    if args.command == "convert":
-        convert.check(args, parser)
+    try:
+        if argv[command_at : command_at + 1] == [
+            "train"
+        ]:  # Trainer's own parser reads the rest, both spellings
+            args = parser.parse_args(argv[: command_at + 1])
+            args.argv = argv[command_at + 1 :]
+        else:
+            args = parser.parse_args(argv)
+        if args.command == "convert":
+            convert.check(args, parser)
+    except SystemExit as stop:  # --help, --version, or a usage error (its line is printed)
+        return stop.code if isinstance(stop.code, int) else 0
     return report_errors(args.run, args, debug=args.debug)
