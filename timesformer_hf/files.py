@@ -10,16 +10,19 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 __all__ = [
+    "WriteLock",
     "apply_umask",
     "check_output_dir",
     "file_fingerprint",
     "files_digest",
     "make_staging_dir",
+    "remove_leftovers",
     "replace_dir",
     "write_atomically",
 ]
@@ -145,3 +148,86 @@ def files_digest(paths: list[Path]) -> str:
             for block in iter(lambda: file.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+class WriteLock:
+    """One writer of an output at a time: `.NAME.lock` beside it names the process writing it.
+
+    A second writer is refused with a `FileExistsError` that names the first. A lock left by a process that no longer
+    runs (killed, or its machine restarted) on this machine is taken over; one of another machine (a shared disk) is
+    refused with the way out, since it cannot be checked from here.
+
+    Example:
+
+    ```python
+    >>> with WriteLock("features.parquet"):  # doctest: +SKIP
+    ...     remove_leftovers("features.parquet")
+    ...     write()
+    ```
+    """
+
+    def __init__(self, target: str | os.PathLike) -> None:
+        self.target = Path(target)
+        self.path = self.target.parent / f".{self.target.name}.lock"
+        self.owner = f"{os.getpid()}@{socket.gethostname()}"
+
+    def __enter__(self) -> WriteLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_umask())
+            except FileExistsError:
+                self._take_over_if_stale()
+                continue
+            with os.fdopen(descriptor, "w") as file:
+                file.write(self.owner)
+            return self
+
+    def _take_over_if_stale(self) -> None:
+        try:
+            owner = self.path.read_text().strip()
+        except FileNotFoundError:  # released meanwhile
+            return
+        pid, _, host = owner.partition("@")
+        if host == socket.gethostname() and pid.isdigit() and not _running(int(pid)):
+            self.path.unlink(missing_ok=True)  # its writer is gone
+            return
+        where = f"process {pid}" + (f" on {host}" if host != socket.gethostname() else "")
+        raise FileExistsError(
+            f"{self.target} is being written by another run ({where}): wait for it to finish or stop it. If that run "
+            f"is gone, delete {self.path}."
+        )
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            if self.path.read_text().strip() == self.owner:
+                self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_leftovers(target: str | os.PathLike) -> list[Path]:
+    """Remove what an interrupted writer of `target` left beside it: the temporary files of [`write_atomically`] and
+    the folders of [`make_staging_dir`] (hidden `.NAME.*` entries; its lock and resumable `.NAME.parts` are kept).
+    Call it while holding the target's [`WriteLock`]. Returns what was removed."""
+    target = Path(target)
+    removed = []
+    for path in target.parent.glob(f".{target.name}.*"):
+        if path.name in (f".{target.name}.lock", f".{target.name}.parts"):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed

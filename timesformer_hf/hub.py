@@ -35,7 +35,7 @@ from transformers.utils import logging
 
 from .configuration_timesformer import TimeSformerConfig, is_multi_label_model, to_pair
 from .errors import InputError
-from .files import apply_umask, check_output_dir, make_staging_dir, replace_dir
+from .files import WriteLock, apply_umask, check_output_dir, make_staging_dir, remove_leftovers, replace_dir
 
 logger = logging.get_logger(__name__)
 
@@ -361,21 +361,23 @@ def save_repo(
     check_output_dir(output_dir, overwrite=overwrite, written_by=("config.json",))
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     processors = list(processors)
-    staging = make_staging_dir(output_dir)
-    try:
-        with contextlib.nullcontext() if remote_code else without_remote_code(model, *processors):
-            model.save_pretrained(staging)
-            for processor in processors:
-                processor.save_pretrained(staging)
-        if model_card is not None:
-            model_card.save(staging / "README.md")
-        apply_umask(staging)  # safetensors writes its files 0600
-        if check is not None:
-            check(staging)
-        replace_dir(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with WriteLock(output_dir):
+        remove_leftovers(output_dir)  # an interrupted save's staging folder
+        staging = make_staging_dir(output_dir)
+        try:
+            with contextlib.nullcontext() if remote_code else without_remote_code(model, *processors):
+                model.save_pretrained(staging)
+                for processor in processors:
+                    processor.save_pretrained(staging)
+            if model_card is not None:
+                model_card.save(staging / "README.md")
+            apply_umask(staging)  # safetensors writes its files 0600
+            if check is not None:
+                check(staging)
+            replace_dir(staging, output_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     logger.info(f"Saved {output_dir}")
     return output_dir
 

@@ -565,7 +565,7 @@ def export_onnx(
     True
     ```
     """
-    from .files import check_output_dir, replace_dir
+    from .files import WriteLock, check_output_dir, remove_leftovers, replace_dir
 
     _require_onnx("ONNX export")
     check_opset(opset)
@@ -596,41 +596,43 @@ def export_onnx(
     video_inputs = _video_inputs(processors, videos) if videos else []
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = make_staging_dir(output_dir, "onnx")
-    try:
-        exporter = export_graph(
-            model,
-            staging / MODEL_FILE,
-            dynamic_frames=dynamic_frames,
-            dynamic_size=dynamic_size,
-            opset=opset,
-        )
-        optimize_graph(staging / MODEL_FILE, config, dtype)
-        shape, fixed = _axes(config, dynamic_frames, dynamic_size)
-        report: dict[str, Any] = {
-            "source": source,
-            "task": "classify" if _is_classifier(model) else "features",
-            "dtype": dtype,
-            "opset": opset,
-            "exporter": exporter,
-            "inputs": {"pixel_values": shape},
-            "outputs": list(_ExportWrapper(model).output_names),
-            "fixed_axes": fixed,
-            "check": check_export(staging / MODEL_FILE, inputs, expected, dtype),
-        }
-        if quantize:
-            quantize_int8(staging / MODEL_FILE, staging / INT8_FILE)
-            int8 = _int8_agreement(staging / INT8_FILE, model, inputs, expected, video_inputs)
-            report["int8"] = {"file": INT8_FILE, **int8}
-        config.save_pretrained(staging)
-        for processor in processors:
-            processor.save_pretrained(staging)
-        (staging / REPORT_FILE).write_text(json.dumps(report, indent=2))
-        apply_umask(staging)
-        replace_dir(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with WriteLock(output_dir):
+        remove_leftovers(output_dir)  # an interrupted export's staging folder
+        staging = make_staging_dir(output_dir, "onnx")
+        try:
+            exporter = export_graph(
+                model,
+                staging / MODEL_FILE,
+                dynamic_frames=dynamic_frames,
+                dynamic_size=dynamic_size,
+                opset=opset,
+            )
+            optimize_graph(staging / MODEL_FILE, config, dtype)
+            shape, fixed = _axes(config, dynamic_frames, dynamic_size)
+            report: dict[str, Any] = {
+                "source": source,
+                "task": "classify" if _is_classifier(model) else "features",
+                "dtype": dtype,
+                "opset": opset,
+                "exporter": exporter,
+                "inputs": {"pixel_values": shape},
+                "outputs": list(_ExportWrapper(model).output_names),
+                "fixed_axes": fixed,
+                "check": check_export(staging / MODEL_FILE, inputs, expected, dtype),
+            }
+            if quantize:
+                quantize_int8(staging / MODEL_FILE, staging / INT8_FILE)
+                int8 = _int8_agreement(staging / INT8_FILE, model, inputs, expected, video_inputs)
+                report["int8"] = {"file": INT8_FILE, **int8}
+            config.save_pretrained(staging)
+            for processor in processors:
+                processor.save_pretrained(staging)
+            (staging / REPORT_FILE).write_text(json.dumps(report, indent=2))
+            apply_umask(staging)
+            replace_dir(staging, output_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return report
 
 

@@ -229,6 +229,8 @@ class ResultStore:
             self.output.unlink(missing_ok=True)
             self.report.unlink(missing_ok=True)
         self.parts.mkdir(parents=True, exist_ok=True)
+        for leftover in self.parts.glob(".*"):  # temporary files of parts an interrupted run was writing
+            leftover.unlink(missing_ok=True)
         write_atomically(
             self.parts / "settings.json", lambda path: path.write_text(json.dumps(self.settings))
         )

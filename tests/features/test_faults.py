@@ -5,12 +5,20 @@ did not write, two writers of one output, a checkpoint half-written by a kill.
 """
 
 import json
+import os
+import re
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import randomize_
+from conftest import randomize_, tiny_config
 
 from timesformer_hf import TimeSformerForVideoClassification
 from timesformer_hf.commands.app import main
@@ -125,3 +133,127 @@ def test_a_video_changed_under_a_resumed_job_is_computed_again(model_folder, vid
     np.testing.assert_allclose(rows(output)[str(changed)], rows(expected)[str(changed)], atol=1e-6)
     report = json.loads((tmp_path / "features.parquet.report.json").read_text())
     assert report["settings"]["model_fingerprint"].startswith("sha256:") and len(report["fingerprints"]) == 6
+
+
+# ---- SIGTERM, two writers, leftovers --------------------------------------------------------------------------
+
+
+def long_videos(folder, count=24):
+    folder.mkdir()
+    for i in range(count):
+        frames = np.concatenate([motion_video(motion_labels(4)[i % 4], num_frames=8, size=32, rng=i)] * 8)
+        write_video(folder / f"v{i:02d}.mp4", frames, fps=8)
+    return folder
+
+
+def test_sigterm_keeps_the_finished_videos_and_the_same_command_resumes(repo, tmp_path):
+    videos = long_videos(tmp_path / "videos")
+    output, parts = tmp_path / "features.parquet", tmp_path / ".features.parquet.parts"
+    command = [
+        sys.executable, "-m", "timesformer_hf.cli", "features", str(repo), str(videos), "--output", str(output),
+        "--window", "0.5", "--batch-size", "1", "--num-workers", "0", "--save-every", "1000",
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = bytearray()
+
+    def read() -> None:  # chunk by chunk, as the progress bar is drawn
+        for chunk in iter(lambda: os.read(process.stderr.fileno(), 1 << 16), b""):
+            stderr.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        done = re.findall(rb"\| *(\d+)/24 ", bytes(stderr))
+        if done and int(done[-1]) >= 3:  # some videos done, none saved yet (a part every 1000 videos)
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=120)
+    reader.join(timeout=10)
+    stderr = stderr.decode()
+    assert process.returncode == 143, stderr[-2000:]
+    assert "terminated" in stderr and "run the same command again to resume" in stderr
+    kept = [row for part in parts.glob("part-*.parquet") for row in pq.read_table(part).to_pylist()]
+    assert 0 < len(kept) < 24  # flushed on the way out, as after Ctrl-C
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert len({row["video"] for row in pq.read_table(output).to_pylist()}) == 24 and not parts.exists()
+
+
+def test_a_second_writer_of_the_same_output_is_refused_and_a_dead_ones_lock_taken_over(
+    model_folder, videos, tmp_path, capsys
+):
+    from timesformer_hf.files import WriteLock
+
+    output = tmp_path / "features.parquet"
+    with WriteLock(output):  # another run writing it
+        assert features(model_folder, videos, output) == 1
+        error = capsys.readouterr().err
+        assert "is being written by another run (process" in error and error.count("\n") == 1
+    lock = tmp_path / ".features.parquet.lock"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    lock.write_text(f"{dead.stdout.strip()}@{socket.gethostname()}")  # left by a process that is gone
+    assert features(model_folder, videos, output) == 0
+    assert not lock.exists() and output.exists()
+
+
+def test_leftovers_of_an_interrupted_run_are_cleared(model_folder, videos, tmp_path):
+    output = tmp_path / "features.parquet"
+    (tmp_path / ".features.parquet.a1b2c3.parquet").write_bytes(
+        b"half a merge"
+    )  # write_atomically's temporary
+    (tmp_path / ".features.parquet.report.json.x9.json").write_text("{")
+    parts = tmp_path / ".features.parquet.parts"
+    parts.mkdir()
+    (parts / ".part-00000-1.parquet.q7.parquet").write_bytes(b"half a part")
+    assert features(model_folder, videos, output) == 0
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == []
+
+
+def test_export_and_convert_replace_only_what_they_write(repo, tmp_path, capsys):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "thesis.tex").write_text("precious")
+    assert main(["export", str(repo), "--output", str(notes), "--overwrite"]) == 1
+    assert (
+        main(["convert", "--checkpoint", str(tmp_path / "x.pyth"), "--output-dir", str(notes), "--overwrite"])
+        == 1
+    )
+    assert (notes / "thesis.tex").read_text() == "precious"
+    exported = tmp_path / "onnx"
+    assert main(["export", str(repo), "--output", str(exported)]) == 0
+    (tmp_path / ".onnx.onnx-leftover").mkdir()  # the staging folder of an export killed mid-way
+    assert (
+        main(["export", str(repo), "--output", str(exported), "--overwrite"]) == 0
+    )  # its own export: replaced
+    assert not (tmp_path / ".onnx.onnx-leftover").exists()
+
+
+# ---- training checkpoints -------------------------------------------------------------------------------------
+
+
+def test_resume_skips_a_checkpoint_cut_short_by_a_kill(tmp_path, caplog):
+    from timesformer_hf.training import checkpoint_problem, last_complete_checkpoint
+
+    for step in (2, 4):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        randomize_(TimeSformerForVideoClassification(tiny_config())).save_pretrained(folder)
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    weights = tmp_path / "checkpoint-4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # SIGKILL mid-save
+    (tmp_path / "checkpoint-6").mkdir()  # killed before trainer_state.json
+    (tmp_path / "checkpoint-6" / "model.safetensors").write_bytes(b"")
+    assert "is damaged" in checkpoint_problem(tmp_path / "checkpoint-4")
+    assert "no trainer_state.json" in checkpoint_problem(tmp_path / "checkpoint-6")
+    assert checkpoint_problem(tmp_path / "checkpoint-2") is None
+    with caplog.at_level("WARNING"):
+        assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    skipped = [
+        record.getMessage() for record in caplog.records if "Skipping the checkpoint" in record.getMessage()
+    ]
+    assert len(skipped) == 2 and "checkpoint-6" in skipped[0] and "checkpoint-4" in skipped[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -168,6 +169,7 @@ def run_stored(
     Returns all results (failed ones included, in input order) on the main process; `None` on the others, and when
     `output` was already complete (nothing run).
     """
+    from ..files import WriteLock, remove_leftovers
     from ..results import ResultStore
 
     processes = Processes()
@@ -180,29 +182,34 @@ def run_stored(
         overwrite=args.overwrite,
         flush_every=args.save_every,
     )
-    if store.is_complete():
+    # one job writes an output at a time; what an interrupted one left half-written is cleared
+    with WriteLock(output) if processes.is_main else contextlib.nullcontext():
         if processes.is_main:
-            print(
-                f"{output} is already complete for these videos and settings: nothing to do (--overwrite redoes it)."
-            )
-        return None
-    store.check()
-    processes.wait()
-    if processes.is_main:
-        store.prepare()
-    processes.wait()
-    pending = store.pending(processes.share(len(videos)))
-    if pending:
-        engine = load_engine(args, processes, task=task, output=engine_output)
-        try:
-            for result in engine.run(videos, indices=pending, progress=processes.is_main):
-                store.add(result)
-        finally:  # interrupted or failed: keep what is done for the next run
-            store.flush()
-    processes.wait()
-    if not processes.is_main:
-        return None
-    results = store.finish(write)
+            remove_leftovers(output)
+        if store.is_complete():
+            if processes.is_main:
+                print(
+                    f"{output} is already complete for these videos and settings: nothing to do (--overwrite redoes "
+                    "it)."
+                )
+            return None
+        store.check()
+        processes.wait()
+        if processes.is_main:
+            store.prepare()
+        processes.wait()
+        pending = store.pending(processes.share(len(videos)))
+        if pending:
+            engine = load_engine(args, processes, task=task, output=engine_output)
+            try:
+                for result in engine.run(videos, indices=pending, progress=processes.is_main):
+                    store.add(result)
+            finally:  # interrupted or failed: keep what is done for the next run
+                store.flush()
+        processes.wait()
+        if not processes.is_main:
+            return None
+        results = store.finish(write)
     print_failures(results, store.report)
     return results
 
