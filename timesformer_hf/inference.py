@@ -25,6 +25,7 @@ a.mp4 {'predictions': [{'label': 'right_1', 'score': 0.97}, {'label': 'left_2', 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,12 +34,15 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from transformers.utils import logging
 
 from .configuration_timesformer import is_multi_label_model
 from .errors import InputError
 from .image_processing_timesformer import logits_to_scores, predictions_from_scores
 from .loading import check_model_repo, hub_errors
 from .video import StoredVideo, VideoDecodeError, VideoReader, plan_windows, stored_video_name, to_source
+
+logger = logging.get_logger(__name__)
 
 __all__ = [
     "DTYPES",
@@ -247,6 +251,26 @@ class _ViewPlan:
     stride: float | None
 
 
+class _InFlight:
+    """Which video each DataLoader worker is decoding, in memory shared with them: when a worker dies (a video that
+    crashes the decoder, the kernel's OOM killer), the videos it and the others had started."""
+
+    def __init__(self, num_workers: int) -> None:
+        self.slots = multiprocessing.Array("q", [-1] * num_workers, lock=False)
+
+    def start(self, index: int) -> None:
+        info = get_worker_info()
+        if info is not None:
+            self.slots[info.id] = index
+
+    def indices(self) -> list[int]:
+        return [index for index in self.slots if index >= 0]
+
+
+def _is_worker_death(error: RuntimeError) -> bool:
+    return "DataLoader worker" in str(error)
+
+
 class _ViewDataset(IterableDataset):
     """Decodes and preprocesses the views of `videos[i]` for `i` in `indices`, split across DataLoader workers.
 
@@ -256,20 +280,32 @@ class _ViewDataset(IterableDataset):
     """
 
     def __init__(
-        self, processor: Any, plan: _ViewPlan, videos: Sequence[VideoInput], indices: list[int]
+        self,
+        processor: Any,
+        plan: _ViewPlan,
+        videos: Sequence[VideoInput],
+        indices: list[int],
+        in_flight: _InFlight | None = None,
     ) -> None:
         self.processor = processor
         self.plan = plan
         self.videos = videos
         self.indices = indices
+        self.in_flight = in_flight
 
     def __iter__(self) -> Iterator[_Chunk]:
         info = get_worker_info()
         indices = self.indices if info is None else self.indices[info.id :: info.num_workers]
         for index in indices:
-            video = self.videos[index]
-            name = video_name(video, index)
+            if self.in_flight is not None:
+                self.in_flight.start(index)
+            names = getattr(
+                self.videos, "names", None
+            )  # a data set's row names, known before its row is read
+            name = names[index] if names is not None else f"#{index}"
             try:
+                video = self.videos[index]
+                name = video_name(video, index)
                 with VideoReader(to_source(video)) as reader:
                     yield from self._chunks(reader, index, name)
             except VideoDecodeError as error:
@@ -449,37 +485,65 @@ class InferenceEngine:
             indices: Only these positions of `videos` (e.g. one process's share, or those not done yet).
             progress: Show a progress bar.
         """
-        videos = _video_list(videos)
-        positions = list(range(len(videos)) if indices is None else indices)
-        loader = DataLoader(
-            _ViewDataset(self.processor, self.plan, videos, positions),
-            batch_size=None,
-            num_workers=self.num_workers,
-            collate_fn=_identity,
-            in_order=False,
-        )
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(positions), unit="video", disable=not progress, desc="Videos")
+        videos = _video_list(videos)
+        pending = list(range(len(videos)) if indices is None else indices)
+        bar = tqdm(total=len(pending), unit="video", disable=not progress, desc="Videos")
         windows: dict[int, list[WindowOutput]] = {}
         queue: list[_Chunk] = []
-        queued = 0
-        for chunk in loader:
-            if chunk.error is not None:
-                windows.pop(chunk.index, None)
-                queue = [queued_chunk for queued_chunk in queue if queued_chunk.index != chunk.index]
-                queued = sum(len(c.pixel_values) - c.sent for c in queue)
-                bar.update()
-                yield VideoOutput(chunk.index, chunk.video, error=chunk.error)
-                continue
-            queue.append(chunk)
-            queued += len(chunk.pixel_values)
-            while queued >= self.batch_size:
-                queued -= self.batch_size
-                yield from self._finish(self._batch(queue, self.batch_size), windows, bar)
+        while pending:
+            in_flight = _InFlight(self.num_workers) if self.num_workers else None
+            received: set[int] = set()  # videos all of whose chunks (or its error) arrived
+            loader = DataLoader(
+                _ViewDataset(self.processor, self.plan, videos, pending, in_flight),
+                batch_size=None,
+                num_workers=self.num_workers,
+                collate_fn=_identity,
+                in_order=False,
+            )
+            try:
+                for chunk in loader:
+                    if chunk.last or chunk.error is not None:
+                        received.add(chunk.index)
+                    yield from self._take(chunk, queue, windows, bar)
+                pending = []
+            except RuntimeError as error:
+                if in_flight is None or not _is_worker_death(error):
+                    raise
+                # new workers take the videos not started; those in flight are tried once more, in this process
+                crashed = [index for index in in_flight.indices() if index not in received]
+                pending = [index for index in pending if index not in received and index not in crashed]
+                reason = " ".join(str(error).split())
+                logger.warning(f"{reason}: retrying {len(crashed)} video(s) it was decoding in this process")
+                for index in crashed:
+                    self._drop(index, queue, windows)
+                    for chunk in _ViewDataset(self.processor, self.plan, videos, [index]):
+                        if chunk.error is not None:
+                            chunk.error = f"it stopped a decoding worker ({reason}), then: {chunk.error}"
+                        yield from self._take(chunk, queue, windows, bar)
         while queue:
             yield from self._finish(self._batch(queue, self.batch_size), windows, bar)
         bar.close()
+
+    def _take(
+        self, chunk: _Chunk, queue: list[_Chunk], windows: dict[int, list[WindowOutput]], bar: Any
+    ) -> Iterator[VideoOutput]:
+        """Queue a chunk's views and run every full batch; a failed video is dropped and reported."""
+        if chunk.error is not None:
+            self._drop(chunk.index, queue, windows)
+            bar.update()
+            yield VideoOutput(chunk.index, chunk.video, error=chunk.error)
+            return
+        queue.append(chunk)
+        while sum(len(queued.pixel_values) - queued.sent for queued in queue) >= self.batch_size:
+            yield from self._finish(self._batch(queue, self.batch_size), windows, bar)
+
+    @staticmethod
+    def _drop(index: int, queue: list[_Chunk], windows: dict[int, list[WindowOutput]]) -> None:
+        """Forget what was received of a video (its queued chunks, its finished windows)."""
+        windows.pop(index, None)
+        queue[:] = [chunk for chunk in queue if chunk.index != index]
 
     def _finish(
         self, chunks: list[_Chunk], windows: dict[int, list[WindowOutput]], bar: Any

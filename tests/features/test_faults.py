@@ -257,3 +257,46 @@ def test_resume_skips_a_checkpoint_cut_short_by_a_kill(tmp_path, caplog):
         record.getMessage() for record in caplog.records if "Skipping the checkpoint" in record.getMessage()
     ]
     assert len(skipped) == 2 and "checkpoint-6" in skipped[0] and "checkpoint-4" in skipped[1]
+
+
+# ---- a decoding worker that dies -------------------------------------------------------------------------------
+
+
+class KillsItsWorker(list):
+    """Video paths; reading `fatal` in a DataLoader worker kills that worker (a decoder crash, the OOM killer). With
+    `fails_everywhere`, reading it in the main process raises too."""
+
+    def __init__(self, paths, fatal, fails_everywhere=False):
+        super().__init__(paths)
+        self.fatal, self.fails_everywhere = fatal, fails_everywhere
+
+    def __getitem__(self, index):
+        from torch.utils.data import get_worker_info
+
+        if index == self.fatal and get_worker_info() is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if index == self.fatal and self.fails_everywhere:
+            raise MemoryError("decoding this video needs more memory than there is")
+        return super().__getitem__(index)
+
+
+@pytest.mark.parametrize("fails_everywhere", [False, True], ids=["retried", "recorded"])
+def test_a_worker_that_dies_is_replaced_and_its_video_retried_once(repo, videos, fails_everywhere, caplog):
+    from timesformer_hf import TimeSformerVideoProcessor
+
+    model = TimeSformerForVideoClassification.from_pretrained(repo).eval()
+    engine = InferenceEngine(
+        model, TimeSformerVideoProcessor.from_pretrained(repo), batch_size=2, num_workers=2
+    )
+    paths = sorted(str(path) for path in videos.glob("*.mp4"))
+    reference = {result.index: result.value for result in InferenceEngine(model, engine.processor).run(paths)}
+    with caplog.at_level("WARNING"):
+        results = list(engine.run(KillsItsWorker(paths, fatal=2, fails_everywhere=fails_everywhere)))
+    assert sorted(result.index for result in results) == list(range(6))  # every video, once
+    for result in results:
+        if result.index == 2 and fails_everywhere:
+            assert "stopped a decoding worker" in result.error and "MemoryError" in result.error
+            continue
+        assert result.error is None
+        np.testing.assert_allclose(result.value, reference[result.index], atol=1e-6)
+    assert any("retrying" in record.getMessage() for record in caplog.records)
