@@ -151,15 +151,17 @@ def test_a_corrupted_weight_fails_the_check_and_leaves_nothing(monkeypatch, tmp_
     assert list(tmp_path.iterdir()) == []  # neither the folder nor its staging copy
 
 
-def test_an_existing_folder_is_replaced_only_with_overwrite(tmp_path):
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "mine.txt").write_text("keep")
+def test_an_existing_export_is_replaced_only_with_overwrite_and_another_folder_never(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep")
     model = randomize_(TimeSformerModel(tiny_config()))
+    with pytest.raises(FileExistsError, match="holds something else"):
+        export_onnx(model, tmp_path / "notes", dynamic_frames=True, overwrite=True)
+    assert (tmp_path / "notes" / "mine.txt").read_text() == "keep"
+    export_onnx(model, tmp_path / "out", dynamic_frames=True)
     with pytest.raises(FileExistsError, match="--overwrite"):
         export_onnx(model, tmp_path / "out", dynamic_frames=True)
-    assert (tmp_path / "out" / "mine.txt").read_text() == "keep"
     report = export_onnx(model, tmp_path / "out", dynamic_frames=True, dtype="fp16", overwrite=True)
-    assert not (tmp_path / "out" / "mine.txt").exists()
     # fp16: checked relative to the largest output, on the CPU
     assert report["check"]["relative"] and report["check"]["max_abs_diff"] <= 2e-2
     assert report["outputs"] == ["last_hidden_state", "pooler_output"]
