@@ -296,3 +296,18 @@ def test_window_without_frames_takes_the_nearest_one():
     timestamps = np.array([0.0, 0.1, 0.2, 3.0, 3.1])  # variable frame rate: nothing between 0.2 s and 3 s
     assert FrameSampler(2, "uniform").window_clip(timestamps, TimeWindow(1.0, 2.0)).tolist() == [2, 2]
     assert FrameSampler(3, "uniform").window_clip(timestamps, TimeWindow(0.0, 1.0)).tolist() == [0, 1, 2]
+
+
+def test_frames_larger_than_the_limit_are_scaled_down_as_they_are_decoded(tmp_path):
+    from timesformer_hf.synthetic import write_video
+    from timesformer_hf.video import decode_limit
+
+    path = tmp_path / "wide.mp4"
+    frames = np.zeros((2, 240, 480, 3), dtype=np.uint8)
+    frames[:, :, 240:] = 200  # the right half bright
+    write_video(path, frames, fps=8)
+    small = read_video(str(path), [0, 1], max_short_side=60)
+    assert small.shape == (2, 60, 120, 3)
+    assert small[0, :, :55].mean() < 10 and small[0, :, 65:].mean() > 190  # the same picture, smaller
+    assert read_video(str(path), [0], max_short_side=240).shape == (1, 240, 480, 3)  # within the limit: as is
+    assert decode_limit(224) == 1080 and decode_limit(448) == 1792

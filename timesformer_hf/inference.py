@@ -326,15 +326,16 @@ class _ViewDataset(IterableDataset):
 
     def _chunks(self, reader: VideoReader, index: int, name: str) -> Iterator[_Chunk]:
         sampler, plan, metadata = self.processor.frame_sampler, self.plan, reader.metadata
+        limit = self.processor.max_decoded_short_side  # huge frames are scaled down as they are decoded
         if plan.window is None:  # clips x crops, all in one chunk
             clips = sampler.test_clips(metadata.total_num_frames, metadata.fps or None, plan.num_clips)
-            views = torch.cat([self._views(reader.read(indices)) for indices in clips])
+            views = torch.cat([self._views(reader.read(indices, limit)) for indices in clips])
             yield _Chunk(index, name, 0.0, metadata.duration, views)
             return
         timestamps = np.asarray(reader.timestamps)
         windows = plan_windows(metadata.duration, plan.window, plan.stride)
         for k, window in enumerate(windows):  # one chunk per window, decoded on its own
-            views = self._views(reader.read(sampler.window_clip(timestamps, window)))
+            views = self._views(reader.read(sampler.window_clip(timestamps, window), limit))
             yield _Chunk(index, name, window.start, window.end, views, last=k == len(windows) - 1)
 
 

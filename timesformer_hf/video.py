@@ -39,6 +39,7 @@ __all__ = [
     "VideoDecodeError",
     "VideoMetadata",
     "VideoReader",
+    "decode_limit",
     "plan_windows",
     "probe_video",
     "read_video",
@@ -52,6 +53,7 @@ __all__ = [
 
 VideoSource = str | os.PathLike | IO[bytes]
 SeedLike = int | np.random.Generator | None
+LARGE_FRAME_PIXELS = 3840 * 2160
 # A video as data sets hold it: a path, its bytes, or a `datasets.Video(decode=False)` value `{"path", "bytes"}`.
 StoredVideo = str | os.PathLike | bytes | dict
 
@@ -246,7 +248,9 @@ class VideoReader:
         self._container = _open(source)
         try:
             self._stream = self._container.streams.video[0]
-            self._stream.thread_type = "AUTO"
+            # frame threading holds a decoded frame per thread: above 4K, slice threading keeps memory flat
+            large = (self._stream.width or 0) * (self._stream.height or 0) > LARGE_FRAME_PIXELS
+            self._stream.thread_type = "SLICE" if large else "AUTO"
             self._index = _build_frame_index(self._container, self._stream)
             _rewind(self._container)
             frames = self._container.decode(self._stream)
@@ -275,19 +279,29 @@ class VideoReader:
         time_base, first = float(self._stream.time_base), self._index.timestamps[0]
         return [(pts - first) * time_base for pts in self._index.timestamps]
 
-    def read(self, indices: Sequence[int] | np.ndarray | torch.Tensor | None = None) -> np.ndarray:
-        """The frames at `indices` (all when `None`) as a `(frames, height, width, 3)` uint8 RGB array, upright."""
+    def read(
+        self,
+        indices: Sequence[int] | np.ndarray | torch.Tensor | None = None,
+        max_short_side: int | None = None,
+    ) -> np.ndarray:
+        """The frames at `indices` (all when `None`) as a `(frames, height, width, 3)` uint8 RGB array, upright;
+        frames whose short side is more than `max_short_side` are scaled down to it as they are decoded."""
         import av
 
         try:
             if self._index is not None and self._index.timestamps:
                 decoded, num_frames = _decode_by_seeking(
-                    self._container, self._stream, self._index, indices, self.source
+                    self._container, self._stream, self._index, indices, self.source, max_short_side
                 )
             else:  # no timestamps to seek to: decode sequentially from the start
                 _rewind(self._container)
                 decoded, num_frames = _decode_sequentially(
-                    self._container, self._stream, indices, self.source, self.metadata.total_num_frames
+                    self._container,
+                    self._stream,
+                    indices,
+                    self.source,
+                    self.metadata.total_num_frames,
+                    max_short_side,
                 )
         except av.FFmpegError as error:
             raise _decode_error(self.source, error) from error
@@ -336,6 +350,7 @@ def read_video(
     source: VideoSource,
     indices: Sequence[int] | np.ndarray | torch.Tensor | None = None,
     *,
+    max_short_side: int | None = None,
     return_metadata: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, VideoMetadata]:
     """Decode the frames at `indices` (all frames when `None`) as a `(frames, height, width, 3)` uint8 RGB array.
@@ -349,6 +364,8 @@ def read_video(
     Args:
         source: A path or a binary file object.
         indices: Frame indices in `[0, total_num_frames)`, e.g. from [`sample_kinetics_indices`].
+        max_short_side: Scale frames whose short side is larger down to it as they are decoded (see
+            [`decode_limit`]), so that memory does not grow with the frame size.
         return_metadata: Also return the [`VideoMetadata`] of the video.
 
     Raises:
@@ -365,7 +382,7 @@ def read_video(
     ```
     """
     with VideoReader(source) as reader:
-        frames = reader.read(indices)
+        frames = reader.read(indices, max_short_side)
         return (frames, reader.metadata) if return_metadata else frames
 
 
@@ -395,8 +412,30 @@ def _missing_frames(source: VideoSource, missing: Sequence[int], num_frames: int
 _Decoded = dict[int, tuple[np.ndarray, int]]  # position: (RGB frame, rotation); no decoder frame is kept
 
 
+def _rgb(frame: Any, max_short_side: int | None) -> np.ndarray:
+    """A decoded frame as an RGB array, scaled down by the decoder (area interpolation) when its short side is more
+    than `max_short_side`: an 8192x8192 frame is never held at full size."""
+    short_side = min(frame.width, frame.height)
+    if max_short_side is None or short_side <= max_short_side:
+        return frame.to_ndarray(format="rgb24")
+    scale = max_short_side / short_side
+    width, height = max(1, round(frame.width * scale)), max(1, round(frame.height * scale))
+    return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
+
+
+def decode_limit(short_side: int) -> int:
+    """The largest short side worth decoding for frames that are resized to `short_side`: 4 times it, and 1080 at
+    least (full-HD videos keep every pixel). Larger frames are scaled down by the decoder, before they are held."""
+    return max(4 * short_side, 1080)
+
+
 def _decode_by_seeking(
-    container: Any, stream: Any, index: _FrameIndex, indices: Any, source: VideoSource
+    container: Any,
+    stream: Any,
+    index: _FrameIndex,
+    indices: Any,
+    source: VideoSource,
+    max_short_side: int | None = None,
 ) -> tuple[_Decoded, int]:
     num_frames = len(index.timestamps)
     wanted = set(_check_indices(indices, num_frames, source).tolist())
@@ -415,7 +454,7 @@ def _decode_by_seeking(
                 continue
             first = position if first is None else first
             if position in wanted and position not in decoded:
-                decoded[position] = (frame.to_ndarray(format="rgb24"), _rotation_of(frame))
+                decoded[position] = (_rgb(frame, max_short_side), _rotation_of(frame))
             if position >= target:
                 return first, position
         return first, None
@@ -439,7 +478,12 @@ def _decode_by_seeking(
 
 
 def _decode_sequentially(
-    container: Any, stream: Any, indices: Any, source: VideoSource, num_frames: int | None = None
+    container: Any,
+    stream: Any,
+    indices: Any,
+    source: VideoSource,
+    num_frames: int | None = None,
+    max_short_side: int | None = None,
 ) -> tuple[_Decoded, int]:
     """Decode from the start, keeping the wanted frames; with `num_frames` known, stop after the last wanted one."""
     wanted = None if indices is None else set(np.asarray(indices).tolist())
@@ -448,7 +492,7 @@ def _decode_sequentially(
     counted = 0
     for position, frame in enumerate(container.decode(stream)):
         if wanted is None or position in wanted:
-            decoded[position] = (frame.to_ndarray(format="rgb24"), _rotation_of(frame))
+            decoded[position] = (_rgb(frame, max_short_side), _rotation_of(frame))
         counted = position + 1
         if last_wanted is not None and position >= last_wanted:
             break

@@ -20,7 +20,7 @@ from transformers.video_utils import VideoMetadata as TransformersVideoMetadata
 
 from .errors import InputError
 from .image_processing_timesformer import TimeSformerProcessingDefaults
-from .video import FRAME_SAMPLINGS, FrameSampler, SeedLike, probe_video, read_video
+from .video import FRAME_SAMPLINGS, FrameSampler, SeedLike, decode_limit, probe_video, read_video
 from .video_transforms import (
     PILImageResampling,
     make_batched_videos,
@@ -112,6 +112,16 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
     def frame_sampler(self) -> FrameSampler:
         """The [`~timesformer_hf.video.FrameSampler`] of this processor's sampling settings."""
         return FrameSampler(self.num_frames, self.frame_sampling, self.sampling_rate, self.target_fps)
+
+    @property
+    def max_decoded_short_side(self) -> int | None:
+        """The short side beyond which decoded frames are scaled down by the decoder ([`~video.decode_limit`] of the
+        resize's short side); `None` without a resize (the frames are used at their size)."""
+        if not self.do_resize:
+            return None
+        size = self.size
+        short_side = size["shortest_edge"] if "shortest_edge" in size else min(size["height"], size["width"])
+        return decode_limit(short_side)
 
     def _sampler_with(self, **settings: Any) -> FrameSampler:
         """`frame_sampler` with the settings given (those not `None`) in place of the processor's."""
@@ -270,7 +280,7 @@ class TimeSformerVideoProcessor(TimeSformerProcessingDefaults, BaseVideoProcesso
         indices = sample_indices_fn(metadata=metadata) if sample_indices_fn is not None else None
         if isinstance(source, io.IOBase):
             source.seek(0)
-        video = read_video(source, indices)
+        video = read_video(source, indices, max_short_side=self.max_decoded_short_side)
         metadata.frames_indices = list(range(len(video))) if indices is None else np.asarray(indices).tolist()
         return video, metadata
 

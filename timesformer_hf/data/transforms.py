@@ -30,7 +30,15 @@ from transformers.image_utils import SizeDict
 from transformers.utils import logging
 
 from ..errors import InputError
-from ..video import StoredVideo, VideoDecodeError, VideoReader, probe_video, stored_video_name, to_source
+from ..video import (
+    StoredVideo,
+    VideoDecodeError,
+    VideoReader,
+    decode_limit,
+    probe_video,
+    stored_video_name,
+    to_source,
+)
 from ..video_processing_timesformer import TimeSformerVideoProcessor
 from ..video_transforms import resize_video, to_video_tensor
 from .labels import multi_hot
@@ -146,6 +154,10 @@ class VideoClipTransform:
                 f"({self.crop_height}x{self.crop_width}) or above."
             )
         self.short_side_range = short_side_range
+        # the training short side goes up to the range's end; evaluation resizes as the processor says
+        self.max_decoded_short_side = (
+            decode_limit(short_side_range[1]) if training else processor.max_decoded_short_side
+        )
         self.failures = 0  # videos that did not decode, in this process
 
     def sample_indices(self, total_num_frames: int, fps: float) -> np.ndarray:
@@ -184,7 +196,8 @@ class VideoClipTransform:
         try:
             with VideoReader(to_source(video)) as reader:
                 metadata = reader.metadata
-                frames = reader.read(self.sample_indices(metadata.total_num_frames, metadata.fps))
+                indices = self.sample_indices(metadata.total_num_frames, metadata.fps)
+                frames = reader.read(indices, self.max_decoded_short_side)
         except (VideoDecodeError, IndexError) as error:
             self.failures += 1
             name = stored_video_name(video) or "(embedded video)"
