@@ -180,3 +180,22 @@ def test_library_errors_name_arguments_not_flags():
         InferenceEngine(torch.nn.Identity(), TimeSformerVideoProcessor(), batch_size=0)
     assert str(error.value).startswith("batch_size:") and "--" not in str(error.value)
     assert error.value.flag == "--batch-size"
+
+
+def test_a_hub_repo_that_is_not_there_is_not_found_and_offline_is_offline(monkeypatch, capsys):
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    from timesformer_hf.configuration_timesformer import TimeSformerConfig
+
+    # offline (HF_HUB_OFFLINE=1 in the tests) and not cached
+    assert main(["classify", "someone/no-such-model", "video.mp4"]) == EXIT_ERROR
+    error = capsys.readouterr().err
+    assert "not in the local cache and the Hub cannot be reached" in error and error.count("\n") == 1
+
+    def not_found(*args, **kwargs):
+        raise RepositoryNotFoundError.__new__(RepositoryNotFoundError)  # what a 404 of the Hub raises
+
+    monkeypatch.setattr(TimeSformerConfig, "from_pretrained", not_found)
+    assert main(["classify", "someone/no-such-model", "video.mp4"]) == EXIT_ERROR
+    error = capsys.readouterr().err
+    assert "was not found on the Hub" in error and "offline" not in error
