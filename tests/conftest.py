@@ -150,3 +150,20 @@ def smooth_video(num_frames: int, height: int, width: int) -> np.ndarray:
         frame = np.stack([x / width * 255, y / height * 255, blob + 60], axis=-1)
         frames.append(frame + np.random.default_rng(t).normal(0, 8, frame.shape))
     return np.clip(np.stack(frames), 0, 255).astype(np.uint8)
+
+
+def count_forwards(monkeypatch, interrupt_after=None):
+    """Count the engine's forward passes (views per pass); with `interrupt_after=n`, pass n + 1 raises
+    KeyboardInterrupt, as a Ctrl-C mid-run."""
+    from timesformer_hf.inference import InferenceEngine
+
+    original, calls = InferenceEngine.forward, []
+
+    def forward(self, pixel_values):
+        if interrupt_after is not None and len(calls) == interrupt_after:
+            raise KeyboardInterrupt
+        calls.append(len(pixel_values))
+        return original(self, pixel_values)
+
+    monkeypatch.setattr(InferenceEngine, "forward", forward)
+    return calls

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import sample_video_path, tiny_processor
+from conftest import count_forwards, sample_video_path, tiny_processor
 
 from timesformer_hf import TimeSformerForVideoClassification, TimeSformerModel, TimeSformerVideoProcessor
 from timesformer_hf.commands.app import main
@@ -176,21 +176,6 @@ def test_windowed_features_one_row_per_window(repo, videos, tmp_path):
     rows = json.loads(output.with_suffix(".json").read_text())
     assert [(row["start"], row["end"]) for row in rows] == [(0, 5), (5, 10)]
     assert np.load(output).shape == (2, 32)
-
-
-def count_forwards(monkeypatch, interrupt_after=None):
-    """Count the engine's forward passes (views per pass); with `interrupt_after=n`, pass n + 1 raises
-    KeyboardInterrupt, as a Ctrl-C mid-run."""
-    original, calls = InferenceEngine.forward, []
-
-    def forward(self, pixel_values):
-        if interrupt_after is not None and len(calls) == interrupt_after:
-            raise KeyboardInterrupt
-        calls.append(len(pixel_values))
-        return original(self, pixel_values)
-
-    monkeypatch.setattr(InferenceEngine, "forward", forward)
-    return calls
 
 
 def test_finished_rerun_does_no_model_work(repo, videos, tmp_path, monkeypatch, capsys):

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import randomize_, tiny_config
+from conftest import count_forwards, randomize_, tiny_config
 
 from timesformer_hf import TimeSformerForVideoClassification
 from timesformer_hf.commands.app import main
@@ -41,20 +41,6 @@ def videos(tmp_path):
 def model_folder(repo, tmp_path):
     """A copy of the tiny classifier repo that a test may change in place."""
     return shutil.copytree(repo, tmp_path / "model")
-
-
-def interrupt_after(monkeypatch, count):
-    """Pass `count + 1` of the engine raises KeyboardInterrupt (a Ctrl-C mid-run); returns the passes made."""
-    original, calls = InferenceEngine.forward, []
-
-    def forward(self, pixel_values):
-        if count is not None and len(calls) == count:
-            raise KeyboardInterrupt
-        calls.append(len(pixel_values))
-        return original(self, pixel_values)
-
-    monkeypatch.setattr(InferenceEngine, "forward", forward)
-    return calls
 
 
 def features(model, videos, output, *extra):
@@ -86,7 +72,7 @@ def test_a_job_resumed_after_its_model_changed_is_refused_and_overwrite_starts_o
     model_folder, videos, tmp_path, monkeypatch, capsys
 ):
     output = tmp_path / "features.parquet"
-    interrupt_after(monkeypatch, 3)
+    count_forwards(monkeypatch, 3)
     assert features(model_folder, videos, output) == 130
     assert len(list((tmp_path / ".features.parquet.parts").glob("part-*"))) == 3
     retrain_in_place(model_folder, seed=7)
@@ -115,7 +101,7 @@ def test_a_finished_output_of_other_weights_is_not_taken_as_done(model_folder, v
 
 def test_a_video_changed_under_a_resumed_job_is_computed_again(model_folder, videos, tmp_path, monkeypatch):
     output = tmp_path / "features.parquet"
-    interrupt_after(monkeypatch, 3)
+    count_forwards(monkeypatch, 3)
     assert features(model_folder, videos, output) == 130
     parts = tmp_path / ".features.parquet.parts"
     done = {row["video"] for part in parts.glob("part-*") for row in pq.read_table(part).to_pylist()}
@@ -125,7 +111,7 @@ def test_a_video_changed_under_a_resumed_job_is_computed_again(model_folder, vid
         changed, motion_video(motion_labels(4)[3], num_frames=8, size=32, rng=99), fps=8
     )  # new content
     monkeypatch.undo()
-    calls = interrupt_after(monkeypatch, None)
+    calls = count_forwards(monkeypatch, None)
     assert features(model_folder, videos, output) == 0
     assert len(calls) == 6 - 3 + 1  # the three videos left, and the changed one again
     expected = tmp_path / "expected.parquet"
@@ -151,7 +137,7 @@ def test_sigterm_keeps_the_finished_videos_and_the_same_command_resumes(repo, tm
     output, parts = tmp_path / "features.parquet", tmp_path / ".features.parquet.parts"
     command = [
         sys.executable, "-m", "timesformer_hf.cli", "features", str(repo), str(videos), "--output", str(output),
-        "--window", "0.5", "--batch-size", "1", "--num-workers", "0", "--save-every", "1000",
+        "--window", "0.1", "--batch-size", "1", "--num-workers", "0", "--save-every", "1000",
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -163,10 +149,14 @@ def test_sigterm_keeps_the_finished_videos_and_the_same_command_resumes(repo, tm
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    deadline = time.monotonic() + 240
+    deadline, started = time.monotonic() + 240, None
     while time.monotonic() < deadline and process.poll() is None:
         done = re.findall(rb"\| *(\d+)/24 ", bytes(stderr))
         if done and int(done[-1]) >= 3:  # some videos done, none saved yet (a part every 1000 videos)
+            break
+        if started is None and (parts / "settings.json").exists():
+            started = time.monotonic()
+        if started is not None and time.monotonic() - started > 4:  # no progress bar seen: by the clock
             break
         time.sleep(0.01)
     process.send_signal(signal.SIGTERM)
