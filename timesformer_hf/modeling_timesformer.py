@@ -526,10 +526,11 @@ class TimeSformerPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     _can_compile_fullgraph = True
     # What `output_hidden_states` / `output_attentions` return, recorded by hooks (see `TimeSformerModel.forward`):
-    # the input and output of every layer, and the weights of the spatial (or joint) and temporal self-attentions.
+    # the input and output of every layer, and the weights of the spatial (or joint) and temporal self-attentions
+    # (".attention.attention" is no part of "temporal_attention.attention": transformers 5.11 matches substrings).
     _can_record_outputs = {
         "hidden_states": OutputRecorder(TimeSformerLayer, index=0),
-        "attentions": OutputRecorder(TimeSformerSelfAttention, index=1, layer_name="attention.attention"),
+        "attentions": OutputRecorder(TimeSformerSelfAttention, index=1, layer_name=".attention.attention"),
         "temporal_attentions": OutputRecorder(
             TimeSformerSelfAttention, index=1, layer_name="temporal_attention.attention"
         ),
