@@ -1,5 +1,6 @@
 """The inference engine and the `classify`, `features` and `evaluate` commands on a tiny model and real mp4 files."""
 
+import csv
 import itertools
 import json
 import os
@@ -7,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -446,6 +448,12 @@ def test_evaluate_again_reports_without_model_work(repo, tmp_path, monkeypatch):
     assert run_cli(*argv, "--predictions", tmp_path / "p.csv") == 0
     assert calls == [] and json.loads((tmp_path / "e" / "evaluation.json").read_text()) == first
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 1 + 4 * 4  # header, 4 videos x top-4
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    for row in rows:  # the true label beside the prediction, and whether the video's top label is it
+        video_rows = [other for other in rows if other["video"] == row["video"]]
+        top = next(other["label"] for other in video_rows if other["rank"] == "1")
+        assert row["true_label"] == Path(row["video"]).parent.name
+        assert row["correct"] == str(top == row["true_label"])
 
 
 def test_all_broken_videos_leave_a_report(repo, tmp_path, capsys):

@@ -202,6 +202,8 @@ def test_backend_onnxruntime_classifies_a_real_video_as_pytorch_does(repo, expor
     onnxruntime = classify_json(exported[0], video, "--backend", "onnxruntime", capsys=capsys)
     assert pytorch.keys() == onnxruntime.keys()
     np.testing.assert_allclose([onnxruntime[k] for k in pytorch], list(pytorch.values()), atol=1e-4, rtol=0)
+    # an export folder runs with ONNX Runtime without being told (--backend auto)
+    assert classify_json(exported[0], video, capsys=capsys) == onnxruntime
 
 
 def test_backend_onnxruntime_extracts_the_features_pytorch_does(repo, exported_features, tmp_path):

@@ -29,6 +29,7 @@ import multiprocessing
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -49,6 +50,7 @@ __all__ = [
     "InferenceEngine",
     "VideoOutput",
     "WindowOutput",
+    "is_onnx_export",
     "load_model",
     "resolve_device",
     "resolve_dtype",
@@ -111,7 +113,7 @@ def load_model(
     attn_implementation: str | None = None,
     compile: bool = False,
     revision: str | None = None,
-    backend: Literal["pytorch", "onnxruntime"] = "pytorch",
+    backend: Literal["auto", "pytorch", "onnxruntime"] = "auto",
     onnx_file: str | None = None,
 ) -> tuple[torch.nn.Module, Any]:
     """A model ready for inference and its video processor.
@@ -120,12 +122,15 @@ def load_model(
     projections fused (computed in fp32 before casting), on `device` in `dtype`, optionally `torch.compile`d.
     With `backend="onnxruntime"`, `repo` is a folder written by `timesformer-hf export` and the model a
     [`~timesformer_hf.onnx.TimeSformerOnnxModel`] (its precision was chosen at export: `dtype` stays fp32) running
-    `onnx_file` of the folder (default `model.onnx`; `model_int8.onnx` for the int8 model).
+    `onnx_file` of the folder (default `model.onnx`; `model_int8.onnx` for the int8 model). `"auto"` (the default)
+    is ONNX Runtime for a folder that holds an ONNX graph and no PyTorch weights (an export), PyTorch otherwise.
     """
     from .modeling_timesformer import TimeSformerForVideoClassification, TimeSformerModel
     from .video_processing_timesformer import TimeSformerVideoProcessor
 
     check_model_repo(repo, revision)
+    if backend == "auto":
+        backend = "onnxruntime" if is_onnx_export(repo) or onnx_file is not None else "pytorch"
     if backend == "onnxruntime":
         return _load_onnx_model(repo, task, device, dtype, attn_implementation, compile, revision, onnx_file)
     if backend != "pytorch":
@@ -143,6 +148,13 @@ def load_model(
         processor = TimeSformerVideoProcessor.from_pretrained(repo, revision=revision)
     model = model.eval().fuse_temporal_projections().to(device=device, dtype=dtype)
     return (torch.compile(model) if compile else model), processor
+
+
+def is_onnx_export(repo: str | os.PathLike) -> bool:
+    """Whether `repo` is a folder written by `timesformer-hf export`: an ONNX graph, no PyTorch weights."""
+    folder = Path(repo)
+    weights = [*folder.glob("*.safetensors"), *folder.glob("*.bin")]
+    return folder.is_dir() and any(folder.glob("*.onnx")) and not weights
 
 
 def _load_onnx_model(

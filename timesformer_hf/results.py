@@ -321,6 +321,16 @@ class ResultStore:
         return results
 
 
+def _truth(record: dict[str, Any], regression: bool) -> list[Any]:
+    """The true label of an `evaluate` record and whether its prediction is right (empty for regression)."""
+    label, predicted = record["label"], [p["label"] for p in record.get("predictions", [])]
+    if regression:
+        return [label, ""]
+    if isinstance(label, list):  # multi-label: the labels above the threshold are the prediction
+        return ["|".join(label), sorted(predicted) == sorted(label)]
+    return [label, bool(predicted) and predicted[0] == label]
+
+
 def _model_changed(before: dict[str, Any], now: dict[str, Any]) -> bool:
     """Whether two job settings name the same model but other weights (`model_fingerprint`)."""
     return (
@@ -398,7 +408,9 @@ def prediction_records(results: Sequence[VideoOutput], predict: Callable[[np.nda
 def write_predictions(path: Path, records: Sequence[dict], suffix: str) -> None:
     """Prediction records as JSON Lines, Parquet (nested as in JSON) or CSV (one row per video or window and rank:
     `video`, `scope` (`video` or `window`), `start`, `end`, `rank`, `label`, `score`; for a regression model one row
-    per video or window, `value` in place of `rank`, `label` and `score`)."""
+    per video or window, `value` in place of `rank`, `label` and `score`). Records of `evaluate` carry the true
+    `label`: the CSV then has `true_label` and `correct` (whether the video's prediction is right: its top label, or
+    for a multi-label model its set of labels) on each of the video's rows."""
     if suffix == ".jsonl":
         path.write_text("".join(json.dumps(record) + "\n" for record in records))
     elif suffix == ".parquet":
@@ -410,19 +422,23 @@ def write_predictions(path: Path, records: Sequence[dict], suffix: str) -> None:
         import csv
 
         regression = bool(records) and "predictions" not in records[0]
+        labelled = bool(records) and "label" in records[0]
         with open(path, "w", newline="") as file:
             writer = csv.writer(file)
             columns = ["value"] if regression else ["rank", "label", "score"]
-            writer.writerow(["video", "scope", "start", "end", *columns])
+            writer.writerow(
+                ["video", "scope", "start", "end", *columns, *(["true_label", "correct"] * labelled)]
+            )
             for record in records:
+                truth = _truth(record, regression) if labelled else []
                 scopes = [("video", "", "", record)]
                 scopes += [("window", w["start"], w["end"], w) for w in record.get("windows", [])]
                 for scope, start, end, result in scopes:
                     head = [record["video"], scope, start, end]
                     if regression:
-                        writer.writerow([*head, result.get("value", result.get("values"))])
+                        writer.writerow([*head, result.get("value", result.get("values")), *truth])
                         continue
                     for rank, prediction in enumerate(result["predictions"], 1):
-                        writer.writerow([*head, rank, prediction["label"], prediction["score"]])
+                        writer.writerow([*head, rank, prediction["label"], prediction["score"], *truth])
     else:
         raise InputError(f"Predictions are written as {', '.join(PREDICTION_SUFFIXES)}, not {suffix!r}.")

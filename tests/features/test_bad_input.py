@@ -92,6 +92,8 @@ CASES = [  # (command line, exit code, words of the one line)
         "invalid choice: 'sometimes'",
     ),
     ("classify repo video.mp4 --no-such-option", EXIT_USAGE, "unrecognized arguments: --no-such-option"),
+    ("train --train-dir data/tarin --output-dir run", EXIT_ERROR, "No such folder or list file: data/tarin"),
+    ("evaluate repo data/vla", EXIT_ERROR, "No such folder or list file: data/vla"),
 ]
 
 

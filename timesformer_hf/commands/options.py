@@ -121,9 +121,10 @@ def add_inference_options(parser: argparse.ArgumentParser, *, windows: bool = Tr
     group = add_device_options(parser)
     group.add_argument(
         "--backend",
-        default="pytorch",
-        choices=("pytorch", "onnxruntime"),
-        help="onnxruntime: MODEL is a folder written by `timesformer-hf export` (default: pytorch).",
+        default="auto",
+        choices=("auto", "pytorch", "onnxruntime"),
+        help="onnxruntime: MODEL is a folder written by `timesformer-hf export`; auto (the default): onnxruntime for "
+        "such a folder, else pytorch.",
     )
     group.add_argument(
         "--onnx-file",

@@ -26,6 +26,7 @@ ClassLabel(names=['archery', 'bowling'])
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,7 +95,9 @@ class VideoSource:
 
     @classmethod
     def from_path(cls, path: str | os.PathLike, **kwargs: Any) -> VideoSource:
-        """A class-folder tree (a folder) or a video list (a file)."""
+        """A class-folder tree (a folder) or a video list (a file); `FileNotFoundError` when there is neither."""
+        if not Path(path).exists():
+            raise FileNotFoundError(errno.ENOENT, "No such folder or list file", os.fspath(path))
         return cls(os.fspath(path), "folder" if Path(path).is_dir() else "list", **kwargs)
 
     @classmethod
