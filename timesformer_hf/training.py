@@ -33,6 +33,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ from datasets import Dataset, IterableDataset
 from huggingface_hub import ModelCard, hf_hub_download
 from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from transformers.utils import logging as hf_logging
 
 from .configuration_timesformer import TimeSformerConfig, to_pair
@@ -113,6 +114,8 @@ TRAIN_EXAMPLE = (
     "--model-name-or-path facebook/timesformer-base-finetuned-k400 --num-train-epochs 5"
 )
 
+# Where a checkpoint is written before it is renamed to `checkpoint-N` (hidden from `get_last_checkpoint`).
+CHECKPOINT_STAGING = ".checkpoint-being-saved"
 MAX_FRAMES = 1024  # frames per clip: the time embeddings and attention grow with it
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 
@@ -351,7 +354,43 @@ class DataTrainingArguments:
 
 
 class TimeSformerTrainer(Trainer):
-    """`Trainer` without weight decay on biases, norms, the CLS token and the position and time embeddings."""
+    """`Trainer` without weight decay on biases, norms, the CLS token and the position and time embeddings, whose
+    checkpoints are complete or absent (see `_save_checkpoint`)."""
+
+    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
+        """`Trainer`'s save, into a hidden staging folder renamed to `checkpoint-N` once every process wrote its
+        part: a kill during a save leaves no `checkpoint-N` that looks complete (the next save clears the staging
+        folder). Checkpoint rotation (`save_total_limit`) then runs on the real folders."""
+        if trial is not None:  # hyperparameter search runs keep Trainer's own layout
+            return super()._save_checkpoint(model, trial)
+        run_dir = Path(self._get_output_dir(trial))
+        staging = run_dir / CHECKPOINT_STAGING
+        final = run_dir / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        output_dir, self.args.output_dir = self.args.output_dir, str(staging)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.output_dir = output_dir
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            if final.exists():  # this step saved again (a run resumed from before it)
+                shutil.rmtree(final)
+            os.replace(staging / final.name, final)
+            shutil.rmtree(staging, ignore_errors=True)
+            best = self.state.best_model_checkpoint
+            if best is not None and best.startswith(str(staging)):
+                self.state.best_model_checkpoint = str(run_dir / Path(best).name)
+                self.state.save_to_json(str(final / TRAINER_STATE_NAME))
+            rotate_checkpoints(
+                output_dir=str(run_dir),
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
+        self.accelerator.wait_for_everyone()
 
     def get_decay_parameter_names(self, model: torch.nn.Module) -> list[str]:
         return [

@@ -290,3 +290,56 @@ def test_a_worker_that_dies_is_replaced_and_its_video_retried_once(repo, videos,
         assert result.error is None
         np.testing.assert_allclose(result.value, reference[result.index], atol=1e-6)
     assert any("retrying" in record.getMessage() for record in caplog.records)
+
+
+def test_a_checkpoint_is_complete_or_absent_and_rotation_still_applies(motion_dir, tmp_path):
+    from unittest import mock
+
+    from test_training import TINY_OVERRIDES, data_args, training_args
+    from transformers import Trainer
+
+    from timesformer_hf.training import ModelArguments, checkpoint_problem, run_training
+
+    arguments = dict(max_steps=3, save_strategy="steps", save_steps=1, save_total_limit=2)
+    run_training(
+        ModelArguments(config_overrides=TINY_OVERRIDES),
+        data_args(motion_dir),
+        training_args(tmp_path / "a", **arguments),
+    )
+    saved = sorted(
+        path.name for path in (tmp_path / "a").iterdir() if path.name.startswith(("checkpoint", "."))
+    )
+    assert saved == [
+        "checkpoint-2",
+        "checkpoint-3",
+    ]  # save_total_limit kept the newest two, nothing staged left
+    assert checkpoint_problem(tmp_path / "a" / "checkpoint-3") is None
+
+    def killed(
+        self, output_dir
+    ):  # the process dies once the weights are written, before the optimizer's state
+        raise KeyboardInterrupt
+
+    with (
+        mock.patch.object(Trainer, "_save_optimizer_and_scheduler", killed),
+        pytest.raises(KeyboardInterrupt),
+    ):
+        run_training(
+            ModelArguments(config_overrides=TINY_OVERRIDES),
+            data_args(motion_dir),
+            training_args(tmp_path / "b", **arguments),
+        )
+    assert not any(
+        path.name.startswith("checkpoint-") for path in (tmp_path / "b").iterdir()
+    )  # absent, not half
+    run_training(
+        ModelArguments(config_overrides=TINY_OVERRIDES),
+        data_args(motion_dir),
+        training_args(tmp_path / "b", **arguments),
+    )
+    assert sorted(
+        path.name for path in (tmp_path / "b").iterdir() if path.name.startswith(("checkpoint", "."))
+    ) == [
+        "checkpoint-2",
+        "checkpoint-3",
+    ]
