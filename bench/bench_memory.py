@@ -67,7 +67,14 @@ def main() -> None:
         for name, (height, width) in SIZES.items():
             video = root / f"{height}x{width}.mp4"
             write_gradient_video(video, height, width)
-            command = [sys.executable, "-m", "timesformer_hf.cli", "classify", str(root / "model"), str(video)]
+            command = [
+                sys.executable,
+                "-m",
+                "timesformer_hf.cli",
+                "classify",
+                str(root / "model"),
+                str(video),
+            ]
             figures[name] = {
                 "file_mib": video.stat().st_size / 2**20,
                 "peak_rss_mib": peak_rss_mib([*command, "--num-workers", "0", "--json"]),
