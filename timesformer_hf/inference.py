@@ -130,7 +130,7 @@ def load_model(
 
     check_model_repo(repo, revision)
     if backend == "auto":
-        backend = "onnxruntime" if is_onnx_export(repo) or onnx_file is not None else "pytorch"
+        backend = "onnxruntime" if is_onnx_export(repo) else "pytorch"
     if backend == "onnxruntime":
         return _load_onnx_model(repo, task, device, dtype, attn_implementation, compile, revision, onnx_file)
     if backend != "pytorch":
