@@ -469,19 +469,22 @@ class InferenceEngine:
         """Run the first `size` queued views; return the chunks whose views are all done."""
         parts, taken = [], []
         for chunk in queue:
-            count = min(len(chunk.pixel_values) - chunk.sent, size - sum(len(part) for part in parts))
-            if count <= 0:
+            room = size - sum(len(part) for part in parts)
+            if room <= 0:
                 break
-            parts.append(chunk.pixel_values[chunk.sent : chunk.sent + count])
-            taken.append((chunk, count))
-            chunk.sent += count
-        count = sum(len(part) for part in parts)
-        pixel_values = torch.cat(parts, out=self._batch_buffer(parts[0])[:count])
-        values = self.forward(pixel_values).split([count for _, count in taken])
-        for (chunk, _), value in zip(taken, values, strict=True):
-            chunk.outputs.append(value)
-        done = [chunk for chunk in queue if chunk.sent == len(chunk.pixel_values)]
-        del queue[: len(done)]
+            count = min(len(chunk.pixel_values) - chunk.sent, room)
+            if count > 0:
+                parts.append(chunk.pixel_values[chunk.sent : chunk.sent + count])
+                taken.append((chunk, count))
+                chunk.sent += count
+        if parts:
+            count = sum(len(part) for part in parts)
+            pixel_values = torch.cat(parts, out=self._batch_buffer(parts[0])[:count])
+            values = self.forward(pixel_values).split([count for _, count in taken])
+            for (chunk, _), value in zip(taken, values, strict=True):
+                chunk.outputs.append(value)
+        done = [chunk for chunk in queue if chunk.sent == len(chunk.pixel_values) and chunk.outputs]
+        queue[:] = [chunk for chunk in queue if chunk.sent < len(chunk.pixel_values)]
         return done
 
     def run(
