@@ -8,15 +8,12 @@ Importing the package registers its config, models and processors with the `tran
 >>> model = AutoModelForVideoClassification.from_pretrained("path/to/converted-repo")
 ```
 
-The public names load lazily. Only the `timesformer-hf` console script, which must answer `--help` at once, skips
-the registration at import: its commands register when they load a model.
+The public names load lazily; the registration itself imports `torch` and `transformers`' modeling code.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -80,7 +77,6 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
 
 
-if not os.path.basename(sys.argv[0]).startswith("timesformer-hf"):
-    from .registration import register_auto_classes
+from .registration import register_auto_classes  # noqa: E402
 
-    register_auto_classes()
+register_auto_classes()

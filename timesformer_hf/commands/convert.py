@@ -83,10 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from .. import registration
     from ..conversion import convert_checkpoint, convert_directory, format_summary
 
-    registration.register_auto_classes()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     options = dict(
         labels=args.labels,

@@ -87,7 +87,6 @@ def read_clip(video: str, processor: Any) -> tuple[Any, Any, list[str]]:
 def run(args: argparse.Namespace) -> None:
     import torch
 
-    from .. import registration
     from ..explain import attention_rollout, relevance, upsample
     from ..extras import require
     from ..inference import load_model
@@ -96,7 +95,6 @@ def run(args: argparse.Namespace) -> None:
 
     output = check(args)
     require("matplotlib", "timesformer-hf explain")
-    registration.register_auto_classes()
     if args.target is not None:  # checked before the model loads
         label2id = load_config(args.model, args.revision).label2id
         target = target_index(args.target, label2id)

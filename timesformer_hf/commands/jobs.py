@@ -84,10 +84,8 @@ class Processes:
 
 def load_engine(args: argparse.Namespace, processes: Processes, *, task: str, output: str) -> Any:
     """The model of `args.model` on this process's device, in an engine set up from the command's options."""
-    from .. import registration
     from ..inference import InferenceEngine, load_model
 
-    registration.register_auto_classes()
     model, processor = load_model(
         args.model,
         task=task,

@@ -22,7 +22,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     from transformers import HfArgumentParser, TrainingArguments
 
-    from .. import registration
     from ..errors import InputError
     from ..training import DataTrainingArguments, ModelArguments, run_training
     from .errors import CLIError, UsageError
@@ -31,7 +30,6 @@ def run(args: argparse.Namespace) -> None:
         def error(self, message: str) -> NoReturn:
             raise UsageError(f"{message} (see timesformer-hf train --help)")
 
-    registration.register_auto_classes()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         import torch
 
