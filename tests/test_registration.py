@@ -25,7 +25,12 @@ def test_import_registers_even_in_a_script_named_like_the_console_script(tmp_pat
     # the console script is `timesformer-hf`: a script whose name starts the same must not lose the registration
     script = tmp_path / "timesformer-hf-experiment.py"
     script.write_text(CHECK)
-    result = subprocess.run([sys.executable, str(script), str(tmp_path / "processor")], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "processor")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
         "TimeSformerModel",

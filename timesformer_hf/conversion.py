@@ -299,11 +299,11 @@ def _folder_error(folder: Path) -> CheckpointError:
         )
     if any(folder.glob("*.pyth")):
         return CheckpointError(
-            f"{folder} is a folder: pass it as --checkpoint-dir to convert each of its .pyth files, or give one file "
-            "to --checkpoint."
+            f"{folder} is a folder: pass it as `checkpoint_dir=` to convert each of its .pyth files, or give one "
+            "file as `checkpoint=`."
         )
     return CheckpointError(
-        f"{folder} is a folder with no config.json and no .pyth file: --checkpoint takes an original .pyth file."
+        f"{folder} is a folder with no config.json and no .pyth file: `checkpoint=` takes an original .pyth file."
     )
 
 
@@ -327,7 +327,7 @@ def load_original_checkpoint(path: str | os.PathLike) -> OriginalCheckpoint:
     path = Path(path)
     if not path.exists():
         raise CheckpointNotFoundError(
-            f"{path} does not exist: --checkpoint takes an original .pyth file (--checkpoint-dir a folder of them)."
+            f"{path} does not exist: `checkpoint=` takes an original .pyth file (`checkpoint_dir=` a folder of them)."
         )
     if path.is_dir():
         raise _folder_error(path)
@@ -475,7 +475,7 @@ def infer_config(
         if hidden_size % HEAD_DIM:
             raise CheckpointError(
                 f"hidden_size {hidden_size} is not a multiple of {HEAD_DIM}, so the head count cannot be assumed: "
-                "pass --num-attention-heads (num_attention_heads= in Python)."
+                "pass `num_attention_heads=`."
             )
         num_attention_heads = hidden_size // HEAD_DIM
     return TimeSformerConfig(
@@ -555,7 +555,7 @@ def load_labels(path: str | os.PathLike) -> dict[int, str]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Label file {path} does not exist (--labels).")
+        raise FileNotFoundError(f"Label file {path} does not exist (`labels=`).")
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
         content = json.loads(text)
@@ -593,7 +593,7 @@ def _identify_dataset(
     if guess is not None:
         logger.warning(
             f"{name}: guessing the dataset {guess.name} from its {num_labels} classes (not a released file name, "
-            "no TRAIN.DATASET in its cfg); pass --labels and --channel-order if the guess is wrong."
+            "no TRAIN.DATASET in its cfg); pass `labels=` and `channel_order=` if the guess is wrong."
         )
     return guess, False
 
@@ -614,9 +614,7 @@ def _preprocessing(
     keeps RGB.
     """
     if channel_order not in ("auto", "rgb", "bgr"):
-        raise InputError(
-            f"--channel-order (channel_order) must be 'auto', 'rgb' or 'bgr', got {channel_order!r}."
-        )
+        raise InputError(f"must be 'auto', 'rgb' or 'bgr', got {channel_order!r}.", argument="channel_order")
     if channel_order == "auto":
         is_ssv2 = dataset_is_known and dataset is not None and dataset.frame_sampling == "ssv2"
         channel_order = "bgr" if is_ssv2 else "rgb"
@@ -770,7 +768,7 @@ def convert_checkpoint(
     if placeholders:
         logger.warning(
             f"No class names for {original.name}: writing LABEL_0..LABEL_{config.num_labels - 1}. "
-            "Pass --labels FILE (labels= in Python) to name the classes."
+            "Pass `labels=` (a file of class names) to name them."
         )
         id2label = {index: f"LABEL_{index}" for index in range(config.num_labels)}
     if len(id2label) != config.num_labels or set(id2label) != set(range(config.num_labels)):
@@ -886,7 +884,7 @@ def convert_directory(
     checkpoint_dir = Path(checkpoint_dir)
     if not checkpoint_dir.is_dir():
         raise CheckpointNotFoundError(
-            f"{checkpoint_dir} is not a folder: --checkpoint-dir takes a folder of .pyth files."
+            f"{checkpoint_dir} is not a folder: `checkpoint_dir=` takes a folder of .pyth files."
         )
     paths = sorted(checkpoint_dir.glob("*.pyth"))
     if not paths:
@@ -897,8 +895,8 @@ def convert_directory(
             else "it is empty"
         )
         raise CheckpointNotFoundError(
-            f"No .pyth files in {checkpoint_dir} ({contents}): --checkpoint-dir converts the original .pyth "
-            "checkpoints of a folder; give another file to --checkpoint."
+            f"No .pyth files in {checkpoint_dir} ({contents}): `checkpoint_dir=` converts the original .pyth "
+            "checkpoints of a folder; give another file as `checkpoint=`."
         )
     push_prefix = kwargs.pop("push_to_hub", None)
     results = []

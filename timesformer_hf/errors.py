@@ -5,19 +5,48 @@ the fix. It names the parameter at fault in its Python spelling (`argument`), so
 Python; the command line shows the same error under its flag. It is a `ValueError`, so code that catches those
 keeps working. [`MissingDependencyError`] says which extra to install.
 
+Messages name other parameters as keyword arguments in backticks (`` `overwrite=True` ``, `` `labels=` ``), never
+as flags; [`as_flags`] is how the command line shows them (`--overwrite`, `--labels`).
+
 Example:
 
 ```python
->>> error = InputError("must be positive and finite, got nan", argument="window")
+>>> error = InputError("must be positive and finite, got nan (or drop `stride=`)", argument="window")
 >>> str(error), error.flag
-('window: must be positive and finite, got nan', '--window')
+('window: must be positive and finite, got nan (or drop `stride=`)', '--window')
+>>> as_flags(error.message)
+'must be positive and finite, got nan (or drop --stride)'
 
 ```
 """
 
 from __future__ import annotations
 
-__all__ = ["InputError", "MissingDependencyError"]
+import re
+
+__all__ = ["InputError", "MissingDependencyError", "as_flags", "flag_name"]
+
+_KEYWORD = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)=([^`]*)`")
+
+
+# Parameters whose flag is named otherwise (`--label-names` is one of `TrainingArguments`' own).
+_FLAG_NAMES = {"label_names": "class_names"}
+
+
+def flag_name(argument: str) -> str:
+    """The command-line flag of a parameter: `batch_size` -> `--batch-size`."""
+    return "--" + _FLAG_NAMES.get(argument, argument).replace("_", "-")
+
+
+def as_flags(message: str) -> str:
+    """`message` with its keyword arguments in backticks written as flags: `` `quantize='int8'` `` -> `--quantize
+    int8`, `` `overwrite=True` `` -> `--overwrite`, `` `labels=` `` -> `--labels`."""
+
+    def flag(match: re.Match) -> str:
+        value = match.group(2).strip().strip("'\"")
+        return flag_name(match.group(1)) + ("" if value in ("", "True") else f" {value}")
+
+    return _KEYWORD.sub(flag, message)
 
 
 class InputError(ValueError):
@@ -36,7 +65,7 @@ class InputError(ValueError):
     @property
     def flag(self) -> str | None:
         """The command-line flag of `argument` (`--batch-size`)."""
-        return None if self.argument is None else "--" + self.argument.replace("_", "-")
+        return None if self.argument is None else flag_name(self.argument)
 
 
 class MissingDependencyError(ImportError):

@@ -112,13 +112,13 @@ def check_output_dir(
         raise FileExistsError(f"{output_dir} is a file, not a folder: choose another output folder.")
     if not overwrite:
         raise FileExistsError(
-            f"{output_dir} already exists and is not empty: pass --overwrite (overwrite=True in Python) to replace "
-            "it, or choose another output folder."
+            f"{output_dir} already exists and is not empty: pass `overwrite=True` to replace it, or "
+            "choose another output folder."
         )
     if written_by and not any((output_dir / name).is_file() for name in written_by):
         raise FileExistsError(
             f"{output_dir} holds something else than what this command writes (none of {', '.join(written_by)}): it "
-            "is not replaced, even with --overwrite. Choose another output folder, or empty that one yourself."
+            "is not replaced, even with `overwrite=True`. Choose another output folder, or empty that one yourself."
         )
 
 

@@ -137,7 +137,8 @@ def load_model(
         raise InputError(f"Unknown backend {backend!r}: use pytorch or onnxruntime.")
     if onnx_file is not None:
         raise InputError(
-            f"--onnx-file {onnx_file} names a graph for --backend onnxruntime: add that, or drop it."
+            f"{onnx_file} is an ONNX graph, for `backend='onnxruntime'`: use that backend, or drop it.",
+            argument="onnx_file",
         )
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
@@ -172,15 +173,15 @@ def _load_onnx_model(
     from .video_processing_timesformer import TimeSformerVideoProcessor
 
     pytorch_only = {
-        "--dtype": dtype not in ("fp32", torch.float32),
-        "--attn-implementation": attn_implementation is not None,
-        "--compile": compile,
-        "--revision": revision is not None,
+        "`dtype=`": dtype not in ("fp32", torch.float32),
+        "`attn_implementation=`": attn_implementation is not None,
+        "`compile=True`": compile,
+        "`revision=`": revision is not None,
     }
     if given := [name for name, is_set in pytorch_only.items() if is_set]:
         raise InputError(
-            f"--backend onnxruntime runs the graph as exported; {', '.join(given)}: for the PyTorch backend only "
-            "(the graph's precision is chosen by `timesformer-hf export --dtype`): drop "
+            f"ONNX Runtime runs the graph as exported; {', '.join(given)}: for the PyTorch backend only "
+            "(the graph's precision is chosen when it is exported): drop "
             f"{'it' if len(given) == 1 else 'them'}."
         )
     file_name = {"file_name": onnx_file} if onnx_file else {}

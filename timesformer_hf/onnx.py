@@ -436,7 +436,7 @@ def check_export(
             raise OnnxExportError(
                 f"The ONNX graph does not match PyTorch: max abs difference {difference:.3g} on input of shape "
                 f"{tuple(pixel_values.shape)}, above the {dtype} tolerance {allowed * scale:.3g}; nothing was "
-                "written. Try another --opset, or report it with TIMESFORMER_HF_DEBUG=1's traceback."
+                "written. Try another `opset=`, or report it with TIMESFORMER_HF_DEBUG=1's traceback."
             )
         worst = max(worst, difference / scale)
     shapes = [list(pixel_values.shape) for pixel_values in inputs]
@@ -574,9 +574,14 @@ def export_onnx(
     if quantize not in (None, "int8"):
         raise InputError(f"Unknown quantization {quantize!r}: the export offers int8.")
     if quantize and dtype != "fp32":
-        raise InputError("--quantize int8 quantizes the fp32 graph: drop --dtype fp16, or export twice.")
+        raise InputError(
+            "`quantize='int8'` quantizes the fp32 graph: drop `dtype='fp16'`, or export twice.",
+            argument="quantize",
+        )
     if videos and not quantize:
-        raise InputError("Videos are for measuring the int8 agreement: add --quantize int8.")
+        raise InputError(
+            "Videos are for measuring the int8 agreement: add `quantize='int8'`.", argument="videos"
+        )
     if task not in (None, "classify", "features"):
         raise InputError(f"Unknown task {task!r}: use classify (logits) or features (the backbone's tokens).")
     output_dir = Path(output_dir)
@@ -659,11 +664,11 @@ def onnx_providers(device: str | torch.device = "cpu") -> list[Any]:
         if not has_cuda:
             raise InputError(
                 f"Device {device!r} asked for, but this ONNX Runtime has no CUDA provider: pip install "
-                "onnxruntime-gpu, or use --device cpu."
+                "onnxruntime-gpu, or use `device='cpu'`."
             )
         index = int(device.partition(":")[2] or 0)
         return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-    raise InputError(f"ONNX Runtime runs on cpu or cuda here, not {device!r}: use --device cpu (or cuda).")
+    raise InputError(f"ONNX Runtime runs on cpu or cuda here, not {device!r}: use `device='cpu'` (or cuda).")
 
 
 class TimeSformerOnnxModel:
@@ -730,7 +735,7 @@ class TimeSformerOnnxModel:
         if task == "features" and "pooler_output" not in model.output_names:
             raise InputError(
                 f"{path} was exported for classification (outputs {model.output_names}); features need the "
-                "backbone: timesformer-hf export MODEL --task features --output DIR."
+                "backbone: export it again with `task='features'`."
             )
         if task == "classify" and "logits" not in model.output_names:
             raise InputError(

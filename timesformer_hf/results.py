@@ -201,12 +201,12 @@ class ResultStore:
             if _model_changed(unfinished, self.settings):
                 raise FileExistsError(
                     f"The model {self.settings.get('model')} changed since this job started: {self.parts} holds "
-                    "results of other weights. Pass --overwrite to start over with the new weights (or restore the "
+                    "results of other weights. Pass `overwrite=True` to start over with the new weights (or restore the "
                     "model to finish the job)."
                 )
             raise FileExistsError(
                 f"{self.parts} holds an unfinished run with other settings ({json.dumps(unfinished)}): run that "
-                "command again to finish it, or pass --overwrite to start over."
+                "command again to finish it, or pass `overwrite=True` to start over."
             )
         if self.output.exists() and unfinished is None:
             report = self._written_report() or {}
@@ -217,8 +217,8 @@ class ResultStore:
             else:
                 reason = "for other videos or settings"
             raise FileExistsError(
-                f"{self.output} already exists (written {reason}): pass --overwrite to replace it, or choose another "
-                "--output."
+                f"{self.output} already exists (written {reason}): pass `overwrite=True` to replace it, or choose "
+                "another `output=`."
             )
 
     def prepare(self) -> None:

@@ -195,9 +195,13 @@ class ModelArguments:
 
     def __post_init__(self) -> None:
         if self.lora_r is not None and self.lora_r < 1:
-            raise InputError(f"--lora-r is the rank of the LoRA adapters, at least 1; got {self.lora_r}.")
+            raise InputError(
+                f"is the rank of the LoRA adapters, at least 1; got {self.lora_r}.", argument="lora_r"
+            )
         if self.save_adapter and self.lora_r is None:
-            raise InputError("--save-adapter keeps the LoRA adapter: give --lora-r too (e.g. --lora-r 8).")
+            raise InputError(
+                "keeps the LoRA adapter: give `lora_r=` too (e.g. `lora_r=8`).", argument="save_adapter"
+            )
 
 
 @dataclass
@@ -312,25 +316,24 @@ class DataTrainingArguments:
         sources = [name for name in ("train_dir", "train_file", "dataset_name") if getattr(self, name)]
         if not sources:
             raise InputError(
-                "Training needs videos: --train-dir (a folder with one sub-folder of videos per class), "
-                "--train-file (a CSV/JSON list of video,label rows) or --dataset-name (a `datasets` data set), "
-                f"and --output-dir for the run, e.g. `{TRAIN_EXAMPLE}` (`timesformer-hf train --help` lists every "
-                "option)."
+                "Training needs videos: `train_dir=` (a folder with one sub-folder of videos per class), "
+                "`train_file=` (a CSV/JSON list of video,label rows) or `dataset_name=` (a `datasets` data set), "
+                f"and `output_dir=` for the run, e.g. `{TRAIN_EXAMPLE}`."
             )
         if len(sources) > 1:
-            raise InputError(
-                f"Give one training set, not {' and '.join('--' + s.replace('_', '-') for s in sources)}."
-            )
+            raise InputError(f"Give one training set, not {' and '.join(f'`{name}=`' for name in sources)}.")
         if self.dataset_name and (self.validation_dir or self.validation_file):
             raise InputError(
-                "With --dataset-name the validation set is a split of it (--eval-split-name), not "
-                "--validation-dir or --validation-file."
+                "With `dataset_name=` the validation set is a split of it (`eval_split_name=`), not "
+                "`validation_dir=` or `validation_file=`."
             )
         if self.streaming and not self.dataset_name:
-            raise InputError("--streaming reads a `datasets` data set: give it with --dataset-name.")
+            raise InputError(
+                "reads a `datasets` data set: give it with `dataset_name=`.", argument="streaming"
+            )
         if self.frame_sampling is not None and self.frame_sampling not in FRAME_SAMPLINGS:
             raise InputError(
-                f"--frame-sampling must be one of {FRAME_SAMPLINGS}, got {self.frame_sampling!r}."
+                f"must be one of {FRAME_SAMPLINGS}, got {self.frame_sampling!r}.", argument="frame_sampling"
             )
         for name in (
             "num_frames",
@@ -341,16 +344,21 @@ class DataTrainingArguments:
         ):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}.")
+                raise InputError(f"must be at least 1, got {value}.", argument=name)
         if self.num_frames is not None and self.num_frames > MAX_FRAMES:
             raise InputError(
-                f"--num-frames {self.num_frames} is more than {MAX_FRAMES} frames per clip (the original's longest "
-                "model takes 96): choose fewer."
+                f"{self.num_frames} is more than {MAX_FRAMES} frames per clip (the original's longest model takes "
+                "96): choose fewer.",
+                argument="num_frames",
             )
         if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
-            raise InputError(f"--problem-type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}.")
+            raise InputError(
+                f"must be one of {PROBLEM_TYPES}, got {self.problem_type!r}.", argument="problem_type"
+            )
         if self.short_side_range is not None and len(self.short_side_range) != 2:
-            raise InputError(f"--short-side-range takes two sizes (low high), got {self.short_side_range}.")
+            raise InputError(
+                f"takes two sizes (low high), got {self.short_side_range}.", argument="short_side_range"
+            )
 
 
 class TimeSformerTrainer(Trainer):
@@ -510,7 +518,7 @@ def load_model_and_processor(
     if num_frames is not None:
         overrides["num_frames"] = num_frames
     if model_args.model_name_or_path and model_args.init_from_image:
-        raise InputError("Give either --model-name-or-path or --init-from-image, not both.")
+        raise InputError("Give either `model_name_or_path=` or `init_from_image=`, not both.")
     if model_args.init_from_image:
         model = TimeSformerForVideoClassification.from_vit(model_args.init_from_image, **overrides, **labels)
         return model, _processor_for(model.config, **_vit_normalisation(model_args.init_from_image))
@@ -543,7 +551,7 @@ def load_model_and_processor(
     if mismatched:
         raise InputError(
             f"The weights {mismatched} of {model_args.model_name_or_path} do not fit the model's shapes: only the "
-            "classifier may change when fine-tuning (check --config-overrides)."
+            "classifier may change when fine-tuning (check `config_overrides=`)."
         )
     resize_image = image_size is not None and to_pair(image_size) != to_pair(model.config.image_size)
     resize_frames = num_frames is not None and num_frames != model.config.num_frames
@@ -621,7 +629,9 @@ def resolve_license(model_args: ModelArguments) -> str | None:
             card = hf_hub_download(base, "README.md", revision=model_args.revision, token=model_args.token)
         return ModelCard.load(card, ignore_metadata_errors=True).data.license
     except (OSError, ValueError) as error:
-        logger.warning(f"Could not read the license of {base} from its model card ({error}): pass --license.")
+        logger.warning(
+            f"Could not read the license of {base} from its model card ({error}): pass `license=`."
+        )
         return None
 
 
@@ -663,7 +673,7 @@ def _validation(source: VideoSource, data_args: DataTrainingArguments, label_fea
     if not is_regression(label_feature) and settings["multi_label"] and data_args.validation_dir:
         raise InputError(
             f"The training videos of {source.location} have several labels each (multi-label), which a folder of "
-            "class sub-folders cannot hold: give the validation videos as a list, --validation-file."
+            "class sub-folders cannot hold: give the validation videos as a list, `validation_file=`."
         )
     validation_path = data_args.validation_dir or data_args.validation_file
     if validation_path:
@@ -678,11 +688,11 @@ def _validation(source: VideoSource, data_args: DataTrainingArguments, label_fea
         return source.load(data_args.eval_split_name or "validation", **settings)
     except MissingSplitError as error:
         if data_args.eval_split_name:
-            raise
+            raise MissingSplitError(error.message, argument="eval_split_name") from error
         if source.streaming:
             raise InputError(
-                f"{error} A streamed data set is not split into training and validation: name its validation "
-                "split with --eval-split-name."
+                f"{error.message} A streamed data set is not split into training and validation: name its "
+                "validation split with `eval_split_name=`."
             ) from error
         return None
 
@@ -692,12 +702,15 @@ def _load_splits(
 ) -> tuple[Dataset | IterableDataset, Dataset | IterableDataset]:
     source = data_source(data_args, token)
     problem_type = data_args.problem_type
-    train = source.load(
-        data_args.train_split_name,
-        label_names=data_args.class_names,
-        multi_label=True if problem_type == "multi_label_classification" else None,
-        regression=None if problem_type is None else problem_type == "regression",
-    )
+    try:
+        train = source.load(
+            data_args.train_split_name,
+            label_names=data_args.class_names,
+            multi_label=True if problem_type == "multi_label_classification" else None,
+            regression=None if problem_type is None else problem_type == "regression",
+        )
+    except MissingSplitError as error:
+        raise MissingSplitError(error.message, argument="train_split_name") from error
     validation = _validation(source, data_args, train.features["label"])
     if validation is None:
         train, validation = split_train_validation(train, data_args.train_val_split, seed)
@@ -731,13 +744,13 @@ def _trainer_arguments(
     trains = training_args.do_train or not training_args.do_eval or training_args.eval_strategy != "no"
     if trains and training_args.max_steps <= 0 and training_args.num_train_epochs <= 0:
         raise InputError(
-            f"--num-train-epochs {training_args.num_train_epochs:g} without --max-steps trains nothing: give a number "
-            "of epochs (or of steps) above 0, or --do-eval alone to only evaluate."
+            f"`num_train_epochs={training_args.num_train_epochs:g}` without `max_steps=` trains nothing: give a "
+            "number of epochs (or of steps) above 0, or `do_eval=True` alone to only evaluate."
         )
     if data_args.streaming and training_args.max_steps <= 0:
         raise InputError(
-            "--streaming reads the data set as training goes, without knowing its length: give the training "
-            "length in steps with --max-steps N (instead of --num-train-epochs)."
+            "`streaming=True` reads the data set as training goes, without knowing its length: give the training "
+            "length in steps with `max_steps=` (instead of `num_train_epochs=`)."
         )
     arguments = copy.copy(training_args)
     arguments.remove_unused_columns = False
@@ -824,7 +837,7 @@ def _resume_checkpoint(training_args: TrainingArguments) -> str | None:
         return training_args.resume_from_checkpoint
     checkpoint = last_complete_checkpoint(training_args.output_dir)
     if checkpoint is not None:
-        logger.warning(f"Resuming from {checkpoint}; use a new --output-dir to start over.")
+        logger.warning(f"Resuming from {checkpoint}; use a new `output_dir=` to start over.")
     return checkpoint
 
 

@@ -703,7 +703,7 @@ class FrameSampler:
             raise InputError(
                 f"{num_clips} temporal clips need Kinetics-style sampling, but frames are sampled with "
                 f"frame_sampling={self.frame_sampling!r} (one clip over the whole video): "
-                "pass frame_sampling='kinetics' (--frame-sampling kinetics on the command line), or one clip."
+                "pass `frame_sampling='kinetics'`, or one clip."
             )
 
     def clip(

@@ -14,6 +14,8 @@ Exit codes, the same for every command:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 import sys
@@ -21,7 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import InputError, MissingDependencyError
+from ..errors import InputError, MissingDependencyError, as_flags
 
 __all__ = [
     "DEBUG_VARIABLE",
@@ -71,15 +73,34 @@ _USER_ERRORS = (
 
 
 def _message(error: BaseException) -> str:
+    """The error in one line, parameters written as flags."""
     if isinstance(error, InputError) and error.flag is not None:
-        return f"{error.flag}: {error.message}"
+        return f"{error.flag}: {as_flags(error.message)}"
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
         return f"{error.strerror}: {error.filename}"
-    return " ".join(str(error).split()) or type(error).__name__
+    return as_flags(" ".join(str(error).split())) or type(error).__name__
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated
+
+
+@contextlib.contextmanager
+def _log_parameters_as_flags() -> Any:
+    """The package's log messages name parameters (`` `labels=` ``): on the command line they name flags."""
+    make_record = logging.getLogRecordFactory()
+
+    def record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        made = make_record(*args, **kwargs)
+        if made.name.startswith("timesformer_hf") and isinstance(made.msg, str):
+            made.msg = as_flags(made.msg)
+        return made
+
+    logging.setLogRecordFactory(record)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(make_record)
 
 
 def report_errors(
@@ -93,7 +114,8 @@ def report_errors(
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        return command(args) or 0
+        with _log_parameters_as_flags():
+            return command(args) or 0
     except UsageError as error:
         print(f"{prog}: error: {_message(error)}", file=sys.stderr)
         return EXIT_USAGE

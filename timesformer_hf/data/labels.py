@@ -1,6 +1,6 @@
 """The one rule for label ids, whatever the source (class folders, CSV/JSON lists, `datasets` columns).
 
-Labels are names. Without a given order (`--class-names`, `label_names=`), the ids follow the *natural order* of
+Labels are names. Without a given order (`label_names=`, `--class-names` on the command line), the ids follow the *natural order* of
 the names found: digit runs compare as numbers, the rest as text, case-insensitively. So integer-valued names are
 in numeric order (`"0", "1", "2", "10"`) and `clip2` comes before `clip10`; a folder tree, a list file and a
 `datasets` column with the same names give the same ids. A `ClassLabel` keeps its own names and order.
@@ -88,7 +88,7 @@ def encode_labels(
             return names, ids
     raise InputError(
         f"{where} has labels {unknown[:10]} that are not among the {len(names)} labels {names[:20]} (the training "
-        "set's or the model's): fix the labels, or give the class names in id order with --class-names."
+        "set's or the model's): fix the labels, or give the class names in id order (`label_names=`)."
     )
 
 
@@ -105,7 +105,7 @@ def _number(label: Any) -> float | None:
 
 def is_fractional(labels: Sequence[Any]) -> bool:
     """Whether labels are numbers with at least one fraction (`0.5`, `"2.25"`): regression targets. Integers alone
-    are class names; make them targets with `regression=True` (`--problem-type regression`)."""
+    are class names; make them targets with `regression=True` (`--problem-type regression` on the command line)."""
     numbers = [_number(label) for label in labels]
     return bool(numbers) and None not in numbers and any(not number.is_integer() for number in numbers)
 

@@ -153,7 +153,7 @@ def video_list_dataset(
     if missing:
         raise InputError(
             f"The video list {path} has no column(s) {sorted(missing)} (it has {sorted(rows[0])}): set "
-            "--video-column/--label-column (video_column/label_column in Python)."
+            "`video_column=` / `label_column=`."
         )
     raw_labels = [row[label_column] for row in rows]
     listed = [label for label in raw_labels if isinstance(label, list) or label_separator in str(label or "")]
@@ -208,8 +208,8 @@ def split_train_validation(
     """
     if not 0 < fraction < 1:
         raise InputError(
-            f"--train-val-split is the fraction of every class held out for validation, between 0 and 1; got "
-            f"{fraction}. Or give a validation set with --validation-dir."
+            f"The fraction of every class held out for validation (`train_val_split=`) is between 0 and 1, got "
+            f"{fraction}. Or give a validation set (`validation_dir=`)."
         )
     if is_multi_label(dataset.features["label"]) or is_regression(dataset.features["label"]):
         return _split_at_random(dataset, fraction, seed)
@@ -220,8 +220,8 @@ def split_train_validation(
     if single:
         raise InputError(
             f"Cannot hold out validation videos: class(es) {single[:10]} have a single video, which training needs "
-            "(no --train-val-split can split one video). Give a validation set with --validation-dir (or "
-            "--validation-file), or add videos to these classes."
+            "(no `train_val_split=` can split one video). Give a validation set (`validation_dir=` or "
+            "`validation_file=`), or add videos to these classes."
         )
     rng = np.random.default_rng(seed)
     held_out = np.zeros(len(labels), dtype=bool)
@@ -237,7 +237,7 @@ def _split_at_random(dataset: Dataset, fraction: float, seed: int) -> tuple[Data
     never all."""
     if len(dataset) < 2:
         raise InputError(
-            "Cannot hold out validation videos from a single video: give a validation set with --validation-file."
+            "Cannot hold out validation videos from a single video: give a validation set (`validation_file=`)."
         )
     count = min(max(math.ceil(round(fraction * len(dataset), 9)), 1), len(dataset) - 1)
     order = np.random.default_rng(seed).permutation(len(dataset))

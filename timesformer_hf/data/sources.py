@@ -78,7 +78,7 @@ class VideoSource:
     Args:
         location: A folder, a list file, or (kind `"datasets"`) a Hub id or a local path for `datasets`.
         kind: `"folder"` (one sub-folder per class), `"list"` (.csv/.json/.jsonl) or `"datasets"`.
-        config_name: The `datasets` configuration (`--dataset-config-name`).
+        config_name: The `datasets` configuration.
         video_column_name: Column of the videos (list files and `datasets`).
         label_column_name: Column of the labels; `None` reads the videos of a `datasets` source only (features).
         streaming: Read a `datasets` source as an `IterableDataset`.
@@ -197,8 +197,7 @@ class VideoSource:
             if not str(error).lower().startswith(("unknown split", "bad split")):  # not streamed, streamed
                 raise
             raise MissingSplitError(
-                f"{self.location} has no split {split!r} ({error}): set --train-split-name / --eval-split-name "
-                "(--split for evaluate and features)."
+                f"{self.location} has no split {split!r} ({error}).", argument="split"
             ) from error
         if isinstance(loaded, DatasetDict | datasets.IterableDatasetDict):
             loaded = _pick_split(loaded, split, self.location)
@@ -210,12 +209,11 @@ def _pick_split(splits: Any, split: str | None, location: str) -> Any:
         return next(iter(splits.values()))
     if split is None:
         raise MissingSplitError(
-            f"{location} has several splits, {list(splits)}: choose one with --split (evaluate and features)."
+            f"{location} has several splits, {list(splits)}: choose one.", argument="split"
         )
     if split not in splits:
         raise MissingSplitError(
-            f"{location} has no split {split!r}; its splits are {list(splits)}: set --train-split-name / "
-            "--eval-split-name (--split for evaluate and features)."
+            f"{location} has no split {split!r}; its splits are {list(splits)}: choose one.", argument="split"
         )
     return splits[split]
 
@@ -227,11 +225,11 @@ def _select_columns(
     features = dataset.features
     if features is None:
         raise InputError(
-            f"{source.location} does not declare its columns when streamed: load it without --streaming."
+            f"{source.location} does not declare its columns when streamed: load it without `streaming=True`."
         )
-    wanted = {"--video-column-name": source.video_column_name}
+    wanted = {"`video_column_name=`": source.video_column_name}
     if source.label_column_name is not None:
-        wanted["--label-column-name"] = source.label_column_name
+        wanted["`label_column_name=`"] = source.label_column_name
     missing = {option: column for option, column in wanted.items() if column not in features}
     if missing:
         raise InputError(
@@ -240,7 +238,7 @@ def _select_columns(
         )
     if source.video_column_name == source.label_column_name:
         raise InputError(
-            f"--video-column-name and --label-column-name both name {source.video_column_name!r}: the videos and "
+            f"`video_column_name=` and `label_column_name=` both name {source.video_column_name!r}: the videos and "
             f"the labels are two columns of {list(features)}."
         )
     video = features[source.video_column_name]
@@ -249,7 +247,7 @@ def _select_columns(
     ):
         raise InputError(
             f"Column {source.video_column_name!r} of {source.location} holds {video}, not videos: it must be a Video "
-            "feature, paths (strings) or video bytes (binary); set --video-column-name."
+            "feature, paths (strings) or video bytes (binary); set `video_column_name=`."
         )
     dataset = dataset.select_columns(list(wanted.values()))
     if isinstance(video, datasets.Video):
@@ -279,14 +277,14 @@ def _encode_labels(
     if not isinstance(inner, Value) or not (inner.dtype in _STRING_TYPES or inner.dtype.startswith("int")):
         raise InputError(
             f"The labels of {where} are {feature}: expected class names, integer ids, a ClassLabel, or lists of "
-            "those; set --label-column-name."
+            "those; set `label_column_name=`."
         )
     if streaming:  # encoded row by row, as they are read
         if label_names is None:
             raise InputError(
                 f"The labels of {where} are {'names' if inner.dtype in _STRING_TYPES else 'ids'} without a "
-                "ClassLabel, and a streamed data set is not read up front: give the class names in id order with "
-                "--class-names."
+                "ClassLabel, and a streamed data set is not read up front: give the class names in id order "
+                "(`label_names=`)."
             )
         target = ClassLabel(names=list(label_names))
         features = dataset.features.copy()
