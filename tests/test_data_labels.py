@@ -9,6 +9,7 @@ from timesformer_hf.data import (
     VideoSource,
     class_label,
     encode_labels,
+    flip_swapped_labels,
     load_video_dataset,
     natural_sorted,
 )
@@ -73,3 +74,18 @@ def test_class_label_of_a_feature_that_is_not_one():
     assert class_label(ClassLabel(names=["a"])).names == ["a"]
     with pytest.raises(ValueError, match="cast it"):
         class_label(Value("string"))
+
+
+def test_labels_a_flip_swaps():
+    assert flip_swapped_labels(["left_1", "right_1", "left_2", "up"]) == [("left_1", "right_1")]
+    ssv2 = [
+        "Pushing something from left to right",
+        "Pushing something from right to left",
+        "Turning the camera left",
+    ]
+    assert flip_swapped_labels(ssv2) == [(ssv2[0], ssv2[1])]
+    assert flip_swapped_labels(["Left turn", "Right turn", "moving leftward", "moving rightward"]) == [
+        ("Left turn", "Right turn"),
+        ("moving leftward", "moving rightward"),
+    ]
+    assert flip_swapped_labels(["bright", "bleft", "copyright", "archery"]) == []  # words, not parts of words

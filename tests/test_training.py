@@ -24,9 +24,10 @@ from timesformer_hf import TimeSformerForVideoClassification, TimeSformerVideoPr
 from timesformer_hf.data import (
     split_train_validation,
 )
+from timesformer_hf.errors import InputError
 from timesformer_hf.evaluation import multi_label_metrics
 from timesformer_hf.hub import build_model_card
-from timesformer_hf.synthetic import write_motion_dataset
+from timesformer_hf.synthetic import motion_labels, write_motion_dataset
 from timesformer_hf.training import (
     DataTrainingArguments,
     ModelArguments,
@@ -58,7 +59,7 @@ def run_without_validation(tmp_path_factory):
     package_logger.addHandler(records)
     try:
         metrics = run_training(
-            ModelArguments(config_overrides=TINY_OVERRIDES),
+            ModelArguments(from_scratch=True, config_overrides=TINY_OVERRIDES),
             arguments,
             training_args("runs/mine", max_steps=1),
         )
@@ -148,7 +149,7 @@ class CountSteps(TrainerCallback):
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(motion_dir, tmp_path):
-    model_args = ModelArguments(config_overrides=TINY_OVERRIDES)
+    model_args = ModelArguments(from_scratch=True, config_overrides=TINY_OVERRIDES)
     arguments = dict(max_steps=4, save_strategy="steps", save_steps=2, per_device_train_batch_size=2)
     with pytest.raises(KeyboardInterrupt):
         run_training(
@@ -168,7 +169,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(motion_dir, tmp_path):
 
 def test_evaluating_during_training_still_trains_and_do_eval_alone_only_evaluates(motion_dir, tmp_path):
     # `--eval-strategy epoch` sets TrainingArguments.do_eval, without --do-train (the README's fine-tune example)
-    model_args = ModelArguments(config_overrides=TINY_OVERRIDES)
+    model_args = ModelArguments(from_scratch=True, config_overrides=TINY_OVERRIDES)
     counter = CountSteps()
     arguments = training_args(tmp_path / "during", max_steps=1, eval_strategy="epoch")
     run_training(model_args, data_args(motion_dir), arguments, callbacks=[counter])
@@ -192,7 +193,7 @@ def test_accelerate_launch_run(motion_dir, tmp_path, launcher, world_size):
         "--mixed_precision", "no", "--dynamo_backend", "no",
         "-m", "timesformer_hf.cli", "train",
         "--train_dir", str(motion_dir / "train"), "--validation_dir", str(motion_dir / "validation"),
-        "--config_overrides", TINY_OVERRIDES, "--frame_sampling", "uniform", "--horizontal_flip", "False",
+        "--from_scratch", "--config_overrides", TINY_OVERRIDES, "--frame_sampling", "uniform", "--horizontal_flip", "False",
         "--output_dir", str(output_dir), "--per_device_train_batch_size", "2", "--num_train_epochs", "1",
         "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "True",
         "--dataloader_pin_memory", "False", "--log-level", "info", "--log-level-replica", "info",
@@ -257,7 +258,7 @@ def test_repo_dir_replaces_only_model_repos(tmp_path, motion_dir):
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "thesis.tex").write_text("precious")
-    model_args = ModelArguments(config_overrides=TINY_OVERRIDES, repo_dir=str(notes))
+    model_args = ModelArguments(from_scratch=True, config_overrides=TINY_OVERRIDES, repo_dir=str(notes))
     with pytest.raises(FileExistsError, match="holds something else than what this command writes"):
         run_training(model_args, data_args(motion_dir), training_args(tmp_path / "run", max_steps=1))
     assert (notes / "thesis.tex").read_text() == "precious"
@@ -265,7 +266,7 @@ def test_repo_dir_replaces_only_model_repos(tmp_path, motion_dir):
     # the default <output_dir>/model too
     (tmp_path / "run2" / "model").mkdir(parents=True)
     (tmp_path / "run2" / "model" / "mine.txt").write_text("kept")
-    default = ModelArguments(config_overrides=TINY_OVERRIDES)
+    default = ModelArguments(from_scratch=True, config_overrides=TINY_OVERRIDES)
     with pytest.raises(FileExistsError, match="model holds something else"):
         run_training(default, data_args(motion_dir), training_args(tmp_path / "run2", max_steps=1))
     assert (tmp_path / "run2" / "model" / "mine.txt").read_text() == "kept"
@@ -370,6 +371,17 @@ def test_horizontal_flip_defaults_to_off_for_ssv2_only():
         resolve_horizontal_flip(True, FrameSampler(frame_sampling="ssv2")) is True
         and resolve_horizontal_flip(False, FrameSampler()) is False
     )
+
+
+def test_no_flip_for_classes_a_flip_swaps(caplog):
+    labels = motion_labels()  # left_1, left_2, right_1, right_2
+    with caplog.at_level("WARNING", logger="timesformer_hf"):
+        assert resolve_horizontal_flip(None, FrameSampler(frame_sampling="uniform"), labels) is False
+    assert "a flip turns 'left_1' into 'right_1' (2 such pair(s)" in caplog.text
+    assert resolve_horizontal_flip(False, FrameSampler(), labels) is False
+    with pytest.raises(InputError, match="flipped clips would carry the wrong label"):
+        resolve_horizontal_flip(True, FrameSampler(), labels)
+    assert resolve_horizontal_flip(None, FrameSampler(), ["archery", "bowling"]) is True
 
 
 def test_trainer_metrics_are_computed_on_sigmoid_probabilities():

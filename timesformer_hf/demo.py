@@ -7,8 +7,8 @@ python -m timesformer_hf.demo --output-dir demo-output
 1. Writes a synthetic data set of mp4 files whose classes differ only in motion (direction x speed of a bar); every
    video of every class holds the same set of frames, so only frame order tells the classes apart
    (`timesformer_hf.synthetic`).
-2. Fine-tunes a tiny divided space-time TimeSformer and a tiny space-only one (frames seen independently) with
-   `timesformer-hf train`'s code path (`Trainer`).
+2. Trains a tiny divided space-time TimeSformer and a tiny space-only one (frames seen independently) with
+   `timesformer-hf train` (`Trainer`), and prints each command, to run it again by hand.
 3. Prints their held-out accuracy: divided attention reads the motion, space-only stays at chance.
 4. Saves the divided model as a hub-ready repo in `<output-dir>/model` and classifies a held-out video with
    `pipeline("video-classification", model="<output-dir>/model")`.
@@ -19,39 +19,61 @@ Everything is written under `--output-dir`; nothing is downloaded.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from transformers import TrainerCallback
 
 from .synthetic import write_motion_dataset
-from .training import DataTrainingArguments, ModelArguments, run_training
 
-__all__ = ["main", "run_demo", "train_model"]
+__all__ = ["main", "run_demo", "train_arguments", "train_model"]
 
 # The two models the demo compares (a subset of `configuration_timesformer.ATTENTION_TYPES`).
 DEMO_ATTENTION_TYPES = ("divided_space_time", "space_only")
 TINY_MODEL = "image_size=32,patch_size=8,hidden_size=64,num_hidden_layers=2,num_attention_heads=4,intermediate_size=128"
 
 
-class LargeEmbeddingInit(TrainerCallback):
-    """Start position and time embeddings at unit scale (instead of ViT's 0.02) when training from scratch.
+def train_arguments(
+    attention_type: str, data_dir: Path, run_dir: Path, repo_dir: Path, epochs: int = 40, seed: int = 0
+) -> list[str]:
+    """The `timesformer-hf train` arguments of one demo model, trained on the motion data set in `data_dir` (its
+    `train` and `validation` folders).
 
-    In this data set every frame holds the same content in a different place, so a model whose position and time
-    embeddings start near zero sees nearly identical tokens for every class and sits on a long loss plateau; image
-    pre-training avoids this in real use.
+    The model starts from random weights with unit-scale position and time embeddings (`--embedding-init-std 1`):
+    every frame of this data set holds the same content in a different place, so with embeddings near zero (ViT's
+    0.02) all classes look alike at first and training sits on a long loss plateau. Image pre-training avoids this
+    in real use.
     """
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs) -> None:
-        if state.global_step == 0 and model is not None:
-            embeddings = model.timesformer.embeddings
-            with torch.no_grad():
-                for name in ("position_embeddings", "time_embeddings"):
-                    if hasattr(embeddings, name):
-                        torch.nn.init.normal_(getattr(embeddings, name), std=1.0)
+    return [
+        "--train-dir", str(data_dir / "train"),
+        "--validation-dir", str(data_dir / "validation"),
+        "--from-scratch",
+        "--config-overrides", f"{TINY_MODEL},attention_type={attention_type}",
+        "--embedding-init-std", "1.0",
+        "--num-frames", "8",
+        "--frame-sampling", "uniform",  # each video is one 8-frame cycle of the motion
+        "--horizontal-flip", "False",  # a flip turns "right" into "left"
+        "--output-dir", str(run_dir),
+        "--repo-dir", str(repo_dir),
+        "--num-train-epochs", str(epochs),
+        "--per-device-train-batch-size", "16",
+        "--per-device-eval-batch-size", "32",
+        "--learning-rate", "1e-3",
+        "--weight-decay", "0.05",
+        "--warmup-steps", "0.1",
+        "--lr-scheduler-type", "cosine",
+        "--logging-steps", "20",
+        "--save-strategy", "no",
+        "--eval-strategy", "no",
+        "--report-to", "none",
+        "--dataloader-num-workers", "1",
+        "--dataloader-pin-memory", "False",
+        "--seed", str(seed),
+    ]  # fmt: skip
 
 
 def train_model(
@@ -61,55 +83,23 @@ def train_model(
     repo_dir: Path,
     epochs: int = 40,
     seed: int = 0,
-    *,
-    dataset_name: str | None = None,
 ) -> tuple[dict[str, float], float]:
-    """Fine-tune a tiny TimeSformer on the motion data set in `data_dir` (its `train` and `validation` folders), or
-    in the `datasets` data set `dataset_name` (its `train` and `validation` splits); return its metrics and wall
+    """Train one demo model with `timesformer-hf train` ([`train_arguments`]); return its held-out metrics and wall
     time."""
-    from transformers import TrainingArguments
+    from .commands.app import main as command_line
 
-    training_args = TrainingArguments(
-        output_dir=str(run_dir),
-        num_train_epochs=epochs,
-        per_device_train_batch_size=16,
-        per_device_eval_batch_size=32,
-        learning_rate=1e-3,
-        weight_decay=0.05,
-        warmup_steps=0.1,
-        lr_scheduler_type="cosine",
-        logging_steps=20,
-        save_strategy="no",
-        eval_strategy="no",
-        report_to="none",
-        dataloader_num_workers=1,
-        dataloader_pin_memory=False,
-        seed=seed,
-        disable_tqdm=False,
-    )
-    source = (
-        {"dataset_name": dataset_name}
-        if dataset_name
-        else {"train_dir": str(data_dir / "train"), "validation_dir": str(data_dir / "validation")}
-    )
-    data_args = DataTrainingArguments(
-        **source,
-        num_frames=8,
-        frame_sampling="uniform",  # each video is one 8-frame cycle of the motion
-        horizontal_flip=False,  # a flip turns "right" into "left"
-    )
-    model_args = ModelArguments(
-        config_overrides=f"{TINY_MODEL},attention_type={attention_type}", repo_dir=str(repo_dir)
-    )
     start = time.perf_counter()
-    metrics = run_training(model_args, data_args, training_args, callbacks=[LargeEmbeddingInit()])
+    if command_line(["train", *train_arguments(attention_type, data_dir, run_dir, repo_dir, epochs, seed)]):
+        raise RuntimeError(f"Training the {attention_type} demo model failed (the error is above).")
+    metrics = json.loads((Path(run_dir) / "eval_results.json").read_text())
     return metrics, time.perf_counter() - start
 
 
 def run_demo(
     output_dir: str | os.PathLike, *, epochs: int = 40, videos_per_class: int = 48, seed: int = 0
 ) -> dict:
-    """Run the demo; return `{attention_type: {"top1": ..., "seconds": ...}}` and the pipeline's prediction."""
+    """Run the demo; return `{attention_type: {"top1": ..., "seconds": ..., "command": ...}}` (`command`: the
+    `timesformer-hf train` command line that trained it) and the pipeline's prediction."""
     from transformers import pipeline
 
     import timesformer_hf  # noqa: F401  (registers the Auto classes for `pipeline`)
@@ -130,16 +120,22 @@ def run_demo(
 
     results = {}
     for step, attention_type in enumerate(DEMO_ATTENTION_TYPES, start=2):
-        print(f"[{step}/4] Fine-tuning a tiny {attention_type} TimeSformer on CPU")
-        repo_dir = (
-            output_dir / "model"
-            if attention_type == "divided_space_time"
-            else output_dir / "runs" / attention_type / "model"
+        run_dir = output_dir / "runs" / attention_type
+        repo_dir = output_dir / "model" if attention_type == "divided_space_time" else run_dir / "model"
+        command = shlex.join(
+            [
+                "timesformer-hf",
+                "train",
+                *train_arguments(attention_type, data_dir, run_dir, repo_dir, epochs, seed),
+            ]
         )
-        metrics, seconds = train_model(
-            attention_type, data_dir, output_dir / "runs" / attention_type, repo_dir, epochs, seed
-        )
-        results[attention_type] = {"top1": metrics["eval_top1_accuracy"], "seconds": seconds}
+        print(f"[{step}/4] Training a tiny {attention_type} TimeSformer on CPU:\n      {command}")
+        metrics, seconds = train_model(attention_type, data_dir, run_dir, repo_dir, epochs, seed)
+        results[attention_type] = {
+            "top1": metrics["eval_top1_accuracy"],
+            "seconds": seconds,
+            "command": command,
+        }
 
     print("\nHeld-out accuracy on synthetic motion (4 classes, chance 25%):\n")
     print("| model | attention | top-1 | training time |")

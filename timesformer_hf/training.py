@@ -13,7 +13,7 @@ Example:
 >>> from transformers import TrainingArguments
 >>> from timesformer_hf.training import DataTrainingArguments, ModelArguments, run_training
 >>> metrics = run_training(
-...     ModelArguments(config_overrides="hidden_size=64,num_hidden_layers=2,num_attention_heads=4"),
+...     ModelArguments(from_scratch=True, config_overrides="hidden_size=64,num_hidden_layers=2,num_attention_heads=4"),
 ...     DataTrainingArguments(train_dir="data/train", validation_dir="data/validation", num_frames=8),
 ...     TrainingArguments(output_dir="runs/tiny", num_train_epochs=3),
 ... )  # doctest: +SKIP
@@ -21,7 +21,7 @@ Example:
 ```
 
 A list whose rows hold several labels per video trains a multi-label model (`problem_type=
-"multi_label_classification"`, a BCE loss, mAP and F1 metrics); `ModelArguments(lora_r=8)` fine-tunes LoRA adapters
+"multi_label_classification"`, a BCE loss, mAP and F1 metrics); `ModelArguments(model_name_or_path=..., lora_r=8)` fine-tunes LoRA adapters
 and the classifier instead of every weight, and saves the merged model.
 """
 
@@ -36,6 +36,7 @@ import os
 import shutil
 import sys
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ from .data import (
     VideoSource,
     class_label,
     collate_videos,
+    flip_swapped_labels,
     is_multi_label,
     is_regression,
     probe_videos,
@@ -130,8 +132,8 @@ LORA_TARGET_MODULES = ("qkv", "dense", "temporal_dense")
 
 @dataclass
 class ModelArguments:
-    """Which model to start from. With none of `model_name_or_path` and `init_from_image` a model is built from
-    scratch from `config_overrides`."""
+    """Which model to start from: a TimeSformer repo (`model_name_or_path`), an image ViT to inflate
+    (`init_from_image`), or random weights (`from_scratch=True`, the size from `config_overrides`)."""
 
     model_name_or_path: str | None = field(
         default=None,
@@ -141,6 +143,21 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "A `transformers` ViT repo to inflate into a divided space-time TimeSformer (from_vit)."
+        },
+    )
+    from_scratch: bool = field(
+        default=False,
+        metadata={
+            "help": "Start from random weights (a full-size model unless --config-overrides makes it smaller), "
+            "without --model-name-or-path or --init-from-image."
+        },
+    )
+    embedding_init_std: float | None = field(
+        default=None,
+        metadata={
+            "help": "With --from-scratch: the standard deviation of the random position and time embeddings "
+            "(default: the config's initializer_range, 0.02). 1.0 trains much faster on videos whose classes "
+            "differ only in where things are, as in `make demo`."
         },
     )
     config_overrides: str | None = field(
@@ -194,6 +211,25 @@ class ModelArguments:
     )
 
     def __post_init__(self) -> None:
+        starts = [name for name in ("model_name_or_path", "init_from_image") if getattr(self, name)]
+        if self.from_scratch:
+            starts.append("from_scratch")
+        if not starts:
+            raise InputError(
+                "Training needs a model to start from: `model_name_or_path=` (a TimeSformer repo, e.g. a converted "
+                "checkpoint) or `init_from_image=` (an image ViT to inflate); or `from_scratch=True` with "
+                "`config_overrides=` for random weights."
+            )
+        if len(starts) > 1:
+            raise InputError(
+                f"Give one model to start from, not {' and '.join(f'`{name}=`' for name in starts)}."
+            )
+        if self.embedding_init_std is not None and not (self.from_scratch and self.embedding_init_std > 0):
+            raise InputError(
+                f"is the positive scale of random embeddings, with `from_scratch=True`; got {self.embedding_init_std}"
+                f"{'' if self.from_scratch else ' without it'}.",
+                argument="embedding_init_std",
+            )
         if self.lora_r is not None and self.lora_r < 1:
             raise InputError(
                 f"is the rank of the LoRA adapters, at least 1; got {self.lora_r}.", argument="lora_r"
@@ -286,8 +322,9 @@ class DataTrainingArguments:
     horizontal_flip: bool | None = field(
         default=None,
         metadata={
-            "help": "Flip half of the training clips (default: yes, except with frame_sampling 'ssv2', where "
-            "direction matters, as in the original); turn off for any data where direction matters."
+            "help": "Flip half of the training clips (default: yes, as the original does for Kinetics, except with "
+            "frame_sampling 'ssv2' and for classes that a flip swaps, 'left' and 'right' in their names); turn off "
+            "for any data where direction matters."
         },
     )
     short_side_range: list[int] | None = field(
@@ -517,14 +554,18 @@ def load_model_and_processor(
     overrides = parse_config_overrides(model_args.config_overrides)
     if num_frames is not None:
         overrides["num_frames"] = num_frames
-    if model_args.model_name_or_path and model_args.init_from_image:
-        raise InputError("Give either `model_name_or_path=` or `init_from_image=`, not both.")
     if model_args.init_from_image:
         model = TimeSformerForVideoClassification.from_vit(model_args.init_from_image, **overrides, **labels)
         return model, _processor_for(model.config, **_vit_normalisation(model_args.init_from_image))
-    if model_args.model_name_or_path is None:
+    if model_args.from_scratch:
         config = TimeSformerConfig(**overrides, **labels)
-        return TimeSformerForVideoClassification(config), _processor_for(config)
+        model = TimeSformerForVideoClassification(config)
+        if model_args.embedding_init_std is not None:
+            embeddings = model.timesformer.embeddings
+            for name in ("position_embeddings", "time_embeddings"):  # no time embeddings when space-only
+                if hasattr(embeddings, name):
+                    torch.nn.init.normal_(getattr(embeddings, name), std=model_args.embedding_init_std)
+        return model, _processor_for(config)
     hub_kwargs = {
         "revision": model_args.revision,
         "token": model_args.token,
@@ -580,7 +621,7 @@ def apply_lora(model: TimeSformerForVideoClassification, model_args: ModelArgume
     Example:
 
     ```python
-    >>> peft_model = apply_lora(model, ModelArguments(lora_r=8))  # doctest: +SKIP
+    >>> peft_model = apply_lora(model, ModelArguments(model_name_or_path="runs/base", lora_r=8))  # doctest: +SKIP
     >>> merged = peft_model.merge_and_unload()  # a plain TimeSformerForVideoClassification again  # doctest: +SKIP
     ```
     """
@@ -601,9 +642,25 @@ def apply_lora(model: TimeSformerForVideoClassification, model_args: ModelArgume
     return model
 
 
-def resolve_horizontal_flip(horizontal_flip: bool | None, sampler: FrameSampler) -> bool:
-    """`--horizontal-flip`, by default what the frame sampler allows (not SSv2 sampling: the original never flips
-    Something-Something, whose classes depend on direction)."""
+def resolve_horizontal_flip(
+    horizontal_flip: bool | None, sampler: FrameSampler, label_names: Sequence[str] = ()
+) -> bool:
+    """Whether training flips half of its clips: `horizontal_flip`, by default what the frame sampler allows (the
+    original flips Kinetics but never Something-Something, whose classes depend on direction), and never for
+    labels that a flip swaps ("left" and "right" in their names): off by default, refused when asked for."""
+    swapped = flip_swapped_labels(label_names)
+    if swapped and horizontal_flip:
+        raise InputError(
+            f"A horizontal flip turns the class {swapped[0][0]!r} into {swapped[0][1]!r}, so flipped clips would "
+            "carry the wrong label: drop `horizontal_flip=True`.",
+            argument="horizontal_flip",
+        )
+    if swapped and horizontal_flip is None:
+        logger.warning(
+            f"Not flipping training clips: a flip turns {swapped[0][0]!r} into {swapped[0][1]!r} "
+            f"({len(swapped)} such pair(s) of classes)."
+        )
+        return False
     return sampler.allows_horizontal_flip if horizontal_flip is None else horizontal_flip
 
 
@@ -899,6 +956,7 @@ def _clip_datasets(
     data_args: DataTrainingArguments,
     training_args: TrainingArguments,
     num_labels: int | None,
+    horizontal_flip: bool,
 ) -> tuple[Dataset | IterableDataset, Dataset | IterableDataset]:
     """The two sets decoded and transformed into clips as they are read (augmented for training); `num_labels`
     turns multi-label targets into multi-hot vectors."""
@@ -913,7 +971,7 @@ def _clip_datasets(
     train_transform = VideoClipTransform(
         processor,
         training=True,
-        horizontal_flip=resolve_horizontal_flip(data_args.horizontal_flip, processor.frame_sampler),
+        horizontal_flip=horizontal_flip,
         short_side_range=short_side_range,
         num_labels=num_labels,
     )
@@ -1008,7 +1066,12 @@ def run_training(
     )
     processor = _configured_processor(processor, model.config, data_args)
     num_labels = len(label_names) if multi_label else None  # multi-hot targets
-    train_set, eval_set = _clip_datasets(train_set, eval_set, processor, data_args, training_args, num_labels)
+    flip = resolve_horizontal_flip(
+        data_args.horizontal_flip, processor.frame_sampler, [] if regression else label_names
+    )
+    train_set, eval_set = _clip_datasets(
+        train_set, eval_set, processor, data_args, training_args, num_labels, flip
+    )
     if model_args.lora_r is not None:
         model = apply_lora(model, model_args)
 

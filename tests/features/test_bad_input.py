@@ -17,9 +17,7 @@ from test_conversion import original_state_dict, write_checkpoint
 from timesformer_hf.commands.app import main
 from timesformer_hf.commands.errors import EXIT_ERROR, EXIT_SOME_FAILED, EXIT_USAGE
 
-TINY_TRAIN = (
-    "--config-overrides hidden_size=32,num_hidden_layers=1,num_attention_heads=4,intermediate_size=64"
-)
+TINY_TRAIN = "--from-scratch --config-overrides hidden_size=32,num_hidden_layers=1,num_attention_heads=4,intermediate_size=64"
 
 CASES = [  # (command line, exit code, words of the one line)
     ("classify repo missing.mp4", EXIT_ERROR, "None of the 1 videos could be read"),
@@ -65,7 +63,7 @@ CASES = [  # (command line, exit code, words of the one line)
     ),
     ("convert --checkpoint python-tag.pyth --output-dir converted", EXIT_ERROR, "is not plain YAML"),
     ("classify unsafe-bin video.mp4", EXIT_ERROR, "not a safe checkpoint"),
-    ("train --train-dir data --output-dir run --epochs 0", EXIT_USAGE, "not used by the HfArgumentParser"),
+    ("train --train-dir data --output-dir run --epochs 0", EXIT_USAGE, "unrecognized arguments: --epochs 0"),
     (
         f"train --train-dir data --output-dir run --num-train-epochs 0 {TINY_TRAIN}",
         EXIT_ERROR,
@@ -74,7 +72,7 @@ CASES = [  # (command line, exit code, words of the one line)
     (
         f"train --train-dir data --output-dir run --sampling-rate 0 {TINY_TRAIN}",
         EXIT_ERROR,
-        "--sampling-rate must",
+        "--sampling-rate: must be at least 1, got 0",
     ),
     (
         f"train --train-dir data --output-dir run --max-train-samples 0 {TINY_TRAIN}",
@@ -92,7 +90,31 @@ CASES = [  # (command line, exit code, words of the one line)
         "invalid choice: 'sometimes'",
     ),
     ("classify repo video.mp4 --no-such-option", EXIT_USAGE, "unrecognized arguments: --no-such-option"),
-    ("train --train-dir data/tarin --output-dir run", EXIT_ERROR, "No such folder or list file: data/tarin"),
+    (
+        f"train --train-dir data/tarin --output-dir run {TINY_TRAIN}",
+        EXIT_ERROR,
+        "No such folder or list file",
+    ),
+    (
+        "train --train-dir data --output-dir run",
+        EXIT_ERROR,
+        "or --from-scratch with --config-overrides for random",
+    ),
+    (
+        f"train --train-dir directions --validation-dir directions --output-dir run --horizontal-flip True {TINY_TRAIN}",
+        EXIT_ERROR,
+        "--horizontal-flip: A horizontal flip turns the class 'turn left' into 'turn right'",
+    ),
+    (
+        "train --train-dir data --output-dir run --model-name-or-path repo --from-scratch",
+        EXIT_ERROR,
+        "Give one model to start from, not --model-name-or-path and --from-scratch",
+    ),
+    (
+        "train --train-dir data --output-dir run --model-name-or-path repo --embedding-init-std 1",
+        EXIT_ERROR,
+        "--embedding-init-std: is the positive scale of random embeddings, with --from-scratch; got 1.0 without it",
+    ),
     ("evaluate repo data/vla", EXIT_ERROR, "No such folder or list file: data/vla"),
 ]
 
@@ -135,6 +157,9 @@ def sandbox(repo, tmp_path_factory):
     for label in ("a", "b"):
         (root / "data" / label).mkdir(parents=True)
         shutil.copy(sample_video_path(), root / "data" / label / "clip.mp4")
+    for label in ("turn left", "turn right"):
+        (root / "directions" / label).mkdir(parents=True)
+        shutil.copy(sample_video_path(), root / "directions" / label / "clip.mp4")
     return root
 
 

@@ -2,6 +2,7 @@
 test_inference.py."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -21,7 +22,7 @@ def trained_repo(tmp_path_factory):
     overrides = ",".join(f"{name}={value}" for name, value in TINY.items() if name != "num_labels")
     status = main([
         "train", "--train-dir", str(root / "data" / "train"), "--validation_dir", str(root / "data" / "validation"),
-        "--config-overrides", overrides, "--frame-sampling", "uniform", "--horizontal-flip", "False",
+        "--from-scratch", "--config-overrides", overrides, "--frame-sampling", "uniform", "--horizontal-flip", "False",
         "--output-dir", str(root / "run"), "--max-steps", "1", "--per-device-train-batch-size", "2",
         "--report-to", "none", "--disable-tqdm", "True", "--dataloader-pin-memory", "False",
     ])  # fmt: skip
@@ -54,6 +55,49 @@ def test_version_and_usage_errors(capsys):
     assert main(["classify"]) == 2
     error = capsys.readouterr().err
     assert "required" in error and error.count("\n") == 1  # one line
+
+
+@pytest.mark.parametrize(
+    ("argv", "prog", "hint"),
+    [
+        (
+            ["classify", "repo", "video.mp4", "--top-kk", "3"],
+            "timesformer-hf classify",
+            "did you mean --top-k?",
+        ),
+        (
+            ["features", "repo", "v.mp4", "--output", "f.npy", "--batch_sise", "2"],
+            "features",
+            "--batch-size?",
+        ),
+        (
+            ["train", "--train-dir", "data", "--learnin-rate", "1e-4"],
+            "train",
+            "did you mean --learning-rate?",
+        ),
+        (
+            ["train", "--train-dir", "data", "--learnin_rate", "1e-4"],
+            "train",
+            "did you mean --learning-rate?",
+        ),
+    ],
+)
+def test_a_misspelled_option_gets_the_commands_usage_and_the_closest_option(capsys, argv, prog, hint):
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and prog in error and hint in error, error
+    assert f"see timesformer-hf {argv[0]} --help" in error
+
+
+def test_train_help_shows_dashed_options_and_each_default_once(capsys):
+    assert main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "--learning-rate LEARNING_RATE" in text and "--from-scratch" in text
+    assert "--learning_rate" not in text and "--model_name_or_path" not in text
+    entries = [" ".join(entry.split()) for entry in re.split(r"\n  (?=-)", text.partition("options:")[2])]
+    assert len(entries) > 100
+    assert [entry.split()[0] for entry in entries if entry.count("(default:") > 1] == []
+    assert any("(default: 5e-05)" in entry for entry in entries if entry.startswith("--learning-rate"))
 
 
 def test_known_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):

@@ -169,7 +169,10 @@ def train(dataset_name: Path, output_dir: Path, *, streaming: bool, callbacks=()
     args = training_args(output_dir, max_steps=2)
     dispatch = DispatchSetting()
     metrics = run_training(
-        ModelArguments(config_overrides=TINY_OVERRIDES), arguments, args, callbacks=[*callbacks, dispatch]
+        ModelArguments(from_scratch=True, config_overrides=TINY_OVERRIDES),
+        arguments,
+        args,
+        callbacks=[*callbacks, dispatch],
     )
     # a stream is read by each process (its own shards), not by the main one for all; the caller's args unchanged
     assert dispatch.value is (False if streaming else None)
@@ -221,7 +224,7 @@ def test_two_processes_each_read_their_own_shards_of_a_streamed_set(motion, tmp_
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "-m", "timesformer_hf.cli", "train", "--dataset-name", str(motion["parquet"]), "--streaming",
         "--class-names", *CLASSES, "--max-steps", "2",
-        "--config_overrides", TINY_OVERRIDES, "--frame_sampling", "uniform", "--horizontal_flip", "False",
+        "--from_scratch", "--config_overrides", TINY_OVERRIDES, "--frame_sampling", "uniform", "--horizontal_flip", "False",
         "--output_dir", str(output_dir), "--per_device_train_batch_size", "2", "--save_strategy", "no",
         "--report_to", "none", "--disable_tqdm", "True", "--dataloader_pin_memory", "False",
         "--log-level", "info", "--log-level-replica", "info",
@@ -261,7 +264,7 @@ def test_accelerate_shards_a_streamed_set_between_processes(motion):
 def test_streaming_needs_max_steps_and_class_names(motion, tmp_path):
     with pytest.raises(ValueError, match="--max-steps"):
         run_training(
-            ModelArguments(config_overrides=TINY_OVERRIDES),
+            ModelArguments(from_scratch=True, config_overrides=TINY_OVERRIDES),
             DataTrainingArguments(dataset_name=str(motion["parquet"]), streaming=True, class_names=CLASSES),
             training_args(tmp_path / "run", num_train_epochs=1),
         )
@@ -354,7 +357,11 @@ def repo(motion, tmp_path_factory):
         validation_dir=str(motion["root"] / "validation"),
         frame_sampling="uniform",
     )
-    run_training(ModelArguments(config_overrides=TINY_OVERRIDES), arguments, training_args(run, max_steps=2))
+    run_training(
+        ModelArguments(from_scratch=True, config_overrides=TINY_OVERRIDES),
+        arguments,
+        training_args(run, max_steps=2),
+    )
     return run / "model"
 
 

@@ -302,7 +302,7 @@ def test_a_checkpoint_is_complete_or_absent_and_rotation_still_applies(motion_di
 
     arguments = dict(max_steps=3, save_strategy="steps", save_steps=1, save_total_limit=2)
     run_training(
-        ModelArguments(config_overrides=TINY_OVERRIDES),
+        ModelArguments(from_scratch=True, config_overrides=TINY_OVERRIDES),
         data_args(motion_dir),
         training_args(tmp_path / "a", **arguments),
     )
@@ -325,7 +325,7 @@ def test_a_checkpoint_is_complete_or_absent_and_rotation_still_applies(motion_di
         pytest.raises(KeyboardInterrupt),
     ):
         run_training(
-            ModelArguments(config_overrides=TINY_OVERRIDES),
+            ModelArguments(from_scratch=True, config_overrides=TINY_OVERRIDES),
             data_args(motion_dir),
             training_args(tmp_path / "b", **arguments),
         )
@@ -333,7 +333,7 @@ def test_a_checkpoint_is_complete_or_absent_and_rotation_still_applies(motion_di
         path.name.startswith("checkpoint-") for path in (tmp_path / "b").iterdir()
     )  # absent, not half
     run_training(
-        ModelArguments(config_overrides=TINY_OVERRIDES),
+        ModelArguments(from_scratch=True, config_overrides=TINY_OVERRIDES),
         data_args(motion_dir),
         training_args(tmp_path / "b", **arguments),
     )

@@ -136,7 +136,7 @@ def test_the_merged_repo_classifies(lora_run, capsys):
 def test_target_modules_default_to_the_attention_and_mlp_projections():
     model = TimeSformerForVideoClassification(tiny_config())
     linear = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
-    wrapped = apply_lora(model, ModelArguments(lora_r=2))
+    wrapped = apply_lora(model, ModelArguments(from_scratch=True, lora_r=2))
     adapted = {
         name.removeprefix("base_model.model.")
         for name, module in wrapped.named_modules()
@@ -148,7 +148,7 @@ def test_target_modules_default_to_the_attention_and_mlp_projections():
     assert set(LORA_TARGET_MODULES) == {"qkv", "dense", "temporal_dense"}
     only_qkv = apply_lora(
         TimeSformerForVideoClassification(tiny_config()),
-        ModelArguments(lora_r=2, lora_target_modules=["qkv"]),
+        ModelArguments(from_scratch=True, lora_r=2, lora_target_modules=["qkv"]),
     )
     names = [
         name for name, module in only_qkv.named_modules() if isinstance(module, peft.tuners.lora.LoraLayer)
@@ -175,12 +175,14 @@ def test_lora_options_parse_and_are_checked():
     assert (arguments.lora_r, arguments.lora_alpha, arguments.lora_dropout) == (8, 32, 0.1)
     assert arguments.lora_target_modules == ["qkv", "dense"] and arguments.save_adapter
     with pytest.raises(ValueError, match="give --lora-r too"):
-        ModelArguments(save_adapter=True)
+        ModelArguments(from_scratch=True, save_adapter=True)
     with pytest.raises(ValueError, match="at least 1"):
-        ModelArguments(lora_r=0)
+        ModelArguments(from_scratch=True, lora_r=0)
 
 
 def test_lora_without_peft_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "peft", None)
     with pytest.raises(ImportError, match=r"pip install 'timesformer-hf\[peft\]'"):
-        apply_lora(TimeSformerForVideoClassification(tiny_config()), ModelArguments(lora_r=2))
+        apply_lora(
+            TimeSformerForVideoClassification(tiny_config()), ModelArguments(from_scratch=True, lora_r=2)
+        )

@@ -88,7 +88,7 @@ def multi_label_run(actions_dir, tmp_path_factory):
     """2 steps of a tiny model on the action list: `(run folder, metrics)`."""
     output_dir = tmp_path_factory.mktemp("multi-label-run")
     metrics = run_training(
-        ModelArguments(config_overrides=TINY_OVERRIDES),
+        ModelArguments(from_scratch=True, config_overrides=TINY_OVERRIDES),
         DataTrainingArguments(
             train_file=str(actions_dir / "train.json"),
             validation_file=str(actions_dir / "validation.json"),
@@ -125,7 +125,7 @@ def test_multi_label_training_saves_a_multi_label_model(multi_label_run, actions
 def test_multi_label_validation_needs_a_list(actions_dir, tmp_path):
     with pytest.raises(ValueError, match="--validation-file"):
         run_training(
-            ModelArguments(config_overrides=TINY_OVERRIDES),
+            ModelArguments(from_scratch=True, config_overrides=TINY_OVERRIDES),
             DataTrainingArguments(train_file=str(actions_dir / "train.json"), validation_dir=str(tmp_path)),
             TrainingArguments(output_dir=str(tmp_path / "run"), report_to="none"),
         )
@@ -230,7 +230,7 @@ def test_tiny_model_learns_two_actions(tmp_path):
 
     write_action_dataset(tmp_path / "data", num_train=96, num_eval=32, seed=0)
     metrics = run_training(
-        ModelArguments(config_overrides=TINY_MODEL),
+        ModelArguments(from_scratch=True, config_overrides=TINY_MODEL),
         DataTrainingArguments(
             train_file=str(tmp_path / "data" / "train.json"),
             validation_file=str(tmp_path / "data" / "validation.json"),

@@ -37,7 +37,7 @@ def velocity_lists(tmp_path_factory):
 def regression_run(velocity_lists, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("regression-run")
     metrics = run_training(
-        ModelArguments(config_overrides=TINY_OVERRIDES),
+        ModelArguments(from_scratch=True, config_overrides=TINY_OVERRIDES),
         DataTrainingArguments(
             train_file=str(velocity_lists / "train.csv"),
             validation_file=str(velocity_lists / "validation.csv"),

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from . import classify, convert, evaluate, explain, export, features, train
 from .errors import report_errors
-from .options import ArgumentParser
+from .options import ArgumentParser, unrecognized
 
 COMMANDS = (classify, features, evaluate, explain, train, convert, export)
 
@@ -39,6 +39,8 @@ def build_parser() -> ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(subparsers)
+    for command_parser in subparsers.choices.values():  # a command's usage errors come with its own usage
+        command_parser.set_defaults(command_parser=command_parser)
     return parser
 
 
@@ -55,7 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = parser.parse_args(argv[: command_at + 1])
             args.argv = argv[command_at + 1 :]
         else:
-            args = parser.parse_args(argv)
+            args, unknown = parser.parse_known_args(argv)
+            if unknown:
+                args.command_parser.error(unrecognized(unknown, args.command_parser))
         if args.command == "convert":
             convert.check(args, parser)
     except SystemExit as stop:  # --help, --version, or a usage error (its line is printed)

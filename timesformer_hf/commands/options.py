@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import copy
+import difflib
 import os
 import re
 from collections.abc import Sequence
@@ -10,6 +12,7 @@ from typing import NoReturn
 
 __all__ = [
     "ArgumentParser",
+    "DashedHelpFormatter",
     "SPELLING_NOTE",
     "add_dataset_options",
     "add_device_options",
@@ -22,6 +25,7 @@ __all__ = [
     "positive_int",
     "probability",
     "seconds",
+    "unrecognized",
 ]
 
 # decoding workers leave a core to the model: on 2 cores, 2 workers slowed even a tiny model to 85% of decoding alone
@@ -55,6 +59,45 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """A usage error in one line, exit status 2."""
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class DashedHelpFormatter(argparse.HelpFormatter):
+    """`--help` for parsers that accept both spellings of each option (`HfArgumentParser`'s): the dashed one
+    only, and each default once (not after a help text that already says it, nor for no value)."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        dashed_only = [option for option in action.option_strings if "_" not in option]
+        if dashed_only and len(dashed_only) < len(action.option_strings):
+            action = copy.copy(action)
+            action.option_strings = dashed_only
+        return super()._format_action_invocation(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "default" in text
+            or action.default in (None, False, "", argparse.SUPPRESS)
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def unrecognized(arguments: Sequence[str], parser: argparse.ArgumentParser) -> str:
+    """The usage error for `arguments` that `parser` does not know, with the closest of its options:
+    `unrecognized arguments: --learnin-rate 1e-4; did you mean --learning-rate?`."""
+    message = f"unrecognized arguments: {' '.join(arguments)}"
+    options = {  # dashed spellings only
+        option for action in parser._actions for option in action.option_strings if option.startswith("--")
+    }
+    options = sorted(
+        option for option in options if "_" not in option or option.replace("_", "-") not in options
+    )
+    for argument in dashed(arguments):
+        if argument.startswith("--"):
+            close = difflib.get_close_matches(argument.partition("=")[0], options, n=1, cutoff=0.6)
+            return f"{message}; did you mean {close[0]}?" if close else message
+    return message
 
 
 # Longer than any video: a window or stride beyond this is a typo (1e308), not a choice.

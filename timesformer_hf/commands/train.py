@@ -12,6 +12,11 @@ EXAMPLE = (
     "--output-dir runs/mine --num-train-epochs 5"
 )
 
+USAGE = (
+    "timesformer-hf train (--train-dir DIR | --train-file FILE | --dataset-name NAME) --output-dir DIR\n"
+    "       (--model-name-or-path REPO | --init-from-image VIT | --from-scratch) [options]"
+)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help=HELP, add_help=False)
@@ -19,12 +24,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> int | None:
     from transformers import HfArgumentParser, TrainingArguments
 
     from ..errors import InputError
     from ..training import DataTrainingArguments, ModelArguments, run_training
     from .errors import CLIError, UsageError
+    from .options import SPELLING_NOTE, DashedHelpFormatter, unrecognized
 
     class TrainParser(HfArgumentParser):
         def error(self, message: str) -> NoReturn:
@@ -43,13 +49,21 @@ def run(args: argparse.Namespace) -> None:
     parser = TrainParser(
         (ModelArguments, DataTrainingArguments, TrainingArguments),
         prog="timesformer-hf train",
+        usage=USAGE,
         description=f"Fine-tune TimeSformer on a video folder or list with transformers.Trainer. Example: {EXAMPLE}",
+        epilog=SPELLING_NOTE,
+        formatter_class=DashedHelpFormatter,
     )
     try:
         if len(args.argv) == 1 and args.argv[0].endswith(".json"):
             model_args, data_args, training_args = parser.parse_json_file(json_file=args.argv[0])
         else:
+            _, unknown = parser.parse_known_args(args.argv)  # usage errors before the options' own checks
+            if unknown:
+                parser.error(unrecognized(unknown, parser))
             model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=list(args.argv))
+    except SystemExit as stop:  # --help
+        return stop.code if isinstance(stop.code, int) else 0
     except InputError:
         raise
     except ValueError as error:  # unknown options, or values TrainingArguments refuses

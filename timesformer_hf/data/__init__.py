@@ -10,6 +10,7 @@
 from .labels import (
     class_label,
     encode_labels,
+    flip_swapped_labels,
     is_fractional,
     is_multi_label,
     is_regression,
@@ -39,6 +40,7 @@ __all__ = [
     "collate_videos",
     "default_short_side_range",
     "encode_labels",
+    "flip_swapped_labels",
     "is_fractional",
     "is_multi_label",
     "is_regression",

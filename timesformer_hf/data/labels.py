@@ -32,6 +32,7 @@ from ..errors import InputError
 __all__ = [
     "class_label",
     "encode_labels",
+    "flip_swapped_labels",
     "is_fractional",
     "is_multi_label",
     "is_regression",
@@ -43,6 +44,9 @@ __all__ = [
 ]
 
 _DIGITS = re.compile(r"(\d+)")
+# Words a horizontal flip turns into each other, as whole words ("left_1", "from left to right", not "bright").
+_MIRRORED = {"left": "right", "right": "left", "leftward": "rightward", "rightward": "leftward"}
+_MIRRORED_WORD = re.compile(r"(?<![a-z])(leftward|rightward|left|right)(?![a-z])", re.IGNORECASE)
 
 
 def _natural_key(name: str) -> tuple:
@@ -50,6 +54,28 @@ def _natural_key(name: str) -> tuple:
         (0, int(part), "") if part.isdigit() else (1, 0, part.casefold()) for part in _DIGITS.split(name)
     )
     return parts, name  # the exact text breaks ties ("Run" before "run", "01" before "1")
+
+
+def flip_swapped_labels(label_names: Iterable[str]) -> list[tuple[str, str]]:
+    """The pairs of label names that a horizontal flip turns into each other: the same name with left and right
+    exchanged (`"moving_left"` and `"moving_right"`, `"from left to right"` and `"from right to left"`).
+
+    Example:
+
+    ```python
+    >>> flip_swapped_labels(["left_1", "right_1", "up", "bright"])
+    [('left_1', 'right_1')]
+
+    ```
+    """
+
+    def mirrored(match: re.Match) -> str:
+        word = _MIRRORED[match.group().lower()]
+        return word.capitalize() if match.group()[0].isupper() else word
+
+    names = set(label_names)
+    pairs = {tuple(sorted((name, _MIRRORED_WORD.sub(mirrored, name)))) for name in names}
+    return sorted((a, b) for a, b in pairs if a != b and a in names and b in names)
 
 
 def natural_sorted(names: Iterable[Any]) -> list[str]:
