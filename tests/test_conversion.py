@@ -360,7 +360,7 @@ def test_folder_and_safetensors_given_as_checkpoint(tmp_path):
     folder = tmp_path / "checkpoints"
     folder.mkdir()
     write_checkpoint(folder / "a.pyth", weights)
-    with pytest.raises(CheckpointError, match="pass it as --checkpoint-dir"):
+    with pytest.raises(CheckpointError, match="pass it as `checkpoint_dir=`"):
         convert_checkpoint(folder, tmp_path / "out")
 
 
@@ -391,7 +391,7 @@ def test_cfg_disagreeing_with_weights_is_an_error(tmp_path):
 
 def test_head_count_must_be_given_for_unusual_widths(tmp_path):
     checkpoint = write_checkpoint(tmp_path / "tiny.pyth", original_state_dict(frames=8, crop=32, classes=3))
-    with pytest.raises(CheckpointError, match="--num-attention-heads"):
+    with pytest.raises(CheckpointError, match="pass `num_attention_heads=`"):
         convert_checkpoint(checkpoint, tmp_path / "repo")
 
 
@@ -416,7 +416,7 @@ def test_existing_output_is_untouched_without_overwrite(tmp_path, tiny_checkpoin
     convert_checkpoint(tiny_checkpoint, output, num_attention_heads=TINY_HEADS)
     before = {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in output.iterdir()}
 
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="pass `overwrite=True`"):
         convert_checkpoint(tiny_checkpoint, output, num_attention_heads=TINY_HEADS)
     assert {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in output.iterdir()} == before
 
@@ -435,7 +435,7 @@ def test_existing_output_is_untouched_without_overwrite(tmp_path, tiny_checkpoin
 
 def test_missing_checkpoints_are_one_line_errors(tmp_path):
     with pytest.raises(
-        CheckpointNotFoundError, match=r"nope\.pyth does not exist: --checkpoint takes"
+        CheckpointNotFoundError, match=r"nope\.pyth does not exist: `checkpoint=` takes"
     ) as error:
         convert_checkpoint(tmp_path / "nope.pyth", tmp_path / "repo")
     assert isinstance(error.value, FileNotFoundError) and "\n" not in str(error.value)
@@ -446,12 +446,12 @@ def test_missing_checkpoints_are_one_line_errors(tmp_path):
         convert_directory(empty, tmp_path / "out")
     (empty / "model.pth").write_bytes(b"")
     with pytest.raises(
-        CheckpointNotFoundError, match=r"\(it holds model\.pth\).*give another file to --checkpoint"
+        CheckpointNotFoundError, match=r"\(it holds model\.pth\).*give another file as `checkpoint=`"
     ):
         convert_directory(empty, tmp_path / "out")
-    with pytest.raises(CheckpointNotFoundError, match="is not a folder: --checkpoint-dir"):
+    with pytest.raises(CheckpointNotFoundError, match="is not a folder: `checkpoint_dir=`"):
         convert_directory(tmp_path / "nowhere", tmp_path / "out")
-    with pytest.raises(FileNotFoundError, match=r"Label file .*labels\.json does not exist \(--labels\)"):
+    with pytest.raises(FileNotFoundError, match=r"Label file .*labels\.json does not exist \(`labels=`\)"):
         convert_checkpoint(
             write_checkpoint(tmp_path / "tiny.pyth", original_state_dict(frames=4, crop=32, classes=3)),
             tmp_path / "repo",
@@ -466,7 +466,7 @@ def test_an_empty_output_folder_is_converted_into(tmp_path, tiny_checkpoint):
     output.mkdir()
     convert_checkpoint(tiny_checkpoint, output, num_attention_heads=TINY_HEADS)
     assert (output / "model.safetensors").is_file()
-    with pytest.raises(FileExistsError, match=r"not empty: pass --overwrite \(overwrite=True in Python\)"):
+    with pytest.raises(FileExistsError, match="not empty: pass `overwrite=True`"):
         convert_checkpoint(tiny_checkpoint, output, num_attention_heads=TINY_HEADS)
 
 

@@ -28,7 +28,7 @@ def test_encode_labels_by_name_or_by_id():
     assert encode_labels([1, 0], ["walk", "run"]) == (["walk", "run"], [1, 0])  # ids into the given names
     with pytest.raises(ValueError, match=r"labels \['swim'\] that are not among"):
         encode_labels(["swim"], ["walk", "run"])
-    with pytest.raises(ValueError, match="--class-names"):
+    with pytest.raises(ValueError, match="`label_names=`"):
         encode_labels([5], ["walk", "run"])
 
 

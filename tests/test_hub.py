@@ -3,7 +3,9 @@
 import importlib.metadata
 import json
 import os
+import socket
 import subprocess
+import time
 import venv
 from pathlib import Path
 from unittest import mock
@@ -22,7 +24,15 @@ from timesformer_hf import (
     TimeSformerImageProcessor,
     TimeSformerVideoProcessor,
 )
-from timesformer_hf.hub import build_model_card, push_repo, save_repo, without_remote_code
+from timesformer_hf.errors import InputError
+from timesformer_hf.hub import (
+    build_model_card,
+    check_hub_access,
+    hub_unreachable,
+    push_repo,
+    save_repo,
+    without_remote_code,
+)
 from timesformer_hf.synthetic import write_video
 
 CODE_FILES = {"configuration_timesformer.py", "modeling_timesformer.py"}
@@ -130,7 +140,7 @@ def test_save_repo_is_atomic(tmp_path, model):
     save_repo(model, [], target)
     before = snapshot(target)
 
-    with pytest.raises(FileExistsError, match=r"pass --overwrite \(overwrite=True in Python\)"):
+    with pytest.raises(FileExistsError, match="pass `overwrite=True`"):
         save_repo(model, [], target)
     with pytest.raises(RuntimeError, match="check failed"):
         save_repo(
@@ -256,3 +266,22 @@ print(sorted(name for name in ("PIL", "timesformer_hf") if name in sys.modules),
     assert result.returncode == 0, result.stderr[-3000:]
     imported, model_module = result.stdout.split()
     assert imported == "[]" and model_module.startswith("transformers_modules."), result.stdout
+
+
+def test_hub_access_is_checked_at_once(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert hub_unreachable() == "HF_HUB_OFFLINE is set"
+    with pytest.raises(InputError, match="Pushing to me/model needs the Hub, but HF_HUB_OFFLINE is set"):
+        check_hub_access("pushing to me/model")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    start = time.monotonic()
+    assert "127.0.0.1 cannot be reached" in hub_unreachable()
+    with pytest.raises(InputError, match="cannot be reached"):
+        check_hub_access("pushing to me/model")
+    assert time.monotonic() - start < 5

@@ -1,13 +1,16 @@
 """ONNX export (self-check, int8, fp16), `TimeSformerOnnxModel` and `--backend onnxruntime`, on tiny models."""
 
 import json
+import re
 import sys
+from unittest import mock
 
 import numpy as np
 import onnx
 import pytest
 import torch
 from conftest import randomize_, sample_video_path, tiny_config
+from huggingface_hub import ModelCard
 from onnx import numpy_helper
 
 from timesformer_hf import TimeSformerForVideoClassification, TimeSformerModel
@@ -123,6 +126,39 @@ def test_export_command_says_which_axes_are_fixed_and_writes_a_self_contained_fo
         model(torch.randn(1, 5, 3, 32, 32))
 
 
+def test_the_export_folder_has_a_model_card_that_says_what_it_is_and_how_to_run_it(exported, repo, capsys):
+    folder, _ = exported
+    card = ModelCard.load(folder / "README.md")
+    assert (card.data.library_name, card.data.pipeline_tag) == ("onnx", "video-classification")
+    report = json.loads((folder / "onnx_export.json").read_text())
+    assert f"max abs difference {report['check']['max_abs_diff']:.2g} from PyTorch" in card.text
+    int8 = report["int8"]["self_check"]
+    assert f"cosine similarity mean {int8['cosine_similarity_mean']:.4f}" in card.text
+    assert f"From `{repo}` with `timesformer-hf export` (torchscript exporter, opset 18, fp32)" in card.text
+    # the card's command runs as written (ONNX Runtime, chosen from the folder)
+    command = re.search(r"```bash\ntimesformer-hf (classify .*)\n```", card.text)[1]
+    assert command == f"classify {folder} video.mp4 --top-k 5"
+    video = sample_video_path()
+    assert run_cli(*command.replace("video.mp4", str(video)).split()) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) >= 2
+
+
+def test_export_pushes_to_the_hub_after_checking_it_can(repo, tmp_path):
+    with (
+        mock.patch("timesformer_hf.hub.HfApi") as api_class,
+        mock.patch("timesformer_hf.hub.hub_unreachable", return_value=None),
+    ):
+        assert run_cli("export", repo, "--output", tmp_path / "out", "--push-to-hub", "me/tiny-onnx") == 0
+    api = api_class.return_value
+    api.create_repo.assert_called_once_with("me/tiny-onnx", repo_type="model", private=False, exist_ok=True)
+    assert api.upload_folder.call_args.kwargs["folder_path"] == tmp_path / "out"
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+    assert "timesformer-hf classify me/tiny-onnx video.mp4" in card.text
+    # offline: refused before the export starts
+    assert run_cli("export", repo, "--output", tmp_path / "offline", "--push-to-hub", "me/tiny-onnx") == 1
+    assert not (tmp_path / "offline").exists()
+
+
 def corrupt_first_weight(path):
     """Add noise to the first large float initializer (a weight) of the ONNX file at `path` (noise: a constant
     added to an embedding would vanish in the LayerNorms)."""
@@ -159,7 +195,7 @@ def test_an_existing_export_is_replaced_only_with_overwrite_and_another_folder_n
         export_onnx(model, tmp_path / "notes", dynamic_frames=True, overwrite=True)
     assert (tmp_path / "notes" / "mine.txt").read_text() == "keep"
     export_onnx(model, tmp_path / "out", dynamic_frames=True)
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="pass `overwrite=True`"):
         export_onnx(model, tmp_path / "out", dynamic_frames=True)
     report = export_onnx(model, tmp_path / "out", dynamic_frames=True, dtype="fp16", overwrite=True)
     # fp16: checked relative to the largest output, on the CPU
@@ -292,7 +328,9 @@ def test_onnx_file_runs_the_int8_graph_of_an_export(repo, exported, capsys):
     difference = max(abs(int8[label] - fp32.get(label, 0.0)) for label in int8)
     assert 0 < difference < 0.05  # another graph (int8 rounding), close to the fp32 one
     assert run_cli("classify", repo, video, "--onnx-file", "model_int8.onnx") == 1
-    assert "--onnx-file model_int8.onnx names a graph for --backend onnxruntime" in capsys.readouterr().err
+    assert (
+        "--onnx-file: model_int8.onnx is an ONNX graph, for --backend onnxruntime" in capsys.readouterr().err
+    )
 
 
 def test_backend_onnxruntime_evaluates_as_pytorch_does(repo, exported, tmp_path):

@@ -24,7 +24,7 @@ from timesformer_hf import TimeSformerForVideoClassification, TimeSformerVideoPr
 from timesformer_hf.data import (
     split_train_validation,
 )
-from timesformer_hf.errors import InputError
+from timesformer_hf.errors import InputError, as_flags
 from timesformer_hf.evaluation import multi_label_metrics
 from timesformer_hf.hub import build_model_card
 from timesformer_hf.synthetic import motion_labels, write_motion_dataset
@@ -275,9 +275,10 @@ def test_repo_dir_replaces_only_model_repos(tmp_path, motion_dir):
 def test_no_training_videos_says_what_is_needed_with_an_example():
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
     with pytest.raises(ValueError) as error:
-        parser.parse_args_into_dataclasses([])
+        parser.parse_args_into_dataclasses(["--from-scratch"])
     message = str(error.value)
-    assert "--train-dir" in message and "--train-file" in message and "--output-dir" in message
+    assert "`train_dir=`" in message and "`train_file=`" in message and "`output_dir=`" in message
+    assert "--train-dir (a folder" in as_flags(message)  # as the command line says it
     assert "`timesformer-hf train --train-dir data/train " in message and "\n" not in message
     (parsed,) = HfArgumentParser(DataTrainingArguments).parse_args_into_dataclasses(
         ["--train-dir", "data", "--frame-sampling", "uniform"]
@@ -316,9 +317,9 @@ def test_split_holds_out_every_class_and_keeps_every_class(tmp_path):
     assert Counter(split_train_validation(dataset, 0.9, seed=0)[0]["label"]) == {0: 1, 1: 1, 2: 2, 3: 1}
 
     lonely = dataset.select([0, 1, 2, 3, 5, 25, 26])  # class "c" has one video
-    with pytest.raises(ValueError, match=r"\['c'\] have a single video.*--validation-dir"):
+    with pytest.raises(ValueError, match=r"\['c'\] have a single video.*`validation_dir=`"):
         split_train_validation(lonely, 0.15)
-    with pytest.raises(ValueError, match="--train-val-split .* between 0 and 1"):
+    with pytest.raises(ValueError, match=r"`train_val_split=`\) is between 0 and 1"):
         split_train_validation(dataset, 1.5)
 
 

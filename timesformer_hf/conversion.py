@@ -33,7 +33,6 @@ from typing import Any
 import safetensors.torch
 import torch
 import yaml
-from huggingface_hub import constants as hub_constants
 from huggingface_hub import hf_hub_download
 from transformers import AutoModelForVideoClassification
 from transformers.utils import logging
@@ -41,7 +40,7 @@ from transformers.utils import logging
 from .configuration_timesformer import TimeSformerConfig
 from .errors import InputError
 from .files import check_output_dir
-from .hub import LICENSE, build_model_card, push_repo, save_repo
+from .hub import LICENSE, build_model_card, check_hub_access, hub_unreachable, push_repo, save_repo
 from .image_processing_timesformer import TimeSformerImageProcessor
 from .modeling_timesformer import TimeSformerForVideoClassification
 from .video_processing_timesformer import TimeSformerVideoProcessor
@@ -568,8 +567,9 @@ def _download_labels(dataset: DatasetInfo | None) -> dict[int, str] | None:
     """The dataset's class names from the `huggingface/label-files` repo, or None offline or on failure."""
     if dataset is None or dataset.label_file is None:
         return None
-    if hub_constants.HF_HUB_OFFLINE:
-        logger.warning(f"HF_HUB_OFFLINE is set: not downloading {dataset.label_file}.")
+    unreachable = hub_unreachable()
+    if unreachable is not None:
+        logger.warning(f"Not downloading {dataset.label_file}: {unreachable}.")
         return None
     try:
         return load_labels(hf_hub_download(LABEL_FILES_REPO, dataset.label_file, repo_type="dataset"))
@@ -758,6 +758,8 @@ def convert_checkpoint(
     """
     output_dir = Path(output_dir)
     check_output_dir(output_dir, overwrite=overwrite, written_by=("config.json",))
+    if push_to_hub:
+        check_hub_access(f"pushing to {push_to_hub}")
     original = load_original_checkpoint(checkpoint)
     config = infer_config(original.state_dict, original.cfg, num_attention_heads=num_attention_heads)
     dataset, dataset_is_known = _identify_dataset(original.name, original.cfg, config.num_labels)

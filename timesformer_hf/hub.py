@@ -25,11 +25,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from huggingface_hub import CommitInfo, HfApi, ModelCard, ModelCardData
+from huggingface_hub import CommitInfo, HfApi, ModelCard, ModelCardData, hf_hub_download
+from huggingface_hub import constants as hub_constants
+from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 from huggingface_hub.repocard_data import EvalResult
 from transformers.utils import logging
 
@@ -44,6 +48,9 @@ __all__ = [
     "LICENSE",
     "TIMESFORMER_CITATION",
     "build_model_card",
+    "card_license",
+    "check_hub_access",
+    "hub_unreachable",
     "push_repo",
     "save_repo",
     "without_remote_code",
@@ -169,6 +176,10 @@ def build_model_card(
     tags: Sequence[str] = (),
     remote_code: bool = True,
     license: str | None = None,
+    library_name: str = LIBRARY_NAME,
+    pipeline_tag: str = PIPELINE_TAG,
+    usage: str | None = None,
+    sections: Sequence[str] = (),
 ) -> ModelCard:
     """
     Build a `README.md` model card with Hub metadata for a TimeSformer repo.
@@ -193,6 +204,9 @@ def build_model_card(
         remote_code: Whether the repo carries its modelling code (changes the usage snippet).
         license: License id of the weights, e.g. `LICENSE` (CC BY-NC 4.0) for weights converted from the original
             release; `None` leaves it unset.
+        library_name, pipeline_tag: The Hub's library and task of the repo (an ONNX export's differ).
+        usage: Markdown of the "How to use" section (default: loading the repo with `transformers`).
+        sections: More Markdown sections (each with its `## ` title), placed before the citation.
 
     Returns:
         A `huggingface_hub.ModelCard`; `card.save("README.md")` writes it.
@@ -219,8 +233,8 @@ def build_model_card(
     all_tags = list(dict.fromkeys(["video-classification", "timesformer", "vision", *tags]))
     card_data = ModelCardData(
         license=license,
-        library_name=LIBRARY_NAME,
-        pipeline_tag=PIPELINE_TAG,
+        library_name=library_name,
+        pipeline_tag=pipeline_tag,
         tags=all_tags,
         datasets=list(datasets) or None,
         base_model=base_model,
@@ -246,7 +260,7 @@ def build_model_card(
     )
     if problem_type == "regression":
         task = f"- Task: regression, {num_labels} predicted value(s) per video (mean squared error loss)"
-    sections = [
+    body = [
         f"# {model_name}",
         description
         or (
@@ -261,26 +275,30 @@ def build_model_card(
         + task
         + (f"\n- License: {license}" if license else ""),
         "## How to use\n\n"
-        + _usage_snippet(
-            location,
-            remote_code,
-            is_local=repo_id is None and saved_to is not None,
-            problem_type=problem_type,
+        + (
+            usage
+            or _usage_snippet(
+                location,
+                remote_code,
+                is_local=repo_id is None and saved_to is not None,
+                problem_type=problem_type,
+            )
         ),
     ]
     if eval_results:
-        sections.append("## Evaluation results\n\n" + _results_table(eval_results, dataset_name))
+        body.append("## Evaluation results\n\n" + _results_table(eval_results, dataset_name))
     if converted_from:
         conversion = (
             f"Converted from the original checkpoint `{converted_from}` ({ORIGINAL_REPO_URL}) with "
             "`timesformer-hf convert` (`convert/convert_original_checkpoint.py`): the weights are renamed to the "
             "`transformers` TimeSformer layout, their values unchanged unless a note below says otherwise."
         )
-        sections.append(
+        body.append(
             "## Conversion\n\n" + conversion + (f"\n\n{conversion_notes}" if conversion_notes else "")
         )
-    sections.append(f"## Citation\n\n```bibtex\n{TIMESFORMER_CITATION}\n```")
-    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
+    body.extend(sections)
+    body.append(f"## Citation\n\n```bibtex\n{TIMESFORMER_CITATION}\n```")
+    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n\n".join(body) + "\n")
 
 
 @contextlib.contextmanager
@@ -380,6 +398,50 @@ def save_repo(
             raise
     logger.info(f"Saved {output_dir}")
     return output_dir
+
+
+def card_license(
+    repo: str | os.PathLike, revision: str | None = None, token: str | None = None
+) -> str | None:
+    """The `license` of a repo's model card (`README.md` of a folder or a Hub repo); None without a card or one.
+    Raises `OSError` or `ValueError` when the card cannot be read."""
+    if os.path.isdir(repo):
+        card = Path(repo, "README.md")
+        if not card.is_file():
+            return None
+    else:
+        card = hf_hub_download(os.fspath(repo), "README.md", revision=revision, token=token)
+    return ModelCard.load(card, ignore_metadata_errors=True).data.license
+
+
+def hub_unreachable(timeout: float = 5.0) -> str | None:
+    """Why the Hub cannot be reached from here, at once (`HF_HUB_OFFLINE`, no network), or None when it can."""
+    if hub_constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    endpoint = urlsplit(hub_constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        return f"{endpoint.hostname} cannot be reached ({error.strerror or error})"
+    return None
+
+
+def check_hub_access(action: str, token: str | None = None) -> None:
+    """Refuse at once, before any long work, an `action` that ends by writing to the Hub (`"pushing to
+    me/model"`) where it cannot: the Hub out of reach, or no login."""
+    reason = hub_unreachable()
+    if reason is not None:
+        raise InputError(
+            f"{action.capitalize()} needs the Hub, but {reason}: connect, or drop `push_to_hub=`."
+        )
+    try:
+        HfApi(token=token).whoami()
+    except (LocalTokenNotFoundError, HfHubHTTPError) as error:
+        raise InputError(
+            f"{action.capitalize()} needs a Hub login ({' '.join(str(error).split())[:120]}): run `hf auth "
+            "login`, or pass a token."
+        ) from error
 
 
 def push_repo(

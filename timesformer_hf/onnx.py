@@ -46,6 +46,7 @@ __all__ = [
     "OnnxExportError",
     "TimeSformerOnnxModel",
     "check_opset",
+    "export_model_card",
     "export_onnx",
     "onnx_providers",
 ]
@@ -499,6 +500,72 @@ def _int8_agreement(
     return report
 
 
+def _agreement_lines(report: dict[str, Any]) -> list[str]:
+    """The export's measured agreement with PyTorch, as Markdown list items."""
+    check = report["check"]
+    scale = " x the largest output" if check["relative"] else ""
+    lines = [
+        f"- `{MODEL_FILE}` ({report['dtype']}): max abs difference {check['max_abs_diff']:.2g} from PyTorch on "
+        f"{len(check['inputs'])} random inputs (tolerance {check['tolerance']:g}{scale})"
+    ]
+    for where, values in report.get("int8", {}).items():
+        if where != "file":
+            top1 = f", top-1 agreement {values['top1_agreement']:.1%}" if "top1_agreement" in values else ""
+            lines.append(
+                f"- `{INT8_FILE}` (dynamic int8) against PyTorch fp32, {where.replace('_', ' ')} ({values['count']} "
+                f"clips): cosine similarity mean {values['cosine_similarity_mean']:.4f}, min "
+                f"{values['cosine_similarity_min']:.4f}{top1}"
+            )
+    return lines
+
+
+def export_model_card(
+    report: dict[str, Any], config: Any, name: str, location: str, license: str | None = None
+) -> Any:
+    """The `README.md` of an export folder: the task, how it was exported, its measured agreement with PyTorch,
+    and how to run it (`location`: the folder, or the Hub id it is pushed to)."""
+    from .hub import build_model_card
+
+    source = report["source"]
+    shape = " x ".join(map(str, report["inputs"]["pixel_values"]))
+    fixed = ", ".join(f"{axis} {size}" for axis, size in report["fixed_axes"].items()) or "none"
+    outputs = (
+        "`logits`" if report["task"] == "classify" else "`last_hidden_state` and `pooler_output` (features)"
+    )
+    made = [
+        f"- From `{source}` with `timesformer-hf export` ({report['exporter']} exporter, opset {report['opset']}, "
+        f"{report['dtype']}), optimized by ONNX Runtime's transformer optimizer",
+        f"- Input `pixel_values` ({shape}; batch, frames, channels, height, width), float32; outputs {outputs}",
+        f"- Fixed axes: {fixed}",
+    ]
+    files = f"`{MODEL_FILE}`" + (
+        f"; `{INT8_FILE}` with `--onnx-file {INT8_FILE}`" if "int8" in report else ""
+    )
+    usage = (
+        "With `pip install 'timesformer-hf[onnx]'`, the commands run the folder with ONNX Runtime, decoding and "
+        f"sampling frames as the original did ({files}):\n\n"
+        f"```bash\ntimesformer-hf classify {location} video.mp4 --top-k 5\n```\n\n"
+        "```python\nfrom timesformer_hf.inference import load_model\n\n"
+        f'model, processor = load_model("{location}")  # ONNX Runtime for an export folder\n'
+        'outputs = model(**processor("video.mp4", return_tensors="pt"))\n```'
+    )
+    return build_model_card(
+        config,
+        model_name=name,
+        description=f"TimeSformer exported to ONNX from `{source}`, for ONNX Runtime.",
+        base_model=source if "/" in source and not os.path.exists(source) else None,  # a Hub id
+        tags=["onnx"],
+        license=license,
+        library_name="onnx",
+        pipeline_tag="video-classification" if report["task"] == "classify" else "feature-extraction",
+        usage=usage,
+        sections=[
+            "## How it was made\n\n" + "\n".join(made),
+            "## Agreement with PyTorch\n\n" + "\n".join(_agreement_lines(report)),
+        ],
+    )
+
+
 # ---- the export -----------------------------------------------------------------------------------------------
 
 
@@ -532,9 +599,12 @@ def export_onnx(
     videos: Sequence[str | os.PathLike] = (),
     overwrite: bool = False,
     revision: str | None = None,
+    push_to_hub: str | None = None,
+    private: bool = False,
 ) -> dict[str, Any]:
     """
-    Export a TimeSformer to `output_dir/model.onnx`, check it against PyTorch, and write the folder atomically.
+    Export a TimeSformer to `output_dir/model.onnx`, check it against PyTorch, and write the folder atomically,
+    with a model card (`README.md`: how it was made, its agreement with PyTorch, how to run it).
 
     Args:
         model_or_repo: A `TimeSformerForVideoClassification` / `TimeSformerModel`, or a repo folder or Hub id (its
@@ -549,6 +619,8 @@ def export_onnx(
         videos: Videos on which to measure the int8 model's agreement with PyTorch (one clip each).
         overwrite: Replace an existing `output_dir`.
         revision: Branch, tag or commit of a Hub repo.
+        push_to_hub: A Hub repo id to upload the folder to (checked before the export starts).
+        private: Create that repo as private.
 
     Returns:
         The report also written to `output_dir/onnx_export.json`: exporter, axes, the self-check's largest
@@ -566,6 +638,7 @@ def export_onnx(
     ```
     """
     from .files import WriteLock, check_output_dir, remove_leftovers, replace_dir
+    from .hub import check_hub_access, push_repo
 
     _require_onnx("ONNX export")
     check_opset(opset)
@@ -586,6 +659,8 @@ def export_onnx(
         raise InputError(f"Unknown task {task!r}: use classify (logits) or features (the backbone's tokens).")
     output_dir = Path(output_dir)
     check_output_dir(output_dir, overwrite=overwrite, written_by=(REPORT_FILE, MODEL_FILE))
+    if push_to_hub:
+        check_hub_access(f"pushing to {push_to_hub}")
     if isinstance(model_or_repo, torch.nn.Module):
         source, processors = type(model_or_repo).__name__, []
         model = getattr(model_or_repo, "timesformer", model_or_repo) if task == "features" else model_or_repo
@@ -633,12 +708,28 @@ def export_onnx(
             for processor in processors:
                 processor.save_pretrained(staging)
             (staging / REPORT_FILE).write_text(json.dumps(report, indent=2))
+            card = export_model_card(
+                report, config, output_dir.name, push_to_hub or os.fspath(output_dir), _source_license(source)
+            )
+            card.save(staging / "README.md")
             apply_umask(staging)
             replace_dir(staging, output_dir)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+    if push_to_hub:
+        push_repo(output_dir, push_to_hub, private=private, commit_message=f"Add the ONNX export of {source}")
     return report
+
+
+def _source_license(source: str) -> str | None:
+    """The license of the exported repo's model card, for the export's (None when it has none or is unreadable)."""
+    from .hub import card_license
+
+    try:
+        return card_license(source) if os.path.isdir(source) else None
+    except (OSError, ValueError):
+        return None
 
 
 # ---- running an export ----------------------------------------------------------------------------------------

@@ -47,7 +47,6 @@ import numpy as np
 import torch
 import transformers
 from datasets import Dataset, IterableDataset
-from huggingface_hub import ModelCard, hf_hub_download
 from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
@@ -70,7 +69,7 @@ from .errors import InputError
 from .evaluation import regression_metrics
 from .extras import require
 from .files import check_output_dir
-from .hub import build_model_card, push_repo, save_repo
+from .hub import build_model_card, card_license, check_hub_access, push_repo, save_repo
 from .image_processing_timesformer import TimeSformerImageProcessor, logits_to_scores
 from .loading import check_model_repo, hub_errors
 from .metrics import MULTI_LABEL, TOP_K_ACCURACY
@@ -678,13 +677,7 @@ def resolve_license(model_args: ModelArguments) -> str | None:
     if model_args.license or base is None:
         return model_args.license
     try:
-        if os.path.isdir(base):
-            card = Path(base, "README.md")
-            if not card.is_file():
-                return None
-        else:
-            card = hf_hub_download(base, "README.md", revision=model_args.revision, token=model_args.token)
-        return ModelCard.load(card, ignore_metadata_errors=True).data.license
+        return card_license(base, model_args.revision, model_args.token)
     except (OSError, ValueError) as error:
         logger.warning(
             f"Could not read the license of {base} from its model card ({error}): pass `license=`."
@@ -998,6 +991,12 @@ def _train_and_evaluate(
     return eval_metrics
 
 
+def _repo_name(training_args: TrainingArguments, repo_dir: Path) -> str:
+    """The final repo's name: `hub_model_id` (its Hub id too), else its folder's (the run's for `<run>/model`)."""
+    name = training_args.hub_model_id or repo_dir.resolve().name
+    return Path(training_args.output_dir).resolve().name if name == "model" else name
+
+
 def _save_final_repo(
     trainer: Trainer,
     processor: TimeSformerVideoProcessor,
@@ -1009,9 +1008,7 @@ def _save_final_repo(
 ) -> None:
     """The hub-ready repo (the merged model for LoRA, both processors, a model card) in `repo_dir`, pushed with
     `--push-to-hub`; the LoRA adapter alone in `<output_dir>/adapter` with `--save-adapter`."""
-    repo_name = training_args.hub_model_id or repo_dir.resolve().name
-    if repo_name == "model":
-        repo_name = Path(training_args.output_dir).resolve().name
+    repo_name = _repo_name(training_args, repo_dir)
     model = trainer.accelerator.unwrap_model(trainer.model)
     if model_args.lora_r is not None:
         if model_args.save_adapter:
@@ -1019,7 +1016,7 @@ def _save_final_repo(
             logger.info(f"Saved the LoRA adapter to {Path(training_args.output_dir, 'adapter')}")
         model = model.merge_and_unload()  # the plain model: classify, export, remote code as usual
     image_processor = TimeSformerImageProcessor(**{name: getattr(processor, name) for name in _SHARED_FIELDS})
-    repo_id = (training_args.hub_model_id or repo_name) if training_args.push_to_hub else None
+    repo_id = repo_name if training_args.push_to_hub else None
     card = _model_card(
         model, model_args, data_source(data_args), repo_name, eval_metrics, repo_id=repo_id, repo_dir=repo_dir
     )
@@ -1045,6 +1042,8 @@ def run_training(
     repo_dir = Path(model_args.repo_dir or Path(training_args.output_dir, "model"))
     # replaced at the end only if it is a model repo (an earlier run's): refused now, before any training
     check_output_dir(repo_dir, overwrite=True, written_by=("config.json",))
+    if training_args.push_to_hub and training_args.process_index == 0:  # the upload after training must work
+        check_hub_access(f"pushing to {_repo_name(training_args, repo_dir)}", training_args.hub_token)
     logger.info(
         f"Process rank: {training_args.process_index}, world size: {training_args.world_size}, "
         f"device: {training_args.device}, distributed training: {training_args.parallel_mode.value != 'not_parallel'}"

@@ -54,6 +54,14 @@ CASES = [  # (command line, exit code, words of the one line)
     ("classify repo ''", EXIT_ERROR, "An empty video path was given"),
     ("classify '' video.mp4", EXIT_ERROR, "--model: is empty"),
     ("classify ./runs/mdoel video.mp4", EXIT_ERROR, "No such folder: ./runs/mdoel"),
+    (
+        f"train --train-dir data --validation-dir data --output-dir run --push-to-hub {TINY_TRAIN}",
+        EXIT_ERROR,
+        "Pushing to run needs the Hub, but HF_HUB_OFFLINE is set: connect, or drop --push-to-hub",
+    ),
+    ("classify ~/no-such-model video.mp4", EXIT_ERROR, "No such folder: ~/no-such-model"),
+    ("classify ../no-such-model video.mp4", EXIT_ERROR, "No such folder: ../no-such-model"),
+    ("classify data/no/model video.mp4", EXIT_ERROR, "No such folder: data/no/model"),
     ("features repo video.mp4 --output folder.parquet", EXIT_ERROR, "folder.parquet is a folder"),
     ("classify repo video.mp4 --output /proc/timesformer-hf/x.jsonl", EXIT_ERROR, "/proc/timesformer-hf"),
     (

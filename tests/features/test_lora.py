@@ -160,6 +160,7 @@ def test_lora_options_parse_and_are_checked():
     parser = HfArgumentParser(ModelArguments)
     (arguments,) = parser.parse_args_into_dataclasses(
         [
+            "--from-scratch",
             "--lora_r",
             "8",
             "--lora-alpha",
@@ -174,7 +175,7 @@ def test_lora_options_parse_and_are_checked():
     )
     assert (arguments.lora_r, arguments.lora_alpha, arguments.lora_dropout) == (8, 32, 0.1)
     assert arguments.lora_target_modules == ["qkv", "dense"] and arguments.save_adapter
-    with pytest.raises(ValueError, match="give --lora-r too"):
+    with pytest.raises(ValueError, match="give `lora_r=` too"):
         ModelArguments(from_scratch=True, save_adapter=True)
     with pytest.raises(ValueError, match="at least 1"):
         ModelArguments(from_scratch=True, lora_r=0)

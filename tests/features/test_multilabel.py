@@ -123,7 +123,7 @@ def test_multi_label_training_saves_a_multi_label_model(multi_label_run, actions
 
 
 def test_multi_label_validation_needs_a_list(actions_dir, tmp_path):
-    with pytest.raises(ValueError, match="--validation-file"):
+    with pytest.raises(ValueError, match="`validation_file=`"):
         run_training(
             ModelArguments(from_scratch=True, config_overrides=TINY_OVERRIDES),
             DataTrainingArguments(train_file=str(actions_dir / "train.json"), validation_dir=str(tmp_path)),

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> None:
     import numpy as np
 
     from ..configuration_timesformer import is_multi_label_model
-    from ..data import NamedVideos
+    from ..data import MissingSplitError, NamedVideos
     from ..files import write_atomically
     from ..image_processing_timesformer import predictions_from_scores
     from ..loading import load_config
@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> None:
     labels_of = {} if regression else {"label_names": label_names, "multi_label": multi_label}
     try:
         dataset = source.load(args.split, regression=regression, **labels_of)
+    except MissingSplitError:
+        raise
     except ValueError as error:
         needs = "numeric targets" if regression else f"the model's label names ({len(label_names)} classes)"
         raise CLIError(f"{error} Evaluate needs {needs}.") from error

@@ -39,6 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--opset", type=int, help="ONNX opset (default: 18; 13 at least).")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
+    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="Upload the export folder to this Hub repo.")
+    parser.add_argument(
+        "--private", action="store_true", help="With --push-to-hub: create the repo as private."
+    )
     parser.set_defaults(run=run)
 
 
@@ -93,6 +97,10 @@ def run(args: argparse.Namespace) -> None:
         videos=videos,
         overwrite=args.overwrite,
         revision=args.revision,
+        push_to_hub=args.push_to_hub,
+        private=args.private,
     )
     print("\n".join(summary(report, args.output)))
-    print(f"Report: {args.output}/{REPORT_FILE}")
+    print(f"Report: {args.output}/{REPORT_FILE}; model card: {args.output}/README.md")
+    if args.push_to_hub:
+        print(f"Pushed to https://huggingface.co/{args.push_to_hub}")
