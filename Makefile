@@ -18,11 +18,16 @@ MIN_PINS := transformers==5.11.0 huggingface_hub==1.5.0 click
 install: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
+	@echo "[1/4] Python environment in $(VENV)/"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "[2/4] pip"
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test]"
+	@echo "[3/4] $(TORCH) (about 1 GB for a CUDA build)"
+	$(BIN)/python -m pip install --progress-bar on "$(TORCH)"
+	@echo "[4/4] timesformer-hf and its test extra (transformers, datasets, av, onnxruntime, ...)"
+	$(BIN)/python -m pip install --progress-bar on -e ".[test]"
 	touch $@
+	@echo "Installed: $(BIN)/timesformer-hf, $(BIN)/python"
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -11,6 +11,7 @@ from timesformer_hf.evaluation import (
     average_precision,
     multi_label_metrics,
     multi_label_report,
+    plot_confusion_matrix,
     regression_metrics,
 )
 from timesformer_hf.metrics import TOP_K_ACCURACY
@@ -115,3 +116,17 @@ def test_regression_metrics_by_hand():
     assert metrics["mse"] == pytest.approx(2 / 3) and metrics["mae"] == pytest.approx(2 / 3)
     assert metrics["pearson_r"] == pytest.approx(np.corrcoef([1, 2, 4], [1, 3, 5])[0, 1])
     assert np.isnan(regression_metrics(np.ones(3), np.arange(3.0))["pearson_r"])
+
+
+def test_confusion_matrix_plot_is_readable(tmp_path):
+    matrix = np.array([[9, 1, 0], [0, 5, 5], [0, 0, 0]])  # class "c" never occurs
+    figure = plot_confusion_matrix(
+        matrix, ["a", "b", "c"], tmp_path / "matrix.png", title="Confusion matrix: m on d"
+    )
+    assert (tmp_path / "matrix.png").read_bytes().startswith(b"\x89PNG")
+    axes = figure.axes[0]
+    assert axes.get_title() == "Confusion matrix: m on d\n14 of 20 videos correct (70.0%)"
+    assert (axes.get_xlabel(), axes.get_ylabel()) == ("Predicted class", "True class")
+    cells = {text.get_text(): text.get_color() for text in axes.texts if text.get_text() in ("9", "1")}
+    assert cells == {"9": "white", "1": "black"}  # light digits on the darkest cell, dark ones on light cells
+    assert len(axes.texts) == 9  # the 3 classes that occur

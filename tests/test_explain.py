@@ -4,6 +4,7 @@ full token-mixing matrices, against planted attention, and on the trained demo m
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 from conftest import randomize_, sample_video_path, tiny_config
@@ -347,6 +348,11 @@ def test_explain_writes_pictures_that_decode(repo, tmp_path, capsys, name, optio
     elif name.endswith(".gif"):
         with Image.open(output) as image:
             assert image.format == "GIF" and image.n_frames == 4  # the repo's 4 frames
+            frame = np.asarray(image.convert("RGB")).astype(int)
+        bar = frame[
+            :, round(frame.shape[1] * 4.26 / 5.0)
+        ]  # the colour bar, right of the frame: jet, red to blue
+        assert ((bar[:, 0] > 150) & (bar[:, 2] < 80)).any() and ((bar[:, 2] > 150) & (bar[:, 0] < 80)).any()
         assert "attention rollout" in printed
     else:
         assert probe_video(output).total_num_frames == 4

@@ -212,8 +212,11 @@ def regression_report(values: np.ndarray, targets: np.ndarray) -> dict[str, Any]
     return {"num_videos": len(targets), **regression_metrics(values, targets)}
 
 
-def plot_confusion_matrix(matrix: np.ndarray, label_names: Sequence[str], path: str | os.PathLike) -> None:
-    """A PNG of the confusion matrix, restricted to the classes that occur (as true or predicted labels)."""
+def plot_confusion_matrix(
+    matrix: np.ndarray, label_names: Sequence[str], path: str | os.PathLike, title: str = "Confusion matrix"
+) -> Any:
+    """A PNG of the confusion matrix (rows: true classes, columns: predicted), restricted to the classes that
+    occur (as true or predicted labels), with the count in each cell; returns the matplotlib figure."""
     from .visualization import new_figure
 
     matrix = np.asarray(matrix)
@@ -221,16 +224,23 @@ def plot_confusion_matrix(matrix: np.ndarray, label_names: Sequence[str], path: 
     matrix = matrix[np.ix_(shown, shown)]
     names = [label_names[i] for i in shown]
     size = min(4 + 0.35 * len(names), 40)
-    figure, _ = new_figure("The confusion-matrix plot", (size, size))
+    figure, _ = new_figure("The confusion-matrix plot", (size + 1, size))
     axes = figure.add_subplot()
-    image = axes.imshow(matrix, cmap="Blues")
+    image = axes.imshow(matrix, cmap="Blues", vmin=0)
     axes.set_xticks(range(len(names)), names, rotation=90)
     axes.set_yticks(range(len(names)), names)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
+    axes.set_xlabel("Predicted class")
+    axes.set_ylabel("True class")
+    correct = int(np.trace(matrix))
+    axes.set_title(
+        f"{title}\n{correct} of {int(matrix.sum())} videos correct ({correct / max(matrix.sum(), 1):.1%})"
+    )
     if len(names) <= 30:
+        dark = matrix > matrix.max() / 2  # white digits on the dark cells, black on the light ones
         for (row, column), count in np.ndenumerate(matrix):
-            axes.text(column, row, str(count), ha="center", va="center", fontsize=8)
-    figure.colorbar(image, ax=axes, fraction=0.046)
+            color = "white" if dark[row, column] else "black"
+            axes.text(column, row, str(count), ha="center", va="center", fontsize=9, color=color)
+    figure.colorbar(image, ax=axes, fraction=0.046, label="videos")
     figure.tight_layout()
     write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=100, format="png"))
+    return figure

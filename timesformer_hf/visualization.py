@@ -121,12 +121,25 @@ def animate_explanation(
     feature = "The explanation animation"
     layers = _overlays(maps, feature)
     height, width = layers.shape[1:3]
-    figure, canvas = new_figure(feature, (4.0, 4.0 * height / width + 0.8))
-    axes = figure.add_axes((0.02, 0.02, 0.96, 0.96 * 4.0 * height / width / (4.0 * height / width + 0.8)))
+    # inches: the frame 4 wide, the title (two lines) above, the caption below, the colour bar on the right
+    frame_size, top, bottom, left, right = (4.0, 4.0 * height / width), 0.6, 0.3, 0.1, 0.9
+    size = (left + frame_size[0] + right, bottom + frame_size[1] + top)
+    figure, canvas = new_figure(feature, size)
+    axes = figure.add_axes(
+        (left / size[0], bottom / size[1], frame_size[0] / size[0], frame_size[1] / size[1])
+    )
     axes.set_axis_off()
     picture, overlay = axes.imshow(frames[0]), axes.imshow(layers[0])
-    figure.suptitle(title, fontsize=9)
-    caption = figure.text(0.5, 0.02, "", ha="center", va="bottom", fontsize=9, color="white")
+    bar = figure.add_axes(
+        ((left + frame_size[0] + 0.1) / size[0], bottom / size[1], 0.12 / size[0], frame_size[1] / size[1])
+    )
+    ScalarMappable = require("matplotlib.cm", feature).ScalarMappable
+    colorbar = figure.colorbar(ScalarMappable(cmap=COLORMAP), cax=bar)
+    colorbar.set_label("share of the clip's maximum", fontsize=7)
+    colorbar.ax.tick_params(labelsize=7)
+    figure.suptitle(title, fontsize=9, y=1 - 0.08 / size[1], va="top")
+    center = (left + frame_size[0] / 2) / size[0]
+    caption = figure.text(center, 0.06 / size[1], "", ha="center", va="bottom", fontsize=9)
     images = []
     for index in range(len(layers)):
         picture.set_data(frames[index])

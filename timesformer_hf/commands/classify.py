@@ -150,14 +150,18 @@ def run(args: argparse.Namespace) -> None:
         def predict(value: Any) -> dict[str, Any]:
             return predictions_from_scores(value, config, top_k=args.top_k, threshold=args.threshold)
 
+        from tqdm import tqdm
+
         results: dict[int, Any] = {}
         next_index = 0
-        for result in engine.run(paths):  # printed in input order, each as soon as those before it are done
+        # printed in input order, each as soon as those before it are done; the progress bar is on stderr
+        for result in engine.run(paths, progress=True):
             results[result.index] = result
             while next_index in results:
                 ready = results[next_index]
                 if ready.error is None:
-                    _print(prediction_records([ready], predict)[0], args.json, engine.multi_label)
+                    with tqdm.external_write_mode():
+                        _print(prediction_records([ready], predict)[0], args.json, engine.multi_label)
                 next_index += 1
         ordered = [results[index] for index in sorted(results)]
         print_failures(ordered)

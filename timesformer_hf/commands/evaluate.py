@@ -133,7 +133,8 @@ def run(args: argparse.Namespace) -> None:
     write_atomically(
         output_dir / "evaluation.json", lambda path: path.write_text(json.dumps(report, indent=2))
     )
-    plotted = "" if multi_label or regression else _plot(report, label_names, output_dir)
+    title = f"{Path(args.model).name} on {Path(args.data).name if args.data else args.dataset_name}"
+    plotted = "" if multi_label or regression else _plot(report, label_names, output_dir, title)
     if args.predictions:
         records = prediction_records(
             done,
@@ -187,7 +188,7 @@ def _report(
     return accuracy_report(scores, labels, label_names)
 
 
-def _plot(report: dict[str, Any], label_names: list[str], output_dir: Path) -> str:
+def _plot(report: dict[str, Any], label_names: list[str], output_dir: Path, title: str) -> str:
     """The confusion-matrix plot; what to add to the `Wrote ...` line."""
     import numpy as np
 
@@ -195,7 +196,10 @@ def _plot(report: dict[str, Any], label_names: list[str], output_dir: Path) -> s
 
     try:
         plot_confusion_matrix(
-            np.asarray(report["confusion_matrix"]), label_names, output_dir / "confusion_matrix.png"
+            np.asarray(report["confusion_matrix"]),
+            label_names,
+            output_dir / "confusion_matrix.png",
+            title=f"Confusion matrix: {title}",
         )
         return f", {output_dir / 'confusion_matrix.png'}"
     except ImportError as error:
