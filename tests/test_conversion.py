@@ -493,7 +493,7 @@ def test_labels_from_file_and_download(tmp_path, tiny_checkpoint, monkeypatch, c
     ssv2 = write_checkpoint(tmp_path / "ssv2_like.pyth", weights)
     downloaded = tmp_path / "ssv2-labels.json"
     downloaded.write_text(json.dumps({str(index): f"action {index}" for index in range(174)}))
-    monkeypatch.setattr(conversion.hub_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(conversion, "hub_unreachable", lambda: None)  # online
     with mock.patch.object(conversion, "hf_hub_download", return_value=str(downloaded)) as download:
         result = convert_checkpoint(ssv2, tmp_path / "d", num_attention_heads=TINY_HEADS)
     download.assert_called_once_with(
@@ -503,7 +503,10 @@ def test_labels_from_file_and_download(tmp_path, tiny_checkpoint, monkeypatch, c
 
 
 def test_push_to_hub_uploads_the_folder_in_one_commit(tmp_path, tiny_checkpoint):
-    with mock.patch("timesformer_hf.hub.HfApi") as api_class:
+    with (
+        mock.patch("timesformer_hf.hub.HfApi") as api_class,
+        mock.patch("timesformer_hf.hub.hub_unreachable", return_value=None),
+    ):
         convert_checkpoint(
             tiny_checkpoint,
             tmp_path / "repo",

@@ -83,6 +83,10 @@ ELLIPSIS = {
     # the `train` of the fine-tune example above: from the converted repo, on the video folder
     "accelerate launch --num_processes 8 -m timesformer_hf.cli train": TRAIN_REST,
     "accelerate launch --multi_gpu --num_processes 2 -m timesformer_hf.cli train": TRAIN_REST,
+    # from random weights: a small model, on the video folder of the fine-tune example
+    "timesformer-hf train --from-scratch --config-overrides hidden_size=192,num_hidden_layers=4,num_attention_heads=3": (
+        "--train-dir data/train --validation-dir data/val --output-dir runs/scratch"
+    ),
     # "the same from a checkout": the folder conversion of the block, into another folder
     "python convert/convert_original_checkpoint.py": (
         "--checkpoint-dir checkpoints/ --output-dir converted-from-checkout/"
@@ -431,8 +435,11 @@ HANDLERS: dict[str, Callable[[list[str], str], None]] = {
 def run_command(argv: list[str], command: str) -> None:
     if "--push-to-hub" not in argv:
         return HANDLERS[argv[0]](argv, command)
-    # the network: a mock of the Hub API records the upload
-    with mock.patch("timesformer_hf.hub.HfApi") as api:
+    # the network: a mock of the Hub API records the upload (and the Hub can be reached)
+    with (
+        mock.patch("timesformer_hf.hub.HfApi") as api,
+        mock.patch("timesformer_hf.hub.hub_unreachable", return_value=None),
+    ):
         HANDLERS[argv[0]](argv, command)
     upload = api.return_value.upload_folder.call_args.kwargs
     assert upload["repo_id"] == argv[argv.index("--push-to-hub") + 1]
