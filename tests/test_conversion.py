@@ -10,8 +10,10 @@ import logging
 import os
 import pickle
 import re
+import socket
 import subprocess
 import sys
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -673,3 +675,20 @@ def test_timesformer_hf_convert_subcommand(tmp_path, tiny_checkpoint):
     argv = ["convert", "--checkpoint", str(tiny_checkpoint), "--output-dir", str(output)]
     assert main([*argv, "--num-attention-heads", str(TINY_HEADS)]) == 0
     assert (output / "model.safetensors").exists() and (output / "README.md").exists()
+
+
+def test_label_download_says_at_once_that_the_hub_is_out_of_reach(tmp_path, monkeypatch, caplog):
+    from huggingface_hub import constants
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    ssv2 = write_checkpoint(tmp_path / "ssv2_like.pyth", original_state_dict(frames=4, crop=32, classes=174))
+    start = time.monotonic()
+    with caplog.at_level(logging.WARNING), mock.patch.object(conversion, "hf_hub_download") as download:
+        result = convert_checkpoint(ssv2, tmp_path / "out", num_attention_heads=TINY_HEADS)
+    download.assert_not_called()  # no retries against a Hub out of reach
+    assert "Not downloading something-something-v2-id2label.json: 127.0.0.1 cannot be reached" in caplog.text
+    assert result.labels_are_placeholders and time.monotonic() - start < 60

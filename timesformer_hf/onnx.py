@@ -601,6 +601,7 @@ def export_onnx(
     revision: str | None = None,
     push_to_hub: str | None = None,
     private: bool = False,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """
     Export a TimeSformer to `output_dir/model.onnx`, check it against PyTorch, and write the folder atomically,
@@ -621,6 +622,7 @@ def export_onnx(
         revision: Branch, tag or commit of a Hub repo.
         push_to_hub: A Hub repo id to upload the folder to (checked before the export starts).
         private: Create that repo as private.
+        progress: Show a progress bar over the export's steps.
 
     Returns:
         The report also written to `output_dir/onnx_export.json`: exporter, axes, the self-check's largest
@@ -637,6 +639,8 @@ def export_onnx(
     True
     ```
     """
+    from tqdm.auto import tqdm
+
     from .files import WriteLock, check_output_dir, remove_leftovers, replace_dir
     from .hub import check_hub_access, push_repo
 
@@ -675,8 +679,15 @@ def export_onnx(
     expected = _torch_outputs(model, inputs)
     video_inputs = _video_inputs(processors, videos) if videos else []
 
+    steps = ["export", "optimize", "check", *(["int8"] if quantize else []), "write"]
+    bar = tqdm(total=len(steps), desc="ONNX export", unit="step", disable=not progress, postfix=steps[0])
+
+    def step(name: str) -> None:  # the previous step is done
+        bar.update()
+        bar.set_postfix_str(name)
+
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    with WriteLock(output_dir):
+    with WriteLock(output_dir), bar:
         remove_leftovers(output_dir)  # an interrupted export's staging folder
         staging = make_staging_dir(output_dir, "onnx")
         try:
@@ -687,7 +698,9 @@ def export_onnx(
                 dynamic_size=dynamic_size,
                 opset=opset,
             )
+            step("optimize")
             optimize_graph(staging / MODEL_FILE, config, dtype)
+            step("check")
             shape, fixed = _axes(config, dynamic_frames, dynamic_size)
             report: dict[str, Any] = {
                 "source": source,
@@ -701,9 +714,11 @@ def export_onnx(
                 "check": check_export(staging / MODEL_FILE, inputs, expected, dtype),
             }
             if quantize:
+                step("int8")
                 quantize_int8(staging / MODEL_FILE, staging / INT8_FILE)
                 int8 = _int8_agreement(staging / INT8_FILE, model, inputs, expected, video_inputs)
                 report["int8"] = {"file": INT8_FILE, **int8}
+            step("write")
             config.save_pretrained(staging)
             for processor in processors:
                 processor.save_pretrained(staging)
@@ -714,6 +729,7 @@ def export_onnx(
             card.save(staging / "README.md")
             apply_umask(staging)
             replace_dir(staging, output_dir)
+            bar.update()
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -1,6 +1,7 @@
 """`python -m timesformer_hf.demo` end to end in a tiny setting (the full run is `make demo`)."""
 
 import re
+import shlex
 
 import pytest
 import torch
@@ -40,3 +41,24 @@ def test_demo_writes_everything_under_its_output_dir(tmp_path, capsys, monkeypat
     # a second run in the same folder replaces the data set instead of adding to the old one
     main(["--output-dir", str(output_dir), "--epochs", "1", "--videos-per-class", "1"])
     assert len(list((output_dir / "data" / "train").rglob("*.mp4"))) == 4
+
+
+def test_the_printed_train_command_reproduces_the_demo_model(tmp_path, capsys, monkeypatch, thread_count):
+    """The demo prints each model's `timesformer-hf train` command; run by hand, it trains the same weights."""
+    from safetensors.torch import load_file
+
+    from timesformer_hf.commands.app import main as command_line
+
+    monkeypatch.chdir(tmp_path)
+    main(["--output-dir", "demo", "--epochs", "2", "--videos-per-class", "4"])
+    printed = capsys.readouterr().out
+    commands = re.findall(r"^ +(timesformer-hf train .*)$", printed, flags=re.MULTILINE)
+    assert len(commands) == len(DEMO_ATTENTION_TYPES)
+    argv = shlex.split(commands[0])[1:]  # the divided model's, written to demo/model
+    assert "--embedding-init-std" in argv and "--from-scratch" in argv
+    argv[argv.index("--output-dir") + 1], argv[argv.index("--repo-dir") + 1] = "again/run", "again/model"
+    assert command_line(argv) == 0
+    demo, again = load_file("demo/model/model.safetensors"), load_file("again/model/model.safetensors")
+    assert demo.keys() == again.keys()
+    for name in demo:
+        torch.testing.assert_close(again[name], demo[name], rtol=0, atol=0, msg=name)

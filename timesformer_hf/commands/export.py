@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> None:
         revision=args.revision,
         push_to_hub=args.push_to_hub,
         private=args.private,
+        progress=True,
     )
     print("\n".join(summary(report, args.output)))
     print(f"Report: {args.output}/{REPORT_FILE}; model card: {args.output}/README.md")
