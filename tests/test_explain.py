@@ -171,26 +171,37 @@ def bar_columns(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
 
 
 def test_relevance_finds_the_moving_bar_of_the_demo(demo_model):
-    """On the trained demo model, the relevance per patch is higher on the bar than on the background."""
+    """On the trained demo model, the relevance per patch is higher on the bar than on the background, more so than
+    the class-agnostic rollout's, and it depends on the class explained."""
     from timesformer_hf.inference import load_model
 
     repo, data = demo_model
     model, processor = load_model(repo, device="cpu")
     videos = sorted((data / "validation").rglob("*.mp4"))
-    ratios = []
+    ratios, rollout_ratios, similarities = [], [], []
     for video in videos:
         pixel_values = processor(str(video), return_tensors="pt")["pixel_values"]
-        maps = relevance(model, pixel_values)[0]  # (frames, rows, columns)
+        maps = relevance(model, pixel_values)[0]  # (frames, rows, columns), for the top class
+        rollout = attention_rollout(model, pixel_values)[0]
         on_bar = torch.zeros_like(maps, dtype=torch.bool)
         on_bar[torch.arange(len(maps)), :, bar_columns(pixel_values, 8)] = True
         ratios.append((maps[on_bar].mean() / maps[~on_bar].mean()).item())
-    ratios = torch.tensor(ratios)
+        rollout_ratios.append((rollout[on_bar].mean() / rollout[~on_bar].mean()).item())
+        second = model(pixel_values).logits.argsort(descending=True)[0, 1]
+        other = relevance(model, pixel_values, target=second)[0]
+        similarities.append(torch.nn.functional.cosine_similarity(maps.flatten(), other.flatten(), 0).item())
+    ratios, rollout_ratios, similarities = map(torch.tensor, (ratios, rollout_ratios, similarities))
     report = (
-        f"relevance per patch, bar / background, over {len(videos)} videos: mean {ratios.mean():.2f}, "
-        f"min {ratios.min():.2f}, above 1 for {(ratios > 1).float().mean():.0%}"
+        f"per patch, bar / background, over {len(videos)} videos: relevance mean {ratios.mean():.2f}, min "
+        f"{ratios.min():.2f}, above 1 for {(ratios > 1).float().mean():.0%}; rollout mean {rollout_ratios.mean():.2f};"
+        f" cosine of the relevance of the top and the second class {similarities.mean():.2f}"
     )
     print(report)
     assert ratios.mean() > 1.3 and (ratios > 1).float().mean() >= 0.8, report
+    assert ratios.mean() > rollout_ratios.mean() + 0.2, (
+        report
+    )  # the class's evidence, not where attention goes
+    assert similarities.mean() < 0.95, report  # another class, another map
 
 
 # ---- planted attention: the CLS token looks at one patch of one frame ----------------------------------------

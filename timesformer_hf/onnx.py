@@ -819,14 +819,9 @@ class TimeSformerOnnxModel:
         ort = require("onnxruntime", "ONNX Runtime inference")
         path = Path(path)
         if not (path / file_name).is_file():
-            hint = (
-                f"timesformer-hf export {path} --output ONNX_DIR"
-                if path.is_dir()
-                else "timesformer-hf export"
-            )
             raise FileNotFoundError(
-                f"{path} has no {file_name}: ONNX Runtime runs a folder written by `timesformer-hf export`; run "
-                f"`{hint}` first and pass that folder."
+                f"{path} has no {file_name}: ONNX Runtime runs a folder written by `export_onnx` (`timesformer-hf "
+                "export`): export the model first and pass that folder."
             )
         providers = onnx_providers(device)
         try:

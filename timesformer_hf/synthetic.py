@@ -102,7 +102,8 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 30, code
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
         if codec == "libx264":
-            stream.options = {"crf": "4", "preset": "veryfast"}
+            # one thread and no lookahead: the same frames give the same file (x264 otherwise varies now and then)
+            stream.options = {"crf": "4", "preset": "veryfast", "threads": "1", "rc-lookahead": "0"}
         for frame in frames:
             for packet in stream.encode(
                 av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
