@@ -483,3 +483,36 @@ def test_videos_from_a_datasets_column_paths_or_bytes(repo, videos):
     assert [r.video for r in sorted(engine.run(Dataset.from_dict({"video": embedded})), key=lambda r: r.index)] == [
         "data/0", "data/1", "data/2",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("features", "expected"), [(("amx_bf16", "avx512_bf16"), "bf16"), ((), "fp32")])
+def test_dtype_auto_is_bf16_on_a_cpu_with_native_bf16(repo, monkeypatch, features, expected):
+    from timesformer_hf import inference
+
+    monkeypatch.setattr(inference, "cpu_bf16_features", lambda: features)
+    assert inference.auto_dtype("cpu") == expected
+    assert resolve_dtype("auto", torch.device("cpu")) == inference.DTYPES[expected]
+    model, _ = inference.load_model(repo, device="cpu")  # dtype="auto" by default
+    assert model.dtype == inference.DTYPES[expected]
+
+
+def test_dtype_auto_is_said_once_and_recorded_so_a_resumed_job_does_not_mix_dtypes(
+    repo, videos, tmp_path, monkeypatch, capsys
+):
+    from timesformer_hf import inference
+
+    monkeypatch.setattr(inference, "cpu_bf16_features", lambda: ("amx_bf16",))
+    output = tmp_path / "features.parquet"
+    assert run_cli("features", repo, videos / "bikes.mp4", "--output", output, "--device", "cpu") == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "in bf16" in line]
+    assert said == [
+        "Computing in bf16 (the CPU has amx_bf16: --dtype auto); --dtype fp32 gives the original's numbers exactly"
+    ]
+    report = json.loads((tmp_path / "features.parquet.report.json").read_text())
+    assert report["settings"]["dtype"] == "bf16"
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(output).schema.field("feature").type.value_type == "float"  # stored as float32
+    # the same job in fp32 is another job: refused, not mixed into the bf16 results
+    assert run_cli("features", repo, videos / "bikes.mp4", "--output", output, "--dtype", "fp32") == 1
+    assert "already exists (written for other videos or settings)" in capsys.readouterr().err

@@ -25,6 +25,7 @@ a.mp4 {'predictions': [{'label': 'right_1', 'score': 0.97}, {'label': 'left_2', 
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -47,6 +48,8 @@ logger = logging.get_logger(__name__)
 
 __all__ = [
     "DTYPES",
+    "auto_dtype",
+    "cpu_bf16_features",
     "InferenceEngine",
     "VideoOutput",
     "WindowOutput",
@@ -91,11 +94,34 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return resolved
 
 
+@functools.cache
+def cpu_bf16_features() -> tuple[str, ...]:
+    """The CPU's native bf16 instructions (`amx_bf16`, `avx512_bf16` in Linux's `/proc/cpuinfo`), if any."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    except OSError:  # not Linux
+        return ()
+    return tuple(flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags)
+
+
+def auto_dtype(device: str | torch.device = "auto") -> str:
+    """What `dtype="auto"` picks on `device`: bf16 on a GPU that supports it and on a CPU with native bf16
+    (AMX or AVX512-BF16, about 4x fp32 there), fp32 elsewhere."""
+    device = resolve_device(device)
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_bf16_features() else "fp32"
+
+
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """`"fp32"`, `"bf16"` or `"fp16"` as a torch dtype; fp16 on the CPU is refused (use bf16 there)."""
+    """`"auto"` (see [`auto_dtype`]), `"fp32"`, `"bf16"` or `"fp16"` as a torch dtype; fp16 on the CPU is refused
+    (use bf16 there)."""
+    if dtype == "auto":
+        dtype = auto_dtype(device)
     if isinstance(dtype, str):
         if dtype not in DTYPES:
-            raise InputError(f"Unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}.")
+            raise InputError(f"Unknown dtype {dtype!r}: use auto or one of {', '.join(DTYPES)}.")
         dtype = DTYPES[dtype]
     if dtype == torch.float16 and device.type == "cpu":
         raise InputError(
@@ -109,7 +135,7 @@ def load_model(
     *,
     task: Literal["classify", "features"] = "classify",
     device: str | torch.device = "auto",
-    dtype: str | torch.dtype = "fp32",
+    dtype: str | torch.dtype = "auto",
     attn_implementation: str | None = None,
     compile: bool = False,
     revision: str | None = None,
@@ -120,8 +146,10 @@ def load_model(
 
     The model is the classifier (`task="classify"`) or the backbone (`"features"`), in eval mode with its temporal
     projections fused (computed in fp32 before casting), on `device` in `dtype`, optionally `torch.compile`d.
+    `dtype="auto"` is bf16 on a GPU that supports it and on a CPU with native bf16 (AMX, AVX512-BF16), fp32
+    elsewhere ([`auto_dtype`]); `"fp32"` gives the original's numbers exactly.
     With `backend="onnxruntime"`, `repo` is a folder written by `timesformer-hf export` and the model a
-    [`~timesformer_hf.onnx.TimeSformerOnnxModel`] (its precision was chosen at export: `dtype` stays fp32) running
+    [`~timesformer_hf.onnx.TimeSformerOnnxModel`] (its precision was chosen at export: `dtype` stays auto) running
     `onnx_file` of the folder (default `model.onnx`; `model_int8.onnx` for the int8 model). `"auto"` (the default)
     is ONNX Runtime for a folder that holds an ONNX graph and no PyTorch weights (an export), PyTorch otherwise.
     """
@@ -173,7 +201,7 @@ def _load_onnx_model(
     from .video_processing_timesformer import TimeSformerVideoProcessor
 
     pytorch_only = {
-        "`dtype=`": dtype not in ("fp32", torch.float32),
+        "`dtype=`": dtype not in ("auto", "fp32", torch.float32),
         "`attn_implementation=`": attn_implementation is not None,
         "`compile=True`": compile,
         "`revision=`": revision is not None,
@@ -507,6 +535,12 @@ class InferenceEngine:
         videos = _video_list(videos)
         pending = list(range(len(videos)) if indices is None else indices)
         bar = tqdm(total=len(pending), unit="video", disable=not progress, desc="Videos")
+        try:  # closed on errors too, so that what is printed next starts on its own line
+            yield from self._run(videos, pending, bar)
+        finally:
+            bar.close()
+
+    def _run(self, videos: list[Any], pending: list[int], bar: Any) -> Iterator[VideoOutput]:
         windows: dict[int, list[WindowOutput]] = {}
         queue: list[_Chunk] = []
         while pending:
@@ -541,7 +575,6 @@ class InferenceEngine:
                         yield from self._take(chunk, queue, windows, bar)
         while queue:
             yield from self._finish(self._batch(queue, self.batch_size), windows, bar)
-        bar.close()
 
     def _take(
         self, chunk: _Chunk, queue: list[_Chunk], windows: dict[int, list[WindowOutput]], bar: Any

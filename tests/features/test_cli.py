@@ -38,6 +38,18 @@ def test_train_writes_a_hub_ready_repo(trained_repo):
     assert TimeSformerVideoProcessor.from_pretrained(repo).frame_sampling == "uniform"
 
 
+def test_train_in_bf16_without_a_gpu(trained_repo, tmp_path):
+    overrides = ",".join(f"{name}={value}" for name, value in TINY.items() if name != "num_labels")
+    status = main([
+        "train", "--train-dir", str(trained_repo / "data" / "train"), "--validation-dir",
+        str(trained_repo / "data" / "validation"), "--from-scratch", "--config-overrides",
+        overrides, "--frame-sampling", "uniform", "--output-dir", str(tmp_path / "run"), "--max-steps", "1",
+        "--per-device-train-batch-size", "2", "--report-to", "none", "--bf16",  # no --use-cpu needed
+    ])  # fmt: skip
+    assert status == 0
+    assert json.loads((tmp_path / "run" / "model" / "config.json").read_text())["dtype"] == "float32"
+
+
 def test_train_without_arguments_says_what_is_needed(capsys):
     assert main(["train"]) == 1
     error = capsys.readouterr().err

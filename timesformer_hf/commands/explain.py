@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> None:
     from ..inference import load_model
     from ..loading import load_config
     from ..visualization import animate_explanation, plot_explanation
+    from .jobs import resolve_dtype_option
 
     output = check(args)
     require("matplotlib", "timesformer-hf explain")
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> None:
         target = target_index(args.target, label2id)
     else:
         target = None
+    resolve_dtype_option(args)
     model, processor = load_model(args.model, device=args.device, dtype=args.dtype, revision=args.revision)
     pixel_values, frames, captions = read_clip(args.video, processor)
     with torch.inference_mode():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -82,10 +83,32 @@ class Processes:
         return range(self.rank, count, self.count)
 
 
+def resolve_dtype_option(args: argparse.Namespace) -> None:
+    """`--dtype auto` as what it picks here (bf16 on a GPU or a CPU with native bf16, else fp32), said once on
+    stderr; a job's settings then record the dtype its results were computed in. An ONNX export keeps `auto` (its
+    precision was chosen when it was exported)."""
+    from ..inference import auto_dtype, cpu_bf16_features, is_onnx_export, resolve_device
+
+    backend = getattr(args, "backend", "auto")
+    if args.dtype != "auto" or backend == "onnxruntime" or (backend == "auto" and is_onnx_export(args.model)):
+        return
+    device = resolve_device(args.device)
+    args.dtype = auto_dtype(device)
+    if args.dtype == "bf16":
+        where = (
+            f"the CPU has {' and '.join(cpu_bf16_features())}" if device.type == "cpu" else "the GPU has bf16"
+        )
+        print(
+            f"Computing in bf16 ({where}: --dtype auto); --dtype fp32 gives the original's numbers exactly",
+            file=sys.stderr,
+        )
+
+
 def load_engine(args: argparse.Namespace, processes: Processes, *, task: str, output: str) -> Any:
     """The model of `args.model` on this process's device, in an engine set up from the command's options."""
     from ..inference import InferenceEngine, load_model
 
+    resolve_dtype_option(args)
     model, processor = load_model(
         args.model,
         task=task,
@@ -117,6 +140,7 @@ def settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     a model folder re-converted or re-trained in place is another model)."""
     from ..loading import model_fingerprint
 
+    resolve_dtype_option(args)
     names = (
         "model",
         "revision",

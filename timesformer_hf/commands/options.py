@@ -155,7 +155,13 @@ def add_device_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGro
     group.add_argument(
         "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."
     )
-    group.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="fp16 needs a GPU.")
+    group.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        help="auto: bf16 on a GPU that has it and on a CPU with native bf16 (AMX, AVX512-BF16), about 4x fp32 "
+        "there; fp32 elsewhere. fp32 gives the original's numbers exactly; fp16 needs a GPU.",
+    )
     return group
 
 

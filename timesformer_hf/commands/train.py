@@ -58,10 +58,16 @@ def run(args: argparse.Namespace) -> int | None:
         if len(args.argv) == 1 and args.argv[0].endswith(".json"):
             model_args, data_args, training_args = parser.parse_json_file(json_file=args.argv[0])
         else:
-            _, unknown = parser.parse_known_args(args.argv)  # usage errors before the options' own checks
+            argv = list(args.argv)
+            known, unknown = parser.parse_known_args(argv)  # usage errors before the options' own checks
             if unknown:
                 parser.error(unrecognized(unknown, parser))
-            model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=list(args.argv))
+            if known.bf16 and not known.use_cpu and not _has_accelerator():
+                argv += [
+                    "--use-cpu",
+                    "True",
+                ]  # bf16 on a CPU (native on AMX / AVX512-BF16 ones): Trainer asks for it
+            model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     except SystemExit as stop:  # --help
         return stop.code if isinstance(stop.code, int) else 0
     except InputError:
@@ -69,3 +75,9 @@ def run(args: argparse.Namespace) -> int | None:
     except ValueError as error:  # unknown options, or values TrainingArguments refuses
         raise UsageError(f"{' '.join(str(error).split())} (see timesformer-hf train --help)") from error
     run_training(model_args, data_args, training_args)
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or torch.backends.mps.is_available() or torch.xpu.is_available()
