@@ -228,7 +228,7 @@ def test_an_fp16_classifier_export_runs_its_attention_in_fp16_and_checks_itself(
 
 
 def classify_json(*argv, capsys):
-    assert run_cli("classify", *argv, "--json", "--num-workers", "0", "--top-k", "4") == 0
+    assert run_cli("classify", *argv, "--json", "--num-workers", "0", "--top-k", "4", "--dtype", "fp32") == 0
     return {p["label"]: p["score"] for p in json.loads(capsys.readouterr().out)["predictions"]}
 
 
@@ -249,7 +249,19 @@ def test_backend_onnxruntime_extracts_the_features_pytorch_does(repo, exported_f
     for backend, source in (("pytorch", repo), ("onnxruntime", exported_features)):
         output = tmp_path / f"{backend}.parquet"
         assert (
-            run_cli("features", source, video, "--output", output, "--backend", backend, "--num-workers", 0)
+            run_cli(
+                "features",
+                source,
+                video,
+                "--output",
+                output,
+                "--backend",
+                backend,
+                "--num-workers",
+                0,
+                "--dtype",
+                "fp32",
+            )
             == 0
         )
     features = {
@@ -352,6 +364,8 @@ def test_backend_onnxruntime_evaluates_as_pytorch_does(repo, exported, tmp_path)
                 "0",
                 "--predictions",
                 output_dir / "p.jsonl",
+                "--dtype",
+                "fp32",
             )
             == 0
         )

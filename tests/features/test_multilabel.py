@@ -132,7 +132,7 @@ def test_multi_label_validation_needs_a_list(actions_dir, tmp_path):
 
 
 def classify_json(capsys, *arguments):
-    assert main(["classify", *map(str, arguments), "--num-workers", "0", "--json"]) == 0
+    assert main(["classify", *map(str, arguments), "--num-workers", "0", "--json", "--dtype", "fp32"]) == 0
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> None:
     from ..inference import load_model
     from ..loading import load_config
     from ..visualization import animate_explanation, plot_explanation
-    from .jobs import resolve_dtype_option
+    from .jobs import resolve_dtype_option, say_dtype
 
     output = check(args)
     require("matplotlib", "timesformer-hf explain")
@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> None:
         target = None
     resolve_dtype_option(args)
     model, processor = load_model(args.model, device=args.device, dtype=args.dtype, revision=args.revision)
+    say_dtype(args)
     pixel_values, frames, captions = read_clip(args.video, processor)
     with torch.inference_mode():
         logits = model(pixel_values.to(model.device)).logits.cpu()

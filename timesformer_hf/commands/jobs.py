@@ -84,20 +84,25 @@ class Processes:
 
 
 def resolve_dtype_option(args: argparse.Namespace) -> None:
-    """`--dtype auto` as what it picks here (bf16 on a GPU or a CPU with native bf16, else fp32), said once on
-    stderr; a job's settings then record the dtype its results were computed in. An ONNX export keeps `auto` (its
-    precision was chosen when it was exported)."""
-    from ..inference import auto_dtype, cpu_bf16_features, is_onnx_export, resolve_device
+    """`--dtype auto` as what it picks here (bf16 on a GPU or a CPU with native bf16, else fp32), so that a job's
+    settings record the dtype its results are computed in; [`say_dtype`] tells the user once the model is loaded.
+    An ONNX export keeps `auto` (its precision was chosen when it was exported)."""
+    from ..inference import auto_dtype, is_onnx_export
 
     backend = getattr(args, "backend", "auto")
     if args.dtype != "auto" or backend == "onnxruntime" or (backend == "auto" and is_onnx_export(args.model)):
         return
-    device = resolve_device(args.device)
-    args.dtype = auto_dtype(device)
-    if args.dtype == "bf16":
-        where = (
-            f"the CPU has {' and '.join(cpu_bf16_features())}" if device.type == "cpu" else "the GPU has bf16"
-        )
+    args.dtype, args.dtype_chosen = auto_dtype(args.device), True
+
+
+def say_dtype(args: argparse.Namespace) -> None:
+    """One line on stderr when `--dtype auto` chose bf16 (results then differ from fp32's in the last digits)."""
+    from ..inference import cpu_bf16_features, resolve_device
+
+    if getattr(args, "dtype_chosen", False) and args.dtype == "bf16":
+        args.dtype_chosen = False  # once
+        cpu = resolve_device(args.device).type == "cpu"
+        where = f"the CPU has {' and '.join(cpu_bf16_features())}" if cpu else "the GPU has it"
         print(
             f"Computing in bf16 ({where}: --dtype auto); --dtype fp32 gives the original's numbers exactly",
             file=sys.stderr,
@@ -120,6 +125,8 @@ def load_engine(args: argparse.Namespace, processes: Processes, *, task: str, ou
         backend=args.backend,
         onnx_file=args.onnx_file,
     )
+    if processes.is_main:
+        say_dtype(args)
     if args.frame_sampling:
         processor.frame_sampling = args.frame_sampling
     return InferenceEngine(
