@@ -428,10 +428,12 @@ class TimeSformerLayer(GradientCheckpointingLayer):
         return hidden_states + self.drop_path(self.feed_forward(hidden_states))
 
     def feed_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """LayerNorm and MLP of `(B', S, D)` tokens; on CPU in chunks of `chunk_size_feed_forward` tokens."""
+        """LayerNorm and MLP of `(B', S, D)` tokens; on CPU in fp32 in chunks of `chunk_size_feed_forward` tokens
+        (bf16 GEMMs on AMX are faster whole)."""
         num_tokens = hidden_states.shape[0] * hidden_states.shape[1]
         chunk_size = self.chunk_size_feed_forward
-        if hidden_states.device.type != "cpu" or not chunk_size or num_tokens <= chunk_size:
+        on_cpu_in_fp32 = hidden_states.device.type == "cpu" and hidden_states.dtype == torch.float32
+        if not on_cpu_in_fp32 or not chunk_size or num_tokens <= chunk_size:
             return self.output(self.intermediate(self.layernorm_after(hidden_states)))
         tokens = hidden_states.reshape(num_tokens, hidden_states.shape[2])  # (B'*S, D)
         chunks = tokens.tensor_split(-(-num_tokens // chunk_size))  # even chunks of <= chunk_size tokens
