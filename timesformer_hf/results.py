@@ -321,14 +321,10 @@ class ResultStore:
         return results
 
 
-def _truth(record: dict[str, Any], regression: bool) -> list[Any]:
-    """The true label of an `evaluate` record and whether its prediction is right (empty for regression)."""
-    label, predicted = record["label"], [p["label"] for p in record.get("predictions", [])]
-    if regression:
-        return [label, ""]
-    if isinstance(label, list):  # multi-label: the labels above the threshold are the prediction
-        return ["|".join(label), sorted(predicted) == sorted(label)]
-    return [label, bool(predicted) and predicted[0] == label]
+def _true_labels(record: dict[str, Any]) -> tuple[str, set[str]]:
+    """The true label(s) of an `evaluate` record, as the CSV writes them (`a|b` for several) and as a set."""
+    labels = record["label"] if isinstance(record["label"], list) else [record["label"]]
+    return "|".join(map(str, labels)), set(map(str, labels))
 
 
 def _model_changed(before: dict[str, Any], now: dict[str, Any]) -> bool:
@@ -409,8 +405,9 @@ def write_predictions(path: Path, records: Sequence[dict], suffix: str) -> None:
     """Prediction records as JSON Lines, Parquet (nested as in JSON) or CSV (one row per video or window and rank:
     `video`, `scope` (`video` or `window`), `start`, `end`, `rank`, `label`, `score`; for a regression model one row
     per video or window, `value` in place of `rank`, `label` and `score`). Records of `evaluate` carry the true
-    `label`: the CSV then has `true_label` and `correct` (whether the video's prediction is right: its top label, or
-    for a multi-label model its set of labels) on each of the video's rows."""
+    `label`: the CSV then has `true_label` and, for a classifier, `correct` on each row: whether that row's label is
+    the video's true label (one of them, for a multi-label model), so that the rank-1 rows' give the top-1
+    accuracy."""
     if suffix == ".jsonl":
         path.write_text("".join(json.dumps(record) + "\n" for record in records))
     elif suffix == ".parquet":
@@ -430,15 +427,17 @@ def write_predictions(path: Path, records: Sequence[dict], suffix: str) -> None:
                 ["video", "scope", "start", "end", *columns, *(["true_label", "correct"] * labelled)]
             )
             for record in records:
-                truth = _truth(record, regression) if labelled else []
+                true_text, true_set = _true_labels(record) if labelled else ("", set())
                 scopes = [("video", "", "", record)]
                 scopes += [("window", w["start"], w["end"], w) for w in record.get("windows", [])]
                 for scope, start, end, result in scopes:
                     head = [record["video"], scope, start, end]
                     if regression:
-                        writer.writerow([*head, result.get("value", result.get("values")), *truth])
+                        value = result.get("value", result.get("values"))
+                        writer.writerow([*head, value, *([true_text, ""] if labelled else [])])
                         continue
                     for rank, prediction in enumerate(result["predictions"], 1):
+                        truth = [true_text, str(prediction["label"]) in true_set] if labelled else []
                         writer.writerow([*head, rank, prediction["label"], prediction["score"], *truth])
     else:
         raise InputError(f"Predictions are written as {', '.join(PREDICTION_SUFFIXES)}, not {suffix!r}.")

@@ -147,3 +147,16 @@ def test_convert_errors_are_one_line(tmp_path, capsys, case):
     error = capsys.readouterr().err
     assert error.startswith("timesformer-hf: error: ") and error.count("\n") == 1, error
     assert "weights_only=False" not in error and "Traceback" not in error
+
+
+def test_output_piped_into_a_reader_that_stops_ends_quietly(trained_repo):
+    # as `timesformer-hf classify ... | head -1`: the reader is gone before the first result is printed
+    command = [
+        sys.executable, "-m", "timesformer_hf.cli", "classify", str(trained_repo / "run" / "model"),
+        str(trained_repo / "data" / "validation"), "--num-workers", "0",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()
+    error = process.stderr.read()
+    assert process.wait(timeout=120) == 141, error
+    assert "Error" not in error and "unexpected" not in error and "Traceback" not in error

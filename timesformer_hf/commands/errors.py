@@ -9,6 +9,7 @@ Exit codes, the same for every command:
 | 2 | usage: an unknown option or a value an option does not take |
 | 3 | some inputs failed: the others' results are written, the failures listed (and in the report) |
 | 130 | interrupted (Ctrl-C): finished work is kept, the same command resumes |
+| 141 | the reader of the output stopped (piped into `head`): nothing more is printed |
 | 143 | terminated (SIGTERM: `kill`, `timeout`, Slurm, Kubernetes): the same as 130 |
 """
 
@@ -27,6 +28,7 @@ from ..errors import InputError, MissingDependencyError, as_flags
 
 __all__ = [
     "DEBUG_VARIABLE",
+    "EXIT_BROKEN_PIPE",
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
     "EXIT_SOME_FAILED",
@@ -41,6 +43,7 @@ __all__ = [
 
 DEBUG_VARIABLE = "TIMESFORMER_HF_DEBUG"
 EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 3, 130, 143
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell pipeline reports for a writer whose reader left
 
 
 class CLIError(Exception):
@@ -119,6 +122,10 @@ def report_errors(
     except UsageError as error:
         print(f"{prog}: error: {_message(error)}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # the reader of stdout stopped (piped into `head`): stop quietly, as other commands do
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return EXIT_BROKEN_PIPE
     except SomeInputsFailed as error:
         print(f"{prog}: {error}", file=sys.stderr)
         return EXIT_SOME_FAILED
