@@ -122,7 +122,9 @@ def report_errors(
     except UsageError as error:
         print(f"{prog}: error: {_message(error)}", file=sys.stderr)
         return EXIT_USAGE
-    except BrokenPipeError:  # the reader of stdout stopped (piped into `head`): stop quietly, as other commands do
+    except (
+        BrokenPipeError
+    ):  # the reader of stdout stopped (piped into `head`): stop quietly, as other commands do
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return EXIT_BROKEN_PIPE
