@@ -154,8 +154,9 @@ def run(args: argparse.Namespace) -> None:
 
         results: dict[int, Any] = {}
         next_index = 0
-        # printed in input order, each as soon as those before it are done; the progress bar is on stderr
-        for result in engine.run(paths, progress=True):
+        # printed in input order, each as soon as those before it are done; the progress bar (several videos) is on
+        # stderr
+        for result in engine.run(paths, progress=len(paths) > 1):
             results[result.index] = result
             while next_index in results:
                 ready = results[next_index]
