@@ -288,7 +288,8 @@ def test_a_worker_that_dies_is_replaced_and_its_video_retried_once(repo, videos,
             assert "stopped a decoding worker" in result.error and "MemoryError" in result.error
             continue
         assert result.error is None
-        np.testing.assert_allclose(result.value, reference[result.index], atol=1e-6)
+        # workers deliver in any order, so videos share batches differently: the GEMMs round differently
+        np.testing.assert_allclose(result.value, reference[result.index], atol=1e-5)
     assert any("retrying" in record.getMessage() for record in caplog.records)
 
 
