@@ -217,6 +217,37 @@ def test_library_errors_name_arguments_not_flags():
     assert error.value.flag == "--batch-size"
 
 
+def test_no_library_error_or_log_line_names_a_flag():
+    """The rule behind the test above, for every message: outside the command line (`commands/`, the demo's own
+    parser), raised errors and log lines name parameters (`` `labels=` ``), which the command line shows as flags."""
+    import ast
+    import re
+    from pathlib import Path
+
+    import timesformer_hf
+
+    flag = re.compile(r"(?:^|[\s(,/])--[a-z]")
+    package = Path(timesformer_hf.__file__).parent
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if "commands" in path.parts or path.name == "demo.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            is_log = isinstance(node, ast.Call) and getattr(node.func, "attr", "") in (
+                "warning",
+                "info",
+                "error",
+            )
+            if isinstance(node, ast.Raise) or is_log:
+                texts = [
+                    n.value
+                    for n in ast.walk(node)
+                    if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                ]
+                found += [f"{path.name}:{node.lineno}: {text}" for text in texts if flag.search(text)]
+    assert found == []
+
+
 def test_a_hub_repo_that_is_not_there_is_not_found_and_offline_is_offline(monkeypatch, capsys):
     from huggingface_hub.errors import RepositoryNotFoundError
 
