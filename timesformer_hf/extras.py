@@ -16,6 +16,7 @@ EXTRAS = {
     "onnxruntime": "onnx",
     "onnxscript": "onnx",
     "peft": "peft",
+    "faiss": "search",
 }
 
 

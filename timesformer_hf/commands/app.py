@@ -11,6 +11,7 @@ timesformer-hf convert --checkpoint TimeSformer_divST_8x32_224_K400.pyth --outpu
 timesformer-hf export REPO --output REPO-onnx --quantize int8
 timesformer-hf classify REPO-onnx video.mp4 --backend onnxruntime --onnx-file model_int8.onnx
 accelerate launch --num_processes 8 -m timesformer_hf.cli features REPO videos/ --output features.parquet
+timesformer-hf index REPO videos/ --output videos-index && timesformer-hf search videos-index query.mp4 --top-k 5
 ```
 """
 
@@ -19,11 +20,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from . import classify, convert, evaluate, explain, export, features, train
+from . import classify, convert, evaluate, explain, export, features, index, search, train
 from .errors import report_errors
 from .options import ArgumentParser, unrecognized
 
-COMMANDS = (classify, features, evaluate, explain, train, convert, export)
+COMMANDS = (classify, features, evaluate, explain, index, search, train, convert, export)
 
 
 def build_parser() -> ArgumentParser:

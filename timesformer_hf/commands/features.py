@@ -24,20 +24,25 @@ HELP = (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("features", help=HELP, description=HELP)
-    add_model_options(parser)
-    add_video_arguments(parser, required=False)
     parser.add_argument(
         "--output",
         required=True,
         help="features.parquet (video, start, end, feature), .npy (+ .json) or .safetensors.",
     )
+    add_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model, the videos and how their features are computed (shared with `index`)."""
+    add_model_options(parser)
+    add_video_arguments(parser, required=False)
     parser.add_argument(
         "--pool", choices=("cls", "mean"), default="cls", help="Final CLS token or mean patch token."
     )
     add_dataset_options(parser, labels=False)
     add_output_options(parser)
     add_inference_options(parser)
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:

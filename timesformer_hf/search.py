@@ -1,0 +1,234 @@
+"""Search a collection of videos (or moments of long ones) by example: a FAISS index over video features.
+
+A [`VideoIndex`] holds one L2-normalised feature per row (a video, or a window of one: `video`, `start`, `end`),
+so that inner products are cosine similarities. Up to `exact_limit` rows it searches exhaustively (`IndexFlatIP`);
+above, with an HNSW graph (`IndexHNSWFlat`), whose recall@10 against exhaustive search is measured when it is built
+([`VideoIndex.recall_at_10`]). A saved index is a folder: `index.json` (the model and its fingerprint, the kind of
+index, its recall), `rows.parquet` (the rows and their features) and `index.faiss`.
+
+Example:
+
+```python
+>>> import numpy as np
+>>> from timesformer_hf.search import VideoIndex
+>>> rows = [{"video": name, "start": None, "end": None} for name in ("a.mp4", "b.mp4", "c.mp4")]
+>>> index = VideoIndex(np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]), rows)
+>>> [(hit["video"], round(hit["score"], 2)) for hit in index.search(np.array([1.0, 0.1]), top_k=2)[0]]
+[('a.mp4', 1.0), ('b.mp4', 0.68)]
+
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .extras import require
+from .files import check_output_dir, make_staging_dir, replace_dir
+
+__all__ = ["EXACT_LIMIT", "META_FILE", "VideoIndex"]
+
+INDEX_FILE, ROWS_FILE, META_FILE = "index.faiss", "rows.parquet", "index.json"
+# Up to this many rows an exhaustive search is fast enough (1M x 768 floats are 3 GB and ~0.3 s a query on a CPU).
+EXACT_LIMIT = 100_000
+HNSW_NEIGHBOURS, HNSW_SEARCH_DEPTH = 32, 128
+
+
+def _normalised(features: np.ndarray) -> np.ndarray:
+    features = np.ascontiguousarray(np.atleast_2d(np.asarray(features, dtype=np.float32)))
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.maximum(norms, 1e-12)
+
+
+def _row(row: dict[str, Any]) -> dict[str, Any]:
+    """`{"video", "start", "end"}` of a row (`start`, `end`: seconds of a window, else None)."""
+    return {"video": str(row["video"]), "start": row.get("start"), "end": row.get("end")}
+
+
+def _key(row: dict[str, Any]) -> tuple[str, float | None, float | None]:
+    return str(row["video"]), row.get("start"), row.get("end")
+
+
+class VideoIndex:
+    """Features of videos (or windows) and a FAISS index over them, searched by cosine similarity.
+
+    Args:
+        features: `(rows, dim)` features (e.g. `timesformer-hf features` output); normalised here.
+        rows: One `{"video", "start", "end"}` per feature (`start`/`end` in seconds for a window, else None).
+        model: The model the features come from, and its fingerprint (`loading.model_fingerprint`): an index is
+            queried with features of the same weights only.
+        exact_limit: Above this many rows, an approximate (HNSW) index.
+        settings: How the features were computed (pool, windows, ...), so that queries are computed the same way.
+        index: A FAISS index already built over these features (as [`load`] reads it).
+    """
+
+    def __init__(
+        self,
+        features: np.ndarray,
+        rows: Sequence[dict[str, Any]],
+        *,
+        model: str | None = None,
+        model_fingerprint: str | None = None,
+        exact_limit: int = EXACT_LIMIT,
+        settings: dict[str, Any] | None = None,
+        index: Any = None,
+    ) -> None:
+        if not len(rows):
+            raise InputError("An index needs at least one video's features.")
+        self.features = _normalised(features)
+        if len(self.features) != len(rows):
+            raise InputError(f"{len(self.features)} features for {len(rows)} rows: give one feature per row.")
+        self.rows = [_row(row) for row in rows]
+        self.model, self.model_fingerprint, self.exact_limit = model, model_fingerprint, exact_limit
+        self.settings = dict(settings or {})
+        self._faiss = require("faiss", "Video search")
+        self._index = self._build() if index is None else index
+
+    @property
+    def approximate(self) -> bool:
+        """Whether the index is an HNSW graph (more than `exact_limit` rows) rather than exhaustive."""
+        return len(self.rows) > self.exact_limit
+
+    @property
+    def dim(self) -> int:
+        """The features' size."""
+        return self.features.shape[1]
+
+    def _build(self) -> Any:
+        if self.approximate:
+            index = self._faiss.IndexHNSWFlat(self.dim, HNSW_NEIGHBOURS, self._faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efSearch = HNSW_SEARCH_DEPTH
+        else:
+            index = self._faiss.IndexFlatIP(self.dim)
+        index.add(self.features)
+        return index
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, features: np.ndarray, rows: Sequence[dict[str, Any]]) -> int:
+        """Add the rows not in the index yet (by video, start and end); return how many were added."""
+        known = {_key(row) for row in self.rows}
+        new = [i for i, row in enumerate(rows) if _key(row) not in known]
+        if new:
+            features = _normalised(features)[new]
+            if features.shape[1] != self.dim:
+                raise InputError(
+                    f"Features of size {features.shape[1]} cannot join an index of size {self.dim}: index them "
+                    "with the index's model."
+                )
+            self.features = np.concatenate([self.features, features])
+            self.rows += [_row(rows[i]) for i in new]
+            self._index = self._build()
+        return len(new)
+
+    def search(self, queries: np.ndarray, top_k: int = 10) -> list[list[dict[str, Any]]]:
+        """The `top_k` rows nearest each query (`(dim,)` or `(queries, dim)`), best first: `{"video", "start",
+        "end", "score"}` with the cosine similarity as `score`."""
+        if top_k < 1:
+            raise InputError(f"must be at least 1, got {top_k}.", argument="top_k")
+        queries = _normalised(queries)
+        if queries.shape[1] != self.dim:
+            raise InputError(
+                f"A query of size {queries.shape[1]} for an index of size {self.dim}: compute it with the index's "
+                "model."
+            )
+        scores, found = self._index.search(queries, min(top_k, len(self.rows)))
+        return [
+            [
+                {**self.rows[i], "score": float(score)}
+                for score, i in zip(row_scores, row_ids, strict=True)
+                if i >= 0
+            ]
+            for row_scores, row_ids in zip(scores, found, strict=True)
+        ]
+
+    def recall_at_10(self, num_queries: int = 1000, seed: int = 0) -> float:
+        """The share of the exact top 10 that the index finds, over up to `num_queries` of its own rows as queries
+        (1.0 for an exhaustive index)."""
+        if not self.approximate:
+            return 1.0
+        rng = np.random.default_rng(seed)
+        queries = self.features[rng.choice(len(self.rows), min(num_queries, len(self.rows)), replace=False)]
+        exact = self._faiss.IndexFlatIP(self.dim)
+        exact.add(self.features)
+        k = min(10, len(self.rows))
+        _, truth = exact.search(queries, k)
+        _, found = self._index.search(queries, k)
+        hits = sum(len(set(a) & set(b)) for a, b in zip(truth.tolist(), found.tolist(), strict=True))
+        return hits / truth.size
+
+    def save(self, folder: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write the index folder atomically (`index.json`, `rows.parquet`, `index.faiss`)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        folder = Path(folder)
+        check_output_dir(folder, overwrite=overwrite, written_by=(META_FILE,))
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = make_staging_dir(folder, "index")
+        try:
+            table = pa.table(
+                {
+                    "video": [row["video"] for row in self.rows],
+                    "start": pa.array([row["start"] for row in self.rows], pa.float64()),
+                    "end": pa.array([row["end"] for row in self.rows], pa.float64()),
+                    "feature": pa.FixedSizeListArray.from_arrays(
+                        pa.array(self.features.reshape(-1)), self.dim
+                    ),
+                }
+            )
+            pq.write_table(table, staging / ROWS_FILE)
+            self._faiss.write_index(self._index, str(staging / INDEX_FILE))
+            meta = {
+                "model": self.model,
+                "model_fingerprint": self.model_fingerprint,
+                "rows": len(self.rows),
+                "dim": self.dim,
+                "kind": "hnsw" if self.approximate else "exact",
+                "exact_limit": self.exact_limit,
+                "recall_at_10": self.recall_at_10(),
+                "settings": self.settings,
+            }
+            (staging / META_FILE).write_text(json.dumps(meta, indent=2))
+            replace_dir(staging, folder)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> VideoIndex:
+        """An index saved by [`save`]."""
+        import pyarrow.parquet as pq
+
+        folder = Path(folder)
+        if not (folder / META_FILE).is_file():
+            raise FileNotFoundError(
+                f"{folder} is not a video index (no {META_FILE}): build one with `timesformer-hf index`."
+            )
+        meta = json.loads((folder / META_FILE).read_text())
+        table = pq.read_table(folder / ROWS_FILE).to_pydict()
+        features = np.asarray(table["feature"], dtype=np.float32).reshape(len(table["video"]), -1)
+        rows = [
+            {"video": video, "start": start, "end": end}
+            for video, start, end in zip(table["video"], table["start"], table["end"], strict=True)
+        ]
+        faiss = require("faiss", "Video search")
+        return cls(
+            features,
+            rows,
+            model=meta["model"],
+            model_fingerprint=meta["model_fingerprint"],
+            exact_limit=meta["exact_limit"],
+            settings=meta.get("settings"),
+            index=faiss.read_index(str(folder / INDEX_FILE)),
+        )
