@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> None:
     from ..files import check_output_dir
     from ..loading import model_fingerprint
     from ..search import META_FILE, VideoIndex
-    from .jobs import resolve_dtype_option, video_paths
+    from .jobs import Processes, resolve_dtype_option, video_paths
 
     require("faiss", "timesformer-hf index")
     resolve_dtype_option(args)
@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> None:
         features.run(job)
     except SomeInputsFailed as error:  # the others are indexed
         failed = error
+    if not Processes().is_main:  # under `accelerate launch`, the main process builds the index
+        return
     table = pq.read_table(job.output).to_pydict()
     vectors = np.asarray(table["feature"], dtype=np.float32)
     rows = [
