@@ -1,4 +1,5 @@
-"""Benchmark ONNX Runtime (fp32 and dynamic int8) against `transformers`' TimeSformer in PyTorch eager fp32.
+"""Benchmark ONNX Runtime (fp32 and dynamic int8), and this package in bf16, against `transformers`' TimeSformer in
+PyTorch eager fp32.
 
 A base 8x224 divided model (the `TimeSformerConfig` defaults, 400 labels, random weights) is built with
 `bench/benchmark.py`'s `build_model` and exported once with `timesformer_hf.onnx.export_onnx(..., quantize="int8")`
@@ -105,9 +106,13 @@ def time_export(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
     """One timing process: `transformers` with the benchmark's weights, and the export in `args.time_folder`."""
     torch.set_num_threads(args.threads)
     config = base_config(args)
-    reference = build_model("transformers", config, build_model("timesformer_hf", config).state_dict())
+    ours = build_model("timesformer_hf", config)
+    reference = build_model("transformers", config, ours.state_dict())
+    bf16 = ours.to(
+        torch.bfloat16
+    )  # the PyTorch alternative to int8 on CPUs with native bf16 (`--dtype auto`)
     pixel_values = make_input(config)
-    array = pixel_values.numpy()
+    array, pixel_values_bf16 = pixel_values.numpy(), pixel_values.to(torch.bfloat16)
     fp32 = onnx_forward(args.time_folder / MODEL_FILE, args.threads)
     int8 = onnx_forward(args.time_folder / INT8_FILE, args.threads)
     with torch.inference_mode():
@@ -116,6 +121,7 @@ def time_export(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
                 REFERENCE: lambda: reference(pixel_values=pixel_values).logits,
                 "onnxruntime fp32": lambda: fp32(array),
                 "onnxruntime int8": lambda: int8(array),
+                "timesformer_hf bf16": lambda: bf16(pixel_values=pixel_values_bf16).logits,
             },
             args.warmup,
             args.repeats,
@@ -216,6 +222,8 @@ def markdown_table(runs: list[dict[str, dict[str, list[float]]]], report: dict) 
                 f"cosine {int8['cosine_similarity_mean']:.4f} (min {int8['cosine_similarity_min']:.4f}), "
                 f"top-1 {int8['top1_agreement']:.0%} of {int8['count']} clips"
             )
+        elif name == "timesformer_hf bf16":
+            agreement = "see BENCHMARKS.md (bf16 on a CPU with AMX)"
         else:
             agreement = "reference"
         lines.append(
