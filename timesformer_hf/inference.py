@@ -26,6 +26,7 @@ a.mp4 {'predictions': [{'label': 'right_1', 'score': 0.97}, {'label': 'left_2', 
 from __future__ import annotations
 
 import functools
+import math
 import multiprocessing
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -42,7 +43,15 @@ from .configuration_timesformer import is_multi_label_model
 from .errors import InputError
 from .image_processing_timesformer import logits_to_scores, predictions_from_scores
 from .loading import check_model_repo, hub_errors
-from .video import StoredVideo, VideoDecodeError, VideoReader, plan_windows, stored_video_name, to_source
+from .video import (
+    StoredVideo,
+    TimeWindow,
+    VideoDecodeError,
+    VideoReader,
+    plan_windows,
+    stored_video_name,
+    to_source,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -284,12 +293,13 @@ class _Chunk:
 
 @dataclass(frozen=True)
 class _ViewPlan:
-    """Which views of a video to make: clips and crops, or one clip per window."""
+    """Which views of a video to make: clips and crops, one clip per window, or one clip of a span."""
 
     num_clips: int | None
     num_crops: int
     window: float | None
     stride: float | None
+    span: TimeWindow | None = None
 
 
 class _InFlight:
@@ -368,6 +378,16 @@ class _ViewDataset(IterableDataset):
     def _chunks(self, reader: VideoReader, index: int, name: str) -> Iterator[_Chunk]:
         sampler, plan, metadata = self.processor.frame_sampler, self.plan, reader.metadata
         limit = self.processor.max_decoded_short_side  # huge frames are scaled down as they are decoded
+        if plan.span is not None:  # one clip of the span, as a window of it would be
+            if plan.span.start >= metadata.duration:
+                raise VideoDecodeError(
+                    f"{name} lasts {metadata.duration:.2f} s: the span {plan.span.start:g}-{plan.span.end:g} s starts "
+                    "after its end."
+                )
+            span = TimeWindow(plan.span.start, min(plan.span.end, metadata.duration))
+            views = self._views(reader.read(sampler.window_clip(np.asarray(reader.timestamps), span), limit))
+            yield _Chunk(index, name, span.start, span.end, views)
+            return
         if plan.window is None:  # clips x crops, all in one chunk
             clips = sampler.test_clips(metadata.total_num_frames, metadata.fps or None, plan.num_clips)
             views = torch.cat([self._views(reader.read(indices, limit)) for indices in clips])
@@ -378,6 +398,17 @@ class _ViewDataset(IterableDataset):
         for k, window in enumerate(windows):  # one chunk per window, decoded on its own
             views = self._views(reader.read(sampler.window_clip(timestamps, window), limit))
             yield _Chunk(index, name, window.start, window.end, views, last=k == len(windows) - 1)
+
+
+def _check_span(span: tuple[float, float], window: float | None, num_clips: int | None) -> TimeWindow:
+    start, end = (float(value) for value in span)
+    if not (0 <= start < end and start < math.inf):  # end: math.inf for "to the end"
+        raise InputError(
+            f"must be (start, end) seconds with 0 <= start < end, got ({start:g}, {end:g}).", argument="span"
+        )
+    if window is not None or num_clips is not None:
+        raise InputError("is one clip: it excludes window and num_clips.", argument="span")
+    return TimeWindow(start, end)
 
 
 def _check_batch_memory(batch_size: int, processor: Any) -> None:
@@ -423,6 +454,8 @@ class InferenceEngine:
         num_crops: Spatial crops per clip, 1 (centre) or 3 (along the long side).
         window: Window length in seconds: score one clip per window instead of `num_clips` clips.
         stride: Seconds between window starts (default: `window`).
+        span: `(start, end)` seconds: one clip of that part of each video, sampled as a window's (e.g. a moment to
+            search for); cut at the video's end (`end=math.inf`: to the end).
     """
 
     def __init__(
@@ -437,6 +470,7 @@ class InferenceEngine:
         num_crops: int = 1,
         window: float | None = None,
         stride: float | None = None,
+        span: tuple[float, float] | None = None,
     ) -> None:
         if output not in ("probabilities", "cls", "mean"):
             raise InputError(f"must be 'probabilities', 'cls' or 'mean', got {output!r}.", argument="output")
@@ -454,6 +488,8 @@ class InferenceEngine:
             raise InputError("excludes num_clips: a window holds one clip.", argument="window")
         if stride is not None and window is None:
             raise InputError("needs a window.", argument="stride")
+        if span is not None:
+            span = _check_span(span, window, num_clips)
         stride = window if stride is None else stride
         if window is not None:
             plan_windows(1.0, window, stride)  # checks both are positive and finite
@@ -463,7 +499,7 @@ class InferenceEngine:
         self.output = output
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.plan = _ViewPlan(num_clips, num_crops, window, stride)
+        self.plan = _ViewPlan(num_clips, num_crops, window, stride, span)
         self.device, self.dtype = _placement(model)
         self.problem_type = getattr(model.config, "problem_type", None)
         self.multi_label = is_multi_label_model(model.config)

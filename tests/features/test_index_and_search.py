@@ -82,3 +82,44 @@ def test_an_index_grows_by_the_new_videos_and_refuses_other_weights(repo, videos
     assert "indexes the features of other weights" in capsys.readouterr().err
     assert main(["search", str(tmp_path / "index"), "nothing-like-this.mp4"]) == 1
     assert "is neither a video file nor a video of the index" in capsys.readouterr().err
+
+
+def test_a_moment_is_searched_among_the_moments_of_long_videos(repo, videos, tmp_path, capsys):
+    windows = ("--window", "2", "--stride", "2", "--num-workers", "0", "--dtype", "fp32")
+    run(
+        capsys,
+        "index",
+        repo,
+        videos / "bikes.mp4",
+        videos / "left_1_0.mp4",
+        "--output",
+        tmp_path / "index",
+        *windows,
+    )
+    # a part of a file: one clip of the span, as the window with the same span was computed: found first, exactly
+    copy = shutil.copy(videos / "bikes.mp4", tmp_path / "query.mp4")
+    query = ("search", tmp_path / "index", copy, "--start", "2", "--end", "4", "--json", "--top-k", "3")
+    hits = [json.loads(line) for line in run(capsys, *query).splitlines()]
+    assert (hits[0]["video"], hits[0]["start"], hits[0]["end"]) == (str(videos / "bikes.mp4"), 2.0, 4.0)
+    assert hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
+    # the same moment of the indexed video, by name: the moments that overlap it are not results
+    query = (
+        "search",
+        tmp_path / "index",
+        "bikes.mp4",
+        "--start",
+        "2.5",
+        "--end",
+        "4",
+        "--json",
+        "--top-k",
+        "50",
+    )
+    hits = [json.loads(line) for line in run(capsys, *query).splitlines()]
+    moments = [(hit["video"], hit["start"]) for hit in hits]
+    assert (str(videos / "bikes.mp4"), 2.0) not in moments and (str(videos / "bikes.mp4"), 0.0) in moments
+    assert (str(videos / "left_1_0.mp4"), 0.0) in moments
+    assert main(["search", str(tmp_path / "index"), "bikes.mp4", "--start", "4", "--end", "3"]) == 1
+    assert "--end (3 s) must come after --start (4 s)" in capsys.readouterr().err
+    assert main(["search", str(tmp_path / "index"), str(copy), "--start", "500"]) == 1
+    assert "starts after its end" in capsys.readouterr().err

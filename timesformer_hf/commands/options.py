@@ -133,6 +133,17 @@ def seconds(text: str) -> float:
     return value
 
 
+def time_point(text: str) -> float:
+    """A time in a video, in seconds from its start: 0 or more, at most `MAX_SECONDS`."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 <= value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SECONDS:g} seconds, got {text}")
+    return value
+
+
 def probability(text: str) -> float:
     """A probability, between 0 and 1."""
     try:

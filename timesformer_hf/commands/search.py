@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from .errors import CLIError
-from .options import add_device_options, positive_int
+from .options import add_device_options, positive_int, time_point
 
 HELP = "Find the videos (or moments) of an index most like a video: a file, or one already in the index."
 
@@ -19,6 +20,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("index", help="A folder written by `timesformer-hf index`.")
     parser.add_argument(
         "query", help="A video file, or the name of a video in the index (its path as indexed)."
+    )
+    parser.add_argument(
+        "--start",
+        type=time_point,
+        metavar="SECONDS",
+        help="Search for the part of the query from here (default: 0).",
+    )
+    parser.add_argument(
+        "--end", type=time_point, metavar="SECONDS", help="... up to here (default: its end)."
     )
     parser.add_argument("--top-k", type=positive_int, default=10, help="How many results (10).")
     parser.add_argument("--json", action="store_true", help='JSON lines: {"video", "start", "end", "score"}.')
@@ -39,8 +49,9 @@ def _indexed_query(index: Any, query: str) -> list[int]:
     return [i for i, row in enumerate(index.rows) if row["video"] in named]
 
 
-def _feature_of(path: str, index: Any, args: argparse.Namespace) -> Any:
-    """`path`'s feature, computed as the index's were (its model, pool, views and dtype)."""
+def _feature_of(path: str, index: Any, args: argparse.Namespace, span: tuple[float, float] | None) -> Any:
+    """`path`'s feature (or its `span`'s, one clip as a window's), computed as the index's were (its model, pool,
+    views, windows and dtype)."""
     from ..inference import InferenceEngine, load_model
     from ..loading import model_fingerprint
 
@@ -55,13 +66,22 @@ def _feature_of(path: str, index: Any, args: argparse.Namespace) -> Any:
     model, processor = load_model(index.model, task="features", device=args.device, dtype=dtype)
     if settings.get("frame_sampling"):
         processor.frame_sampling = settings["frame_sampling"]
+    views = (
+        {"span": span}
+        if span is not None
+        else {
+            "num_clips": settings.get("num_clips"),
+            "window": settings.get("window"),
+            "stride": settings.get("stride"),
+        }
+    )
     engine = InferenceEngine(
         model,
         processor,
         output=settings.get("pool") or "cls",
         num_workers=0,
-        num_clips=settings.get("num_clips"),
         num_crops=settings.get("num_crops") or 1,
+        **views,
     )
     (result,) = list(engine.run([path]))
     if result.error is not None:
@@ -69,24 +89,50 @@ def _feature_of(path: str, index: Any, args: argparse.Namespace) -> Any:
     return result.value
 
 
+def _span(args: argparse.Namespace) -> tuple[float, float] | None:
+    """`(start, end)` of `--start/--end`, or None for the whole query video."""
+    if args.start is None and args.end is None:
+        return None
+    start, end = args.start or 0.0, args.end if args.end is not None else math.inf
+    if end <= start:
+        raise CLIError(f"--end ({end:g} s) must come after --start ({start:g} s).")
+    return start, end
+
+
+def _overlaps(hit: dict[str, Any], video: str, span: tuple[float, float] | None) -> bool:
+    """Whether a result is (part of) the query itself: its video, or with a span, a moment of it that overlaps."""
+    if hit["video"] != video:
+        return False
+    if span is None or hit["start"] is None:
+        return True
+    return hit["start"] < span[1] and hit["end"] > span[0]
+
+
 def run(args: argparse.Namespace) -> None:
     import numpy as np
 
     from ..search import VideoIndex
 
+    span = _span(args)
     index = VideoIndex.load(args.index)
     rows = _indexed_query(index, args.query)
-    if rows:
-        query, skip = index.features[rows].mean(0), {index.rows[rows[0]]["video"]}  # the others than itself
-    elif Path(args.query).is_file():
-        query, skip = np.asarray(_feature_of(args.query, index, args), dtype=np.float32), set()
+    video = index.rows[rows[0]]["video"] if rows else args.query
+    if rows and span is None:
+        query = index.features[rows].mean(0)
+    elif Path(video).is_file():
+        query = np.asarray(_feature_of(video, index, args, span), dtype=np.float32)
+    elif rows:
+        raise CLIError(
+            f"--start/--end search for a part of {video}, which has to be read again, but it is not there any more: "
+            "give the video file, or search for the whole indexed video."
+        )
     else:
         raise CLIError(
             f"{args.query} is neither a video file nor a video of the index {args.index}: give a file, or an indexed "
             "video's path (or file name)."
         )
-    hits = index.search(query, top_k=args.top_k + len(rows))[0]
-    hits = [hit for hit in hits if hit["video"] not in skip][: args.top_k]
+    hits = index.search(query, top_k=args.top_k + sum(_overlaps(row, video, span) for row in index.rows))[0]
+    hits = [hit for hit in hits if not _overlaps(hit, video, span)][: args.top_k]
     for rank, hit in enumerate(hits, 1):
         if args.json:
             print(json.dumps(hit))
