@@ -47,17 +47,29 @@ torch.Size([2, 4, 32, 48])
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from .configuration_timesformer import to_pair
 from .errors import InputError
 
-__all__ = ["HEAD_FUSIONS", "attention_rollout", "relevance", "upsample"]
+__all__ = [
+    "HEAD_FUSIONS",
+    "METHODS",
+    "VideoExplanation",
+    "attention_rollout",
+    "explain_video",
+    "read_clip",
+    "relevance",
+    "upsample",
+]
 
 HEAD_FUSIONS = ("mean", "max", "min")
+METHODS = {"relevance": "relevance", "rollout": "attention rollout"}
 
 
 def _forward(model: nn.Module, pixel_values: torch.Tensor) -> tuple[Any, tuple[int, int]]:
@@ -293,3 +305,78 @@ def upsample(maps: torch.Tensor, size: Sequence[int], mode: str = "bilinear") ->
     """
     align = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
     return nn.functional.interpolate(maps.float(), size=tuple(size), mode=mode, **align)
+
+
+def read_clip(video: Any, processor: Any) -> tuple[torch.Tensor, np.ndarray, list[str]]:
+    """The clip the processor samples by default: model input `(1, T, 3, H, W)`, the same frames as the model sees
+    them for display (`(T, H, W, 3)` in `[0, 1]`), and a caption per frame (its index and time)."""
+    from .video import VideoReader
+
+    with VideoReader(video) as reader:
+        indices = processor.sample_indices(reader.metadata.total_num_frames, reader.metadata.fps or None)
+        frames, timestamps = reader.read(indices), reader.timestamps
+    pixel_values = processor(frames, return_tensors="pt")["pixel_values"]
+    shown = processor(frames, do_normalize=False, return_tensors="pt")["pixel_values"][0]
+    captions = [f"frame {index} · {timestamps[index]:.2f} s" for index in indices.tolist()]
+    return pixel_values, shown.permute(0, 2, 3, 1).clamp(0, 1).numpy(), captions
+
+
+@dataclass
+class VideoExplanation:
+    """What [`explain_video`] found: the maps over the frames the model saw, and what it predicted."""
+
+    frames: np.ndarray  # (frames, height, width, 3) in [0, 1], as the model saw them
+    maps: np.ndarray  # (frames, height, width), upsampled from the patch grid
+    captions: list[str]  # a frame's index and time
+    predictions: list[dict[str, Any]]  # the top labels: {"label", "score"}, best first
+    description: str  # "relevance for LABEL" or "attention rollout"
+
+    @property
+    def summary(self) -> str:
+        """The top labels and their scores on one line."""
+        return "   ".join(f"{p['label']} {p['score']:.1%}" for p in self.predictions)
+
+
+def explain_video(
+    model: nn.Module,
+    processor: Any,
+    video: Any,
+    method: str = "relevance",
+    target: int | None = None,
+    top_k: int = 3,
+) -> VideoExplanation:
+    """
+    Where a classifier looks in a video: the [`relevance`] map for class `target` (default: the top prediction) or
+    the [`attention_rollout`], over the clip the processor samples by default, upsampled to the frames.
+
+    Args:
+        model: A `TimeSformerForVideoClassification`, e.g. from [`~timesformer_hf.inference.load_model`].
+        processor: Its `TimeSformerVideoProcessor`.
+        video: A path, bytes or `{"path", "bytes"}` of a video.
+        method: `"relevance"` (class-specific) or `"rollout"` (the same for every class).
+        target: The class index `relevance` explains.
+        top_k: Predictions kept (scores as `classify` reports them; a multi-label model's best too).
+    """
+    if method not in METHODS:
+        raise InputError(f"must be one of {', '.join(METHODS)}, got {method!r}.", argument="method")
+    if target is not None and method != "relevance":
+        raise InputError(
+            "chooses the class of relevance; attention rollout is the same for all.", argument="target"
+        )
+    pixel_values, frames, captions = read_clip(video, processor)
+    with torch.inference_mode():
+        logits = model(pixel_values.to(model.device)).logits.cpu()
+    # threshold 0 so that a multi-label model shows its best labels too
+    predictions = processor.post_process_video_classification(
+        logits, model.config, top_k=top_k, threshold=0.0
+    )
+    predictions = predictions[0]["predictions"][:top_k]
+    if method == "relevance":
+        maps = relevance(model, pixel_values, target=target)
+        explained = predictions[0]["label"] if target is None else model.config.id2label[target]
+        description = f"relevance for {explained}"
+    else:
+        maps = attention_rollout(model, pixel_values)
+        description = METHODS[method]
+    maps = upsample(maps, pixel_values.shape[-2:])[0].cpu().numpy()
+    return VideoExplanation(frames, maps, captions, predictions, description)

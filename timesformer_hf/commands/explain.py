@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from .errors import CLIError
 from .options import add_device_options, add_model_options
 
 HELP = "Show where and when a model looks in a video: a relevance (or attention rollout) map over its frames."
 SUFFIXES = (".png", ".gif", ".mp4")
-METHODS = {"relevance": "relevance", "rollout": "attention rollout"}
+METHODS = ("relevance", "rollout")
 SHOWN_LABELS = 3  # top labels in the title
 LISTED_LABELS = 10  # labels an unknown --target lists
 
@@ -27,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--method",
-        choices=tuple(METHODS),
+        choices=METHODS,
         default="relevance",
         help="relevance: gradient-weighted attention for one class (default); rollout: attention rollout, the same "
         "for every class.",
@@ -70,24 +69,8 @@ def target_index(label: str, label2id: dict[str, int]) -> int:
     return label2id[label]
 
 
-def read_clip(video: str, processor: Any) -> tuple[Any, Any, list[str]]:
-    """The clip the processor samples by default: model input `(1, T, 3, H, W)`, the same frames as the model sees
-    them for display (`(T, H, W, 3)` in `[0, 1]`), and a caption per frame (its index and time)."""
-    from ..video import VideoReader
-
-    with VideoReader(video) as reader:
-        indices = processor.sample_indices(reader.metadata.total_num_frames, reader.metadata.fps or None)
-        frames, timestamps = reader.read(indices), reader.timestamps
-    pixel_values = processor(frames, return_tensors="pt")["pixel_values"]
-    shown = processor(frames, do_normalize=False, return_tensors="pt")["pixel_values"][0]
-    captions = [f"frame {index} · {timestamps[index]:.2f} s" for index in indices.tolist()]
-    return pixel_values, shown.permute(0, 2, 3, 1).clamp(0, 1).numpy(), captions
-
-
 def run(args: argparse.Namespace) -> None:
-    import torch
-
-    from ..explain import attention_rollout, relevance, upsample
+    from ..explain import explain_video
     from ..extras import require
     from ..inference import load_model
     from ..loading import load_config
@@ -104,27 +87,10 @@ def run(args: argparse.Namespace) -> None:
     resolve_dtype_option(args)
     model, processor = load_model(args.model, device=args.device, dtype=args.dtype, revision=args.revision)
     say_dtype(args)
-    pixel_values, frames, captions = read_clip(args.video, processor)
-    with torch.inference_mode():
-        logits = model(pixel_values.to(model.device)).logits.cpu()
-    # the scores `classify` reports; threshold 0 so that a multi-label model shows its best labels too
-    outputs = processor.post_process_video_classification(
-        logits, model.config, top_k=SHOWN_LABELS, threshold=0.0
-    )
-    predictions = outputs[0]["predictions"][:SHOWN_LABELS]
-    if args.method == "relevance":
-        maps = relevance(model, pixel_values, target=target)
-        explained = predictions[0]["label"] if target is None else model.config.id2label[target]
-        what = f"relevance for {explained}"
-    else:
-        maps = attention_rollout(model, pixel_values)
-        what = "attention rollout"
-    maps = upsample(maps, pixel_values.shape[-2:])[0].cpu().numpy()
-    scores = "   ".join(f"{p['label']} {p['score']:.1%}" for p in predictions[:SHOWN_LABELS])
-    title = f"{Path(args.video).name}: {what}\n{scores}"
+    explanation = explain_video(model, processor, args.video, args.method, target, top_k=SHOWN_LABELS)
+    title = f"{Path(args.video).name}: {explanation.description}\n{explanation.summary}"
     output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix.lower() == ".png":
-        plot_explanation(frames, maps, output, title=title, captions=captions)
-    else:
-        animate_explanation(frames, maps, output, title=title, captions=captions, fps=args.fps)
-    print(f"Wrote {output} ({what}; {scores})")
+    draw = plot_explanation if output.suffix.lower() == ".png" else animate_explanation
+    options = {} if output.suffix.lower() == ".png" else {"fps": args.fps}
+    draw(explanation.frames, explanation.maps, output, title=title, captions=explanation.captions, **options)
+    print(f"Wrote {output} ({explanation.description}; {explanation.summary})")
