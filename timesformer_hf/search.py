@@ -57,6 +57,15 @@ def _key(row: dict[str, Any]) -> tuple[str, float | None, float | None]:
     return str(row["video"]), row.get("start"), row.get("end")
 
 
+def _overlaps(row: dict[str, Any], video: str, span: tuple[float, float] | None) -> bool:
+    """Whether a row is (part of) a query from `video`: that video, or with a span, a moment of it that overlaps."""
+    if row["video"] != video:
+        return False
+    if span is None or row["start"] is None:
+        return True
+    return row["start"] < span[1] and row["end"] > span[0]
+
+
 class VideoIndex:
     """Features of videos (or windows) and a FAISS index over them, searched by cosine similarity.
 
@@ -150,6 +159,68 @@ class VideoIndex:
             ]
             for row_scores, row_ids in zip(scores, found, strict=True)
         ]
+
+    def rows_of(self, video: str) -> list[int]:
+        """The rows of the indexed video `video` (its path as indexed, or a file name only it has); [] if none."""
+        rows = [i for i, row in enumerate(self.rows) if row["video"] == video]
+        if rows:
+            return rows
+        named = {row["video"] for row in self.rows if Path(row["video"]).name == video}
+        if len(named) > 1:
+            raise InputError(
+                f"Several videos of the index are named {video}: give one's path, e.g. {sorted(named)[0]}."
+            )
+        return [i for i, row in enumerate(self.rows) if row["video"] in named]
+
+    def search_excluding(
+        self, query: np.ndarray, video: str, span: tuple[float, float] | None = None, top_k: int = 10
+    ) -> list[dict[str, Any]]:
+        """[`search`] for one query that comes from `video` (or its `span`, in seconds): the rows of the query itself
+        (that video, or its moments that overlap the span) are left out of the results."""
+        own = sum(_overlaps(row, video, span) for row in self.rows)
+        hits = self.search(query, top_k=top_k + own)[0]
+        return [hit for hit in hits if not _overlaps(hit, video, span)][:top_k]
+
+    def load_feature_model(self, device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:
+        """The index's model and video processor as they computed its features (backbone, dtype, frame sampling),
+        to embed queries with [`query_engine`]; refused if the model's weights changed since. `dtype`: for an index
+        that did not record its own."""
+        from .inference import load_model
+        from .loading import model_fingerprint
+
+        if self.model is None or model_fingerprint(self.model) != self.model_fingerprint:
+            raise InputError(
+                f"The model of the index, {self.model}, is not the one it was built with any more (other weights): "
+                "rebuild the index (`timesformer-hf index ... --overwrite`), or query it with its own features."
+            )
+        dtype = self.settings.get("dtype") or dtype
+        model, processor = load_model(self.model, task="features", device=device, dtype=dtype)
+        if self.settings.get("frame_sampling"):
+            processor.frame_sampling = self.settings["frame_sampling"]
+        return model, processor
+
+    def query_engine(self, model: Any, processor: Any, span: tuple[float, float] | None = None) -> Any:
+        """An [`~timesformer_hf.inference.InferenceEngine`] that computes a video's feature as the index's were
+        (pool, views, windows: a video's mean), or one clip of its `span` (seconds) as a window of it would be."""
+        from .inference import InferenceEngine
+
+        settings = self.settings
+        views = (
+            {"span": span}
+            if span is not None
+            else {
+                "num_clips": settings.get("num_clips"),
+                "window": settings.get("window"),
+                "stride": settings.get("stride"),
+            }
+        )
+        return InferenceEngine(
+            model,
+            processor,
+            output=settings.get("pool") or "cls",
+            num_crops=settings.get("num_crops") or 1,
+            **views,
+        )
 
     def recall_at_10(self, num_queries: int = 1000, seed: int = 0) -> float:
         """The share of the exact top 10 that the index finds, over up to `num_queries` of its own rows as queries
