@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # huggingface_hub 1.5's `hf` command imports click, which the current typer no longer brings along.
 MIN_PINS := transformers==5.11.0 huggingface_hub==1.5.0 click
 
-.PHONY: install test test-slow test-gpu test-min lint demo bench dist clean
+.PHONY: install test test-slow test-gpu test-min lint demo bench screenshot dist clean
 
 install: $(STAMP)
 
@@ -30,6 +30,8 @@ $(STAMP): setup.cfg pyproject.toml
 	@echo "Installed: $(BIN)/timesformer-hf, $(BIN)/python"
 
 test: install
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || test -n "$$CHROMIUM" || \
+		echo "Note: the browser test needs Chromium: apt-get install chromium (or set CHROMIUM=/path/to/chrome)."
 	$(BIN)/python -m pytest -q
 
 test-slow: install
@@ -54,6 +56,10 @@ demo: install
 
 bench: install
 	$(BIN)/python bench/benchmark.py
+
+# docs/app.png, the README's picture of `timesformer-hf app`: taken by the browser test (needs Chromium)
+screenshot: install
+	APP_SCREENSHOT=$(CURDIR)/docs/app.png $(BIN)/python -m pytest -q tests/features/test_web_app.py -k browser
 
 # The sdist and the wheel, into dist/: `pip install dist/timesformer_hf-*.whl` installs the package elsewhere.
 dist: install

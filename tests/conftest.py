@@ -2,6 +2,10 @@
 
 import importlib.util
 import os
+import socket
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +171,32 @@ def count_forwards(monkeypatch, interrupt_after=None):
 
     monkeypatch.setattr(InferenceEngine, "forward", forward)
     return calls
+
+
+APP_STARTUP_SECONDS = 180
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serve(argv: list[str], log: Path, cwd: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """Start `argv` (an app on a free port, given as `{port}`), wait until its page answers; return it and its URL."""
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    argv = [arg.format(port=port) for arg in argv]
+    process = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + APP_STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"The app stopped ({process.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return process, url
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise AssertionError(f"The app did not answer in {APP_STARTUP_SECONDS} s:\n{log.read_text()[-3000:]}")

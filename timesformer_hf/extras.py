@@ -17,6 +17,7 @@ EXTRAS = {
     "onnxscript": "onnx",
     "peft": "peft",
     "faiss": "search",
+    "gradio": "app",
 }
 
 

@@ -93,12 +93,13 @@ def motion_video(
     return video
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 30, codec: str = "libx264") -> None:
-    """Encode `(frames, height, width, 3)` uint8 RGB frames into a video file with PyAV (near-lossless H.264)."""
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 30, codec: str = "libx264") -> None:
+    """Encode `(frames, height, width, 3)` uint8 RGB frames into a video file with PyAV (near-lossless H.264) at
+    `fps` frames a second (to a thousandth: 29.97 is 30000/1001)."""
     import av
 
     with av.open(os.fspath(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=Fraction(fps))
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
         if codec == "libx264":

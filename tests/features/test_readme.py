@@ -30,7 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from conftest import randomize_, sample_video_path, tiny_config, write_tiny_vit
+from conftest import randomize_, sample_video_path, serve, tiny_config, write_tiny_vit
 from test_conversion import original_state_dict, write_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -109,6 +109,10 @@ FRESH_INTERPRETER = {
         "it loads a repo without this package: the interpreter must never import timesformer_hf"
     ),
 }
+
+# Python blocks (their first line) that talk to a served app: the sandbox's REPO is served with an index of videos/
+# on a free port, whose URL replaces the README's.
+SERVED_APP = {"from gradio_client import Client, handle_file": "http://127.0.0.1:7860/"}
 
 # ---- reading the README -----------------------------------------------------------------------------------
 
@@ -433,6 +437,12 @@ HANDLERS: dict[str, Callable[[list[str], str], None]] = {
 
 
 def run_command(argv: list[str], command: str) -> None:
+    if argv[:2] == ["timesformer-hf", "app"]:  # serves until stopped: the page is built, its launch recorded
+        with mock.patch("gradio.Blocks.launch") as launch:
+            HANDLERS[argv[0]](argv, command)
+        port = int(argv[argv.index("--port") + 1]) if "--port" in argv else None
+        assert launch.call_args.kwargs["server_port"] == port, f"`{command}` did not serve on its port"
+        return None
     if "--push-to-hub" not in argv:
         return HANDLERS[argv[0]](argv, command)
     # the network: a mock of the Hub API records the upload (and the Hub can be reached)
@@ -466,7 +476,8 @@ def uncovered(blocks: list[Block]) -> list[str]:
         matched = {key for key in table for command in commands if table_entry({key: 1}, command)}
         problems += [f"{key!r}: no such command" for key in table.keys() - matched]
     python_keys = {block.key for block in blocks if block.language == "python"}
-    problems += [f"{key!r}: no such Python block" for key in FRESH_INTERPRETER.keys() - python_keys]
+    for table in (FRESH_INTERPRETER, SERVED_APP):
+        problems += [f"{key!r}: no such Python block" for key in table.keys() - python_keys]
     return problems
 
 
@@ -481,7 +492,7 @@ def test_a_block_without_a_runner_is_reported():
             "README.md:3: a yaml block",
             "`docker run image`: no handler",
             *(f"{key!r}: no such command" for key in (*ELLIPSIS, *EXTRA_ARGS)),
-            *(f"{key!r}: no such Python block" for key in FRESH_INTERPRETER),
+            *(f"{key!r}: no such Python block" for key in (*FRESH_INTERPRETER, *SERVED_APP)),
         ]
     )
 
@@ -529,11 +540,44 @@ def test_python_section(section, assets, tmp_path, monkeypatch):
     sandbox = make_sandbox(assets, tmp_path / "sandbox")
     monkeypatch.chdir(sandbox)
     namespace: dict[str, Any] = {"__name__": "__main__"}
-    for block in python_sections()[section]:
-        if block.key in FRESH_INTERPRETER:
-            run_in_fresh_interpreter(block, sandbox)
-        else:  # padded so that a traceback gives README.md's line numbers
-            exec(compile("\n" * (block.line - 1) + block.code, str(README), "exec"), namespace)
+    with contextlib.ExitStack() as servers:
+        for block in python_sections()[section]:
+            code = block.code
+            if block.key in SERVED_APP:
+                url = servers.enter_context(served_app(sandbox, tmp_path / "app.log"))
+                code = code.replace(SERVED_APP[block.key], url)
+                assert code != block.code, (
+                    f"README.md line {block.line}: no {SERVED_APP[block.key]} to replace"
+                )
+            if block.key in FRESH_INTERPRETER:
+                run_in_fresh_interpreter(block, sandbox)
+            else:  # padded so that a traceback gives README.md's line numbers
+                exec(compile("\n" * (block.line - 1) + code, str(README), "exec"), namespace)
+
+
+@contextlib.contextmanager
+def served_app(sandbox: Path, log: Path) -> Iterator[str]:
+    """`timesformer-hf app REPO --index videos-index` served from the sandbox, on a free port: its URL."""
+    from timesformer_hf.commands.app import main
+
+    assert main(["index", "REPO", "videos/", "--output", "videos-index", "--num-workers", "0"]) == 0
+    argv = [
+        sys.executable,
+        "-m",
+        "timesformer_hf.cli",
+        "app",
+        "REPO",
+        "--index",
+        "videos-index",
+        "--port",
+        "{port}",
+    ]
+    process, url = serve(argv, log, cwd=sandbox)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def test_release_file_names():

@@ -12,6 +12,7 @@ timesformer-hf export REPO --output REPO-onnx --quantize int8
 timesformer-hf classify REPO-onnx video.mp4 --backend onnxruntime --onnx-file model_int8.onnx
 accelerate launch --num_processes 8 -m timesformer_hf.cli features REPO videos/ --output features.parquet
 timesformer-hf index REPO videos/ --output videos-index && timesformer-hf search videos-index query.mp4 --top-k 5
+timesformer-hf app REPO --index videos-index --examples videos/
 ```
 """
 
@@ -20,11 +21,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from . import classify, convert, evaluate, explain, export, features, index, search, train
+from . import classify, convert, evaluate, explain, export, features, index, search, train, web_app
 from .errors import report_errors
 from .options import ArgumentParser, unrecognized
 
-COMMANDS = (classify, features, evaluate, explain, index, search, train, convert, export)
+COMMANDS = (classify, features, evaluate, explain, index, search, web_app, train, convert, export)
 
 
 def build_parser() -> ArgumentParser:
