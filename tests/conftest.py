@@ -182,10 +182,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def serve(argv: list[str], log: Path, cwd: Path | None = None) -> tuple[subprocess.Popen, str]:
-    """Start `argv` (an app on a free port, given as `{port}`), wait until its page answers; return it and its URL."""
+def serve(
+    argv: list[str], log: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
+    """Start `argv` (an app on a free port, given as `{port}` in `argv` or `env`), wait until its page answers;
+    return it and its URL."""
     port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    settings = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", **(env or {})}
+    env = {**os.environ, **{name: value.format(port=port) for name, value in settings.items()}}
     argv = [arg.format(port=port) for arg in argv]
     process = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=cwd)
     url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + APP_STARTUP_SECONDS

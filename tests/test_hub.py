@@ -93,6 +93,10 @@ def test_model_card_without_results_has_no_model_index(model):
 def test_usage_snippet_names_a_loadable_location(model):
     local = build_model_card(model.config, model_name="mine", saved_to=Path("runs/mine/model")).content
     assert 'from_pretrained("runs/mine/model")' in local and 'from_pretrained("mine")' not in local
+    # the web demo: a local folder goes into a Space with the model, a Hub id by its id
+    assert "timesformer-hf space runs/mine/model my-space --include-model --push user/my-space" in local
+    hub = build_model_card(model.config, model_name="mine", repo_id="me/mine").content
+    assert "timesformer-hf app me/mine" in hub and "timesformer-hf space me/mine my-space --push" in hub
     assert "`runs/mine/model` is the local folder this repo was written to" in local
     pushed = build_model_card(
         model.config, model_name="mine", repo_id="me/mine", saved_to="runs/mine/model"

@@ -133,6 +133,19 @@ def _usage_snippet(
     return snippet
 
 
+def _web_demo(location: str, is_local: bool) -> str:
+    """How to try the model in a browser and share it as a Space."""
+    include = " --include-model" if is_local else ""
+    return (
+        "## Web demo\n\n"
+        "```bash\n"
+        "pip install 'timesformer-hf[app]'\n"
+        f"timesformer-hf app {location}                      # a page: classify, explain, search (with --index)\n"
+        f"timesformer-hf space {location} my-space{include} --push user/my-space   # the same as a Hugging Face Space\n"
+        "```"
+    )
+
+
 def _eval_results(
     eval_results: Mapping[str, float], *, dataset_name: str, dataset_type: str, split: str | None
 ) -> list[EvalResult]:
@@ -285,6 +298,8 @@ def build_model_card(
             )
         ),
     ]
+    if usage is None:
+        body.append(_web_demo(location, is_local=repo_id is None and saved_to is not None))
     if eval_results:
         body.append("## Evaluation results\n\n" + _results_table(eval_results, dataset_name))
     if converted_from:
@@ -452,9 +467,11 @@ def push_repo(
     commit_message: str = "Upload TimeSformer",
     token: str | None = None,
     revision: str | None = None,
+    repo_type: str = "model",
 ) -> CommitInfo:
     """
-    Create the model repo `repo_id` if needed and upload `folder` to it in a single commit.
+    Create the model repo `repo_id` (or, with `repo_type="space"`, a Gradio Space) if needed and upload `folder` to
+    it in a single commit.
 
     Example:
 
@@ -463,14 +480,18 @@ def push_repo(
     ```
     """
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder} is not a saved model repo (no config.json): run save_repo first.")
+    expected = {"model": ("config.json", "save_repo"), "space": ("app.py", "write_space")}[repo_type]
+    if not (folder / expected[0]).is_file():
+        raise FileNotFoundError(
+            f"{folder} is not a saved {repo_type} (no {expected[0]}): run {expected[1]} first."
+        )
     api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    space = {"space_sdk": "gradio"} if repo_type == "space" else {}
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **space)
     commit = api.upload_folder(
         folder_path=folder,
         repo_id=repo_id,
-        repo_type="model",
+        repo_type=repo_type,
         commit_message=commit_message,
         revision=revision,
     )

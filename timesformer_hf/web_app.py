@@ -384,14 +384,16 @@ def launch_app(
     *,
     index: str | os.PathLike | None = None,
     examples: str | os.PathLike | None = None,
-    host: str = "127.0.0.1",
+    host: str | None = None,
     port: int | None = None,
     share: bool = False,
     max_file_size: str = "500mb",
     **settings: Any,
 ) -> None:
     """Load `model` (and `index`) once and serve the app until interrupted; requests are queued, one at a time on
-    the model. `settings`: [`VideoApp`]'s (`device`, `dtype`, `top_k`, `window`, `max_duration`)."""
+    the model. `host` and `port` default to `GRADIO_SERVER_NAME` and `GRADIO_SERVER_PORT` (as a Space sets them),
+    else 127.0.0.1 and the first free port from 7860. `settings`: [`VideoApp`]'s (`device`, `dtype`, `top_k`,
+    `window`, `max_duration`)."""
     app = VideoApp(model, index=index, **settings)
     try:
         page = build_app(app, examples)

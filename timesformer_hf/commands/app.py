@@ -13,6 +13,7 @@ timesformer-hf classify REPO-onnx video.mp4 --backend onnxruntime --onnx-file mo
 accelerate launch --num_processes 8 -m timesformer_hf.cli features REPO videos/ --output features.parquet
 timesformer-hf index REPO videos/ --output videos-index && timesformer-hf search videos-index query.mp4 --top-k 5
 timesformer-hf app REPO --index videos-index --examples videos/
+timesformer-hf space me/timesformer-motion motion-space --examples videos/ --push me/motion-demo
 ```
 """
 
@@ -21,11 +22,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from . import classify, convert, evaluate, explain, export, features, index, search, train, web_app
+from . import classify, convert, evaluate, explain, export, features, index, search, space, train, web_app
 from .errors import report_errors
 from .options import ArgumentParser, unrecognized
 
-COMMANDS = (classify, features, evaluate, explain, index, search, web_app, train, convert, export)
+COMMANDS = (classify, features, evaluate, explain, index, search, web_app, space, train, convert, export)
 
 
 def build_parser() -> ArgumentParser:
