@@ -79,7 +79,9 @@ def test_a_hub_model_is_loaded_by_id(tmp_path, capsys):
 
 def test_bad_requests_are_refused_before_anything_is_written(repo, tmp_path, capsys):
     cases = {
-        (str(repo),): "is a local folder, which a Space cannot read: pass --include-model to copy it into the Space",
+        (
+            str(repo),
+        ): "is a local folder, which a Space cannot read: pass --include-model to copy it into the Space",
         ("me/model", "--include-model"): "is a Hub id: the Space loads it by id",
         ("./runs/mdoel", "--include-model"): "No such folder: ./runs/mdoel",
         ("me/model", "--examples", str(tmp_path)): "holds no video",
