@@ -172,6 +172,13 @@ def test_the_endpoints_answer_gradio_client(served, collection, tmp_path):
         5.0,
     )
     assert [item["caption"] for item in gallery][0].startswith("1.000 · bikes.mp4 · 2.5-5.0 s")
+    # users at once: queued, one at a time on the model, each gets its own answer
+    jobs = [
+        client.submit(handle_file(collection / name), api_name="/classify")
+        for name in ("bikes.mp4", "carphone_pristine.mp4", "right_1.mp4")
+    ]
+    answers = [job.result(timeout=120) for job in jobs]
+    assert [len(windows["data"]) for _, _, windows in answers] == [4, 0, 0]
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(sample_video_path("bikes.mp4").read_bytes()[:300])  # a cut-off download
     with pytest.raises(AppError, match="broken.mp4 is not a video that can be read"):
