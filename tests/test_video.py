@@ -13,6 +13,7 @@ from timesformer_hf.video import (
     FrameSampler,
     TimeWindow,
     VideoDecodeError,
+    VideoReader,
     plan_windows,
     probe_video,
     read_video,
@@ -119,6 +120,30 @@ def test_clip_near_the_end_decodes_only_from_the_previous_keyframe(tmp_path, mon
     np.testing.assert_array_equal(end_clip, full[392:])
     assert containers[0].decoded >= 400
     assert containers[1].decoded <= 50 + 8  # from the key frame at 350 (or a later one) to frame 399
+
+
+@pytest.mark.parametrize("name", ["bigbuckbunny.mp4", "bikes.mp4"])
+def test_clips_read_one_after_another_go_on_decoding_and_equal_fresh_reads(name, monkeypatch):
+    """The windows of a video, read in turn from one reader, decode each frame once (bigbuckbunny.mp4 is a single
+    group of pictures: seeking back for every window would decode it again and again), and any order of clips gives
+    the frames of a fresh read."""
+    containers, open_container = [], video_module._open
+
+    def counting_open(source):
+        containers.append(CountingContainer(open_container(source)))
+        return containers[-1]
+
+    monkeypatch.setattr(video_module, "_open", counting_open)
+    path = DATA / name
+    full = read_video(path)
+    windows = [np.arange(start, min(start + 25, len(full)), 3) for start in range(0, len(full), 25)]
+    with VideoReader(path) as reader:
+        opened = containers[-1].decoded
+        for window in windows:
+            np.testing.assert_array_equal(reader.read(window), full[window])
+        assert containers[-1].decoded - opened <= windows[-1][-1] + 1 + 4  # once each (a few decoded ahead)
+        for clip in (windows[3], windows[1], [len(full) - 1, 0], windows[1], windows[2][::-1]):
+            np.testing.assert_array_equal(reader.read(clip), full[clip])
 
 
 @pytest.mark.parametrize("num_frames", [1, 3])

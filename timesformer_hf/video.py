@@ -53,9 +53,10 @@ __all__ = [
 
 VideoSource = str | os.PathLike | IO[bytes]
 SeedLike = int | np.random.Generator | None
-LARGE_FRAME_PIXELS = 3840 * 2160
 # A video as data sets hold it: a path, its bytes, or a `datasets.Video(decode=False)` value `{"path", "bytes"}`.
 StoredVideo = str | os.PathLike | bytes | dict
+LARGE_FRAME_PIXELS = 3840 * 2160
+LONG_GOP = 100  # frames per keyframe from which clips are decoded in long runs rather than reached by seeking
 
 
 def to_source(video: StoredVideo) -> VideoSource:
@@ -185,6 +186,18 @@ def _build_frame_index(container: Any, stream: Any) -> _FrameIndex | None:
     return _FrameIndex(timestamps, keyframe_before, {pts: i for i, pts in enumerate(timestamps)})
 
 
+def _thread_type(stream: Any, index: _FrameIndex | None) -> str:
+    """How the decoder uses threads: frame threading ("AUTO") where clips are decoded in long runs (groups of
+    pictures of `LONG_GOP` frames or more, or no index to seek with), slice threading where they are reached by
+    seeking (frame threading refills its pipeline after every seek: 1.7x slower on 2-second groups) and above 4K
+    (frame threading holds a decoded frame per thread)."""
+    if (stream.width or 0) * (stream.height or 0) > LARGE_FRAME_PIXELS:
+        return "SLICE"
+    if index is None or not index.timestamps:
+        return "AUTO"
+    return "AUTO" if len(index.timestamps) >= LONG_GOP * len(set(index.keyframe_before)) else "SLICE"
+
+
 def _metadata(stream: Any, num_frames: int, timestamps: Sequence[int] | None, rotation: int) -> VideoMetadata:
     time_base = float(stream.time_base) if stream.time_base else 0.0
     if timestamps and len(timestamps) > 1 and time_base:
@@ -248,10 +261,9 @@ class VideoReader:
         self._container = _open(source)
         try:
             self._stream = self._container.streams.video[0]
-            # frame threading holds a decoded frame per thread: above 4K, slice threading keeps memory flat
-            large = (self._stream.width or 0) * (self._stream.height or 0) > LARGE_FRAME_PIXELS
-            self._stream.thread_type = "SLICE" if large else "AUTO"
+            self._resume: _DecodePosition | None = None
             self._index = _build_frame_index(self._container, self._stream)
+            self._stream.thread_type = _thread_type(self._stream, self._index)
             _rewind(self._container)
             frames = self._container.decode(self._stream)
             first = next(frames, None)
@@ -290,10 +302,17 @@ class VideoReader:
 
         try:
             if self._index is not None and self._index.timestamps:
-                decoded, num_frames = _decode_by_seeking(
-                    self._container, self._stream, self._index, indices, self.source, max_short_side
+                decoded, num_frames, self._resume = _decode_by_seeking(
+                    self._container,
+                    self._stream,
+                    self._index,
+                    indices,
+                    self.source,
+                    max_short_side,
+                    self._resume,
                 )
             else:  # no timestamps to seek to: decode sequentially from the start
+                self._resume = None
                 _rewind(self._container)
                 decoded, num_frames = _decode_sequentially(
                     self._container,
@@ -429,6 +448,15 @@ def decode_limit(short_side: int) -> int:
     return max(4 * short_side, 1080)
 
 
+@dataclass
+class _DecodePosition:
+    """Where decoding stopped: the decoder's frames and the last position decoded. A next clip further on in the
+    same group of pictures goes on from there instead of seeking back to its keyframe."""
+
+    frames: Any
+    position: int
+
+
 def _decode_by_seeking(
     container: Any,
     stream: Any,
@@ -436,7 +464,10 @@ def _decode_by_seeking(
     indices: Any,
     source: VideoSource,
     max_short_side: int | None = None,
-) -> tuple[_Decoded, int]:
+    resume: _DecodePosition | None = None,
+) -> tuple[_Decoded, int, _DecodePosition | None]:
+    """The wanted frames, decoded from the keyframe before each (or on from `resume`); the frame count; where
+    decoding stopped."""
     num_frames = len(index.timestamps)
     wanted = set(_check_indices(indices, num_frames, source).tolist())
     decoded: _Decoded = {}
@@ -459,11 +490,16 @@ def _decode_by_seeking(
                 return first, position
         return first, None
 
-    frames, position = None, None
+    frames, position = (resume.frames, resume.position) if resume is not None else (None, None)
     for target in sorted(wanted):
         if target in decoded:
             continue
-        if frames is None or position is None or index.keyframe_before[target] > position:
+        if (
+            frames is None
+            or position is None
+            or position >= target
+            or index.keyframe_before[target] > position
+        ):
             frames = seek(index.keyframe_before[target])
             first, position = advance(frames, target)
             if target not in decoded and first is not None and first > target:
@@ -474,7 +510,7 @@ def _decode_by_seeking(
             _, position = advance(frames, target)
         if target not in decoded:
             raise _missing_frames(source, [target], num_frames)
-    return decoded, num_frames
+    return decoded, num_frames, (_DecodePosition(frames, position) if position is not None else None)
 
 
 def _decode_sequentially(
