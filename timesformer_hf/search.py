@@ -191,7 +191,8 @@ class VideoIndex:
         if self.model is None or model_fingerprint(self.model) != self.model_fingerprint:
             raise InputError(
                 f"The model of the index, {self.model}, is not the one it was built with any more (other weights): "
-                "rebuild the index (`timesformer-hf index ... --overwrite`), or query it with its own features."
+                "rebuild the index from its videos (`timesformer-hf index` with `overwrite=True`), or query it with "
+                "its own features."
             )
         dtype = self.settings.get("dtype") or dtype
         model, processor = load_model(self.model, task="features", device=device, dtype=dtype)

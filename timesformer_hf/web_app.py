@@ -208,7 +208,7 @@ class VideoApp:
         """The indexed videos (or moments) most like `video`, or its part from `start` to `end` seconds, best first:
         `{"video", "start", "end", "score", "preview"}`, `preview` an MP4 of the result (of its moment)."""
         if self.index is None:
-            raise InputError("This app has no index to search: start it with `index=` (--index INDEX_DIR).")
+            raise InputError("This app has no index to search: start it with an index folder (`index=`).")
         if top_k < 1:
             raise InputError(f"must be at least 1, got {top_k}.", argument="top_k")
         self.check_video(video)

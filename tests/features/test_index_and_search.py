@@ -80,6 +80,12 @@ def test_an_index_grows_by_the_new_videos_and_refuses_other_weights(repo, videos
     weights.write_bytes(bytes(data))
     assert main(["index", str(other), str(videos), "--output", str(tmp_path / "index")]) == 1
     assert "indexes the features of other weights" in capsys.readouterr().err
+    # the index's own model re-trained in place: a query file is refused, an indexed video still found by name
+    run(capsys, "index", other, *first, "--output", tmp_path / "other-index", *options)
+    weights.write_bytes(bytes(data[:-8] + b"\x00\x00\x00\x40\x00\x00\x00\x40"))
+    assert main(["search", str(tmp_path / "other-index"), str(videos / "bikes.mp4")]) == 1
+    assert "is not the one it was built with any more (other weights): rebuild" in capsys.readouterr().err
+    assert "left_1_1.mp4" in run(capsys, "search", tmp_path / "other-index", "left_1_0.mp4")
     assert main(["search", str(tmp_path / "index"), "nothing-like-this.mp4"]) == 1
     assert "is neither a video file nor a video of the index" in capsys.readouterr().err
 
