@@ -14,8 +14,10 @@ high-water mark (`VmHWM`) is reset through `/proc/self/clear_refs` just before t
 resident set at that moment is the forward's peak memory (weights and input excluded). Where `clear_refs` cannot be
 written the process-lifetime `ru_maxrss` is used instead, which can only overestimate the baseline, never the peak.
 
-Run with no arguments for a quick CPU suite (a few minutes on 2 cores); see `--help` for the full matrix, e.g.
+Run with no arguments for the overview table of every runtime at batch 1 and 8 (`bench/overview.py`; `--quick`: a
+few minutes); give a configuration for this detailed comparison (see `--help` for the matrix), e.g.
 
+    python bench/benchmark.py --preset base --repeats 11           # the detailed table of BENCHMARKS.md
     python bench/benchmark.py --preset base hr --attention divided joint --batch-size 1 4 --threads 2
     python bench/benchmark.py --device cuda --dtype bf16 --compile on --batch-size 8
     python bench/benchmark.py --frames 2 4 8 16 --repeats 2 --json bench/frames_sweep.json  # for bench/plot.py
@@ -449,13 +451,6 @@ def base_config(args: argparse.Namespace) -> BenchConfig:
     )
 
 
-def quick_suite(args: argparse.Namespace) -> list[tuple[BenchConfig, bool]]:
-    """The default run (`make bench`): base 8x224 divided timed and measured, joint 16x224 memory only."""
-    base = base_config(args)
-    joint = replace(base, frames=16, attention="joint", warmup=0, repeats=0)
-    return [(base, not args.no_memory), (joint, True)]
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", nargs="+", choices=PRESETS, help="base 8x224, hr 16x448, l 96x224")
@@ -488,13 +483,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--json", type=Path, default=REPO_ROOT / "bench" / "results" / "latest.json", help="JSON output"
     )
     parser.add_argument("--markdown", type=Path, help="also write the markdown table to this file")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the overview table with 4 layers and fewer rounds (a few minutes)",
+    )
     return parser.parse_args(argv)
 
 
-def configs_from_args(args: argparse.Namespace) -> list[tuple[BenchConfig, bool]]:
+def is_overview(args: argparse.Namespace) -> bool:
+    """No configuration asked for: the overview table of every runtime (`bench/overview.py`)."""
     matrix = (args.preset, args.frames, args.attention, args.batch_size, args.dtype, args.attn_implementation)
-    if all(value is None for value in matrix) and args.compile is None and args.device == "cpu":
-        return quick_suite(args)
+    return all(value is None for value in matrix) and args.compile is None and args.device == "cpu"
+
+
+def configs_from_args(args: argparse.Namespace) -> list[tuple[BenchConfig, bool]]:
     configs = []
     for preset, frames, attention, batch_size, dtype, attn_implementation, compiled in itertools.product(
         args.preset or ["base"],
@@ -527,6 +530,11 @@ def configs_from_args(args: argparse.Namespace) -> list[tuple[BenchConfig, bool]
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if is_overview(args):
+        import overview
+
+        overview.main(args)
+        return
     configs = configs_from_args(args)
     env = environment(args.threads, args.device)
     print(
