@@ -163,7 +163,10 @@ def docs_features(path: Path, model: torch.nn.Module, image_processor: object, n
         video = read_video_pyav(container, indices)
     inputs = image_processor(list(video), return_tensors="pt")
     with torch.no_grad():
-        return model(**inputs).pooler_output[0].numpy()
+        outputs = model(**inputs)
+    # this package's model pools the final CLS token; `transformers`' returns it as the first token
+    pooled = getattr(outputs, "pooler_output", None)
+    return (pooled if pooled is not None else outputs.last_hidden_state[:, 0])[0].numpy()
 
 
 def docs_image_processor() -> object:
