@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from timesformer_hf import search
 from timesformer_hf.errors import InputError
 from timesformer_hf.search import VideoIndex
 
@@ -92,3 +93,32 @@ def test_bad_queries_say_what_is_wrong():
         VideoIndex(np.zeros((0, 4)), [])
     with pytest.raises(InputError, match="2 features for 3 rows"):
         VideoIndex(features[:2], rows[:3])
+
+
+def test_features_are_held_once_inside_faiss_and_handled_a_chunk_at_a_time(tmp_path, monkeypatch):
+    """Built, grown past the exact limit, measured and saved in chunks of 64 rows: the same results as at once."""
+    monkeypatch.setattr(search, "CHUNK_ROWS", 64)
+    features, rows = collection(700)
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    index = VideoIndex(features[:300], rows[:300], exact_limit=500)
+    assert not index.approximate and not hasattr(index, "_features")
+    np.testing.assert_allclose(index.features, unit[:300], atol=1e-6)
+    assert index.add(features, rows) == 400  # past the limit: rebuilt as a graph from what FAISS holds
+    assert index.approximate and len(index) == 700
+    np.testing.assert_allclose(index.vectors([699, 3, 4, 5]), unit[[699, 3, 4, 5]], atol=1e-6)
+    # recall@10 against a brute-force top 10 over all the rows at once
+    queries = np.random.default_rng(0).choice(700, 100, replace=False)
+    truth = np.argsort(-(unit[np.sort(queries)] @ unit.T), axis=1, kind="stable")[:, :10]
+    _, found = index._index.search(unit[np.sort(queries)], 10)
+    expected = (
+        sum(len(set(a) & set(b)) for a, b in zip(truth.tolist(), found.tolist(), strict=True)) / truth.size
+    )
+    assert index.recall_at_10(num_queries=100) == pytest.approx(expected)
+    index.save(tmp_path / "index")
+    loaded = VideoIndex.load(tmp_path / "index")
+    np.testing.assert_array_equal(loaded.features, index.features)
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "index" / "rows.parquet").to_pydict()  # the features kept for users too
+    np.testing.assert_allclose(np.asarray(table["feature"]), unit, atol=1e-6)
+    assert table["video"] == [row["video"] for row in rows]

@@ -40,12 +40,18 @@ INDEX_FILE, ROWS_FILE, META_FILE = "index.faiss", "rows.parquet", "index.json"
 # Up to this many rows an exhaustive search is fast enough (1M x 768 floats are 3 GB and ~0.3 s a query on a CPU).
 EXACT_LIMIT = 100_000
 HNSW_NEIGHBOURS, HNSW_SEARCH_DEPTH = 32, 128
+# Features go into FAISS, are checked and written this many rows at a time: they are held once, inside FAISS.
+CHUNK_ROWS = 65_536
 
 
 def _normalised(features: np.ndarray) -> np.ndarray:
     features = np.ascontiguousarray(np.atleast_2d(np.asarray(features, dtype=np.float32)))
     norms = np.linalg.norm(features, axis=1, keepdims=True)
     return features / np.maximum(norms, 1e-12)
+
+
+def _chunks(count: int) -> range:
+    return range(0, count, CHUNK_ROWS)
 
 
 def _row(row: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +76,8 @@ class VideoIndex:
     """Features of videos (or windows) and a FAISS index over them, searched by cosine similarity.
 
     Args:
-        features: `(rows, dim)` features (e.g. `timesformer-hf features` output); normalised here.
+        features: `(rows, dim)` features (e.g. `timesformer-hf features` output); normalised into the FAISS index,
+            which alone holds them (None with `index`).
         rows: One `{"video", "start", "end"}` per feature (`start`/`end` in seconds for a window, else None).
         model: The model the features come from, and its fingerprint (`loading.model_fingerprint`): an index is
             queried with features of the same weights only.
@@ -81,7 +88,7 @@ class VideoIndex:
 
     def __init__(
         self,
-        features: np.ndarray,
+        features: np.ndarray | None,
         rows: Sequence[dict[str, Any]],
         *,
         model: str | None = None,
@@ -92,14 +99,14 @@ class VideoIndex:
     ) -> None:
         if not len(rows):
             raise InputError("An index needs at least one video's features.")
-        self.features = _normalised(features)
-        if len(self.features) != len(rows):
-            raise InputError(f"{len(self.features)} features for {len(rows)} rows: give one feature per row.")
+        count = index.ntotal if features is None else len(features)
+        if count != len(rows):
+            raise InputError(f"{count} features for {len(rows)} rows: give one feature per row.")
         self.rows = [_row(row) for row in rows]
         self.model, self.model_fingerprint, self.exact_limit = model, model_fingerprint, exact_limit
         self.settings = dict(settings or {})
         self._faiss = require("faiss", "Video search")
-        self._index = self._build() if index is None else index
+        self._index = index if index is not None else self._build(features)
 
     @property
     def approximate(self) -> bool:
@@ -109,34 +116,64 @@ class VideoIndex:
     @property
     def dim(self) -> int:
         """The features' size."""
-        return self.features.shape[1]
+        return self._index.d
 
-    def _build(self) -> Any:
-        if self.approximate:
-            index = self._faiss.IndexHNSWFlat(self.dim, HNSW_NEIGHBOURS, self._faiss.METRIC_INNER_PRODUCT)
+    @property
+    def features(self) -> np.ndarray:
+        """`(rows, dim)` the normalised features, read back from the FAISS index (a copy: for a few rows, use
+        [`vectors`])."""
+        return self.vectors(range(len(self.rows)))
+
+    def vectors(self, rows: Sequence[int]) -> np.ndarray:
+        """`(len(rows), dim)` the normalised features of `rows`, read back from the FAISS index."""
+        rows = [int(row) for row in rows]
+        if not rows:
+            return np.empty((0, self.dim), dtype=np.float32)
+        if rows == list(range(rows[0], rows[0] + len(rows))):  # a run of rows, at once
+            return self._index.reconstruct_n(rows[0], len(rows))
+        return np.stack([self._index.reconstruct(row) for row in rows])
+
+    def _new_index(self, dim: int, approximate: bool) -> Any:
+        if approximate:
+            index = self._faiss.IndexHNSWFlat(dim, HNSW_NEIGHBOURS, self._faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efSearch = HNSW_SEARCH_DEPTH
-        else:
-            index = self._faiss.IndexFlatIP(self.dim)
-        index.add(self.features)
+            return index
+        return self._faiss.IndexFlatIP(dim)
+
+    def _build(self, features: np.ndarray) -> Any:
+        """A FAISS index of `features`, normalised a chunk at a time: they are held once, inside it."""
+        index = self._new_index(np.shape(features)[1], self.approximate)
+        for start in _chunks(len(features)):
+            index.add(_normalised(features[start : start + CHUNK_ROWS]))
         return index
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def add(self, features: np.ndarray, rows: Sequence[dict[str, Any]]) -> int:
-        """Add the rows not in the index yet (by video, start and end); return how many were added."""
+        """Add the rows not in the index yet (by video, start and end); return how many were added. An exhaustive
+        index that grows past `exact_limit` rows becomes an HNSW graph."""
         known = {_key(row) for row in self.rows}
         new = [i for i, row in enumerate(rows) if _key(row) not in known]
-        if new:
-            features = _normalised(features)[new]
-            if features.shape[1] != self.dim:
-                raise InputError(
-                    f"Features of size {features.shape[1]} cannot join an index of size {self.dim}: index them "
-                    "with the index's model."
+        if not new:
+            return 0
+        if np.shape(features)[1] != self.dim:
+            raise InputError(
+                f"Features of size {np.shape(features)[1]} cannot join an index of size {self.dim}: index them with "
+                "the index's model."
+            )
+        was_approximate = self.approximate
+        self.rows += [_row(rows[i]) for i in new]
+        if self.approximate and not was_approximate:  # rebuilt as a graph, from the features it holds
+            index = self._new_index(self.dim, approximate=True)
+            for start in _chunks(len(self.rows) - len(new)):
+                index.add(
+                    self._index.reconstruct_n(start, min(CHUNK_ROWS, len(self.rows) - len(new) - start))
                 )
-            self.features = np.concatenate([self.features, features])
-            self.rows += [_row(rows[i]) for i in new]
-            self._index = self._build()
+            self._index = index
+        new = np.asarray(new)
+        for start in _chunks(len(new)):
+            self._index.add(_normalised(np.asarray(features)[new[start : start + CHUNK_ROWS]]))
         return len(new)
 
     def search(self, queries: np.ndarray, top_k: int = 10) -> list[list[dict[str, Any]]]:
@@ -229,14 +266,21 @@ class VideoIndex:
         if not self.approximate:
             return 1.0
         rng = np.random.default_rng(seed)
-        queries = self.features[rng.choice(len(self.rows), min(num_queries, len(self.rows)), replace=False)]
-        exact = self._faiss.IndexFlatIP(self.dim)
-        exact.add(self.features)
+        queries = self.vectors(
+            sorted(rng.choice(len(self.rows), min(num_queries, len(self.rows)), replace=False))
+        )
         k = min(10, len(self.rows))
-        _, truth = exact.search(queries, k)
+        exact = self._faiss.ResultHeap(len(queries), k, keep_max=True)  # the exact top k, a chunk at a time
+        for start in _chunks(len(self.rows)):
+            chunk = self._index.reconstruct_n(start, min(CHUNK_ROWS, len(self.rows) - start))
+            scores, ids = self._faiss.knn(
+                queries, chunk, min(k, len(chunk)), metric=self._faiss.METRIC_INNER_PRODUCT
+            )
+            exact.add_result(scores, ids + start)
+        exact.finalize()
         _, found = self._index.search(queries, k)
-        hits = sum(len(set(a) & set(b)) for a, b in zip(truth.tolist(), found.tolist(), strict=True))
-        return hits / truth.size
+        hits = sum(len(set(a) & set(b)) for a, b in zip(exact.I.tolist(), found.tolist(), strict=True))
+        return hits / exact.I.size
 
     def save(self, folder: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the index folder atomically (`index.json`, `rows.parquet`, `index.faiss`)."""
@@ -248,17 +292,21 @@ class VideoIndex:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = make_staging_dir(folder, "index")
         try:
-            table = pa.table(
-                {
-                    "video": [row["video"] for row in self.rows],
-                    "start": pa.array([row["start"] for row in self.rows], pa.float64()),
-                    "end": pa.array([row["end"] for row in self.rows], pa.float64()),
-                    "feature": pa.FixedSizeListArray.from_arrays(
-                        pa.array(self.features.reshape(-1)), self.dim
-                    ),
-                }
+            schema = pa.schema(
+                [
+                    ("video", pa.string()),
+                    ("start", pa.float64()),
+                    ("end", pa.float64()),
+                    ("feature", pa.list_(pa.float32(), self.dim)),
+                ]
             )
-            pq.write_table(table, staging / ROWS_FILE)
+            with pq.ParquetWriter(staging / ROWS_FILE, schema) as writer:
+                for start in _chunks(len(self.rows)):
+                    rows = self.rows[start : start + CHUNK_ROWS]
+                    vectors = self._index.reconstruct_n(start, len(rows))
+                    columns = {key: [row[key] for row in rows] for key in ("video", "start", "end")}
+                    feature = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), self.dim)
+                    writer.write_table(pa.table({**columns, "feature": feature}, schema=schema))
             self._faiss.write_index(self._index, str(staging / INDEX_FILE))
             meta = {
                 "model": self.model,
@@ -288,15 +336,15 @@ class VideoIndex:
                 f"{folder} is not a video index (no {META_FILE}): build one with `timesformer-hf index`."
             )
         meta = json.loads((folder / META_FILE).read_text())
-        table = pq.read_table(folder / ROWS_FILE).to_pydict()
-        features = np.asarray(table["feature"], dtype=np.float32).reshape(len(table["video"]), -1)
+        # the features are in the FAISS index: the rows alone are read
+        table = pq.read_table(folder / ROWS_FILE, columns=["video", "start", "end"]).to_pydict()
         rows = [
             {"video": video, "start": start, "end": end}
             for video, start, end in zip(table["video"], table["start"], table["end"], strict=True)
         ]
         faiss = require("faiss", "Video search")
         return cls(
-            features,
+            None,
             rows,
             model=meta["model"],
             model_fingerprint=meta["model_fingerprint"],

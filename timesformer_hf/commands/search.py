@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> None:
     rows = index.rows_of(args.query)
     video = index.rows[rows[0]]["video"] if rows else args.query
     if rows and span is None:
-        query = index.features[rows].mean(0)
+        query = index.vectors(rows).mean(0)
     elif Path(video).is_file():
         query = np.asarray(_feature_of(video, index, args, span), dtype=np.float32)
     elif rows:
