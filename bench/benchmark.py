@@ -45,6 +45,7 @@ import transformers
 from torch.utils.flop_counter import FlopCounterMode
 
 from timesformer_hf import TimeSformerConfig, TimeSformerForVideoClassification
+from timesformer_hf.inference import compile_for_inference
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -162,7 +163,7 @@ def forward_fn(model: torch.nn.Module, config: BenchConfig, implementation: str)
     compiles ours (`compile_for_inference`: weights frozen; fullgraph for ours)."""
     if not config.compile:
         return lambda pixel_values: model(pixel_values=pixel_values).logits
-    compiled = torch.compile(model, fullgraph=implementation == "timesformer_hf", options={"freezing": True})
+    compiled = compile_for_inference(model, fullgraph=implementation == "timesformer_hf")
     return lambda pixel_values: compiled(pixel_values=pixel_values).logits
 
 

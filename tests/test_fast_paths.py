@@ -5,6 +5,7 @@ import torch
 from conftest import randomize_, tiny_config
 
 from timesformer_hf import TimeSformerForVideoClassification
+from timesformer_hf.inference import compile_for_inference
 from timesformer_hf.modeling_timesformer import eager_attention_forward, short_sequence_attention_forward
 
 ATOL = 1e-5
@@ -48,11 +49,24 @@ def test_bf16_sdpa_on_cuda_matches_fp32(attention_type):
 def test_inductor_compiled_matches_eager(attention_type):
     model = tiny_model(attention_type)
     pixel_values = clip()
-    compiled = torch.compile(model, fullgraph=True)
+    compiled = compile_for_inference(model, fullgraph=True)
     with torch.no_grad():
         torch.testing.assert_close(
             compiled(pixel_values).logits, model(pixel_values).logits, atol=ATOL, rtol=0
         )
+
+
+def test_compile_for_inference_freezes_the_weights():
+    # `options={"freezing": True}` alone compiled the weights as inputs (dynamo reads the flag while it traces)
+    model = tiny_model("divided_space_time").eval()
+    pixel_values = clip(batch=1)
+    compiled = compile_for_inference(model)
+    with torch.inference_mode():
+        expected = model(pixel_values).logits
+        torch.testing.assert_close(compiled(pixel_values).logits, expected, atol=ATOL, rtol=0)
+        model.classifier.weight.zero_()  # constants of the compiled graph now: it keeps the weights it saw
+        torch.testing.assert_close(compiled(pixel_values).logits, expected, atol=ATOL, rtol=0)
+        assert not torch.allclose(model(pixel_values).logits, expected)
 
 
 def test_chunked_feed_forward_matches_one_pass(attention_type):

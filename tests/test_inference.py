@@ -388,7 +388,8 @@ def test_interrupted_run_keeps_its_parts(repo, many_videos, tmp_path, monkeypatc
 
 @pytest.mark.slow
 def test_compiled_model_gives_the_same_features(repo, videos, capsys):
-    argv = ("classify", repo, videos / "bikes.mp4", "--json", "--num-workers", "0")
+    # fp32: in bf16 the frozen graph's fused GEMM epilogues round differently from eager (scores within 4e-4)
+    argv = ("classify", repo, videos / "bikes.mp4", "--json", "--num-workers", "0", "--dtype", "fp32")
     assert run_cli(*argv) == 0
     eager = json.loads(capsys.readouterr().out)["predictions"]
     assert run_cli(*argv, "--compile") == 0
