@@ -25,11 +25,14 @@ a.mp4 {'predictions': [{'label': 'right_1', 'score': 0.97}, {'label': 'left_2', 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import multiprocessing
 import os
-from collections.abc import Iterable, Iterator, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -338,6 +341,32 @@ def _is_worker_death(error: RuntimeError) -> bool:
     return "DataLoader worker" in str(error)
 
 
+@contextlib.contextmanager
+def _worker_deaths_between_chunks() -> Iterator[Callable[[], None]]:
+    """PyTorch's SIGCHLD handler raises a dead DataLoader worker's error wherever the main thread is, e.g. halfway
+    through a batch, whose videos were then lost. Inside, the signal is only noted, and the check this yields raises
+    that same error where it is called: between chunks. Enter it once the DataLoader's iterator exists (it installs
+    the handler); outside the main thread there is no handler, and the DataLoader raises from `next()` itself."""
+    sigchld = getattr(signal, "SIGCHLD", None)  # none on Windows
+    if sigchld is None or threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    previous = signal.getsignal(sigchld)
+    arrived: list[int] = []
+
+    def check() -> None:
+        if arrived:
+            arrived.clear()
+            if callable(previous):
+                previous(sigchld, None)
+
+    signal.signal(sigchld, lambda signum, frame: arrived.append(signum))
+    try:
+        yield check
+    finally:
+        signal.signal(sigchld, previous)
+
+
 class _ViewDataset(IterableDataset):
     """Decodes and preprocesses the views of `videos[i]` for `i` in `indices`, split across DataLoader workers.
 
@@ -610,10 +639,13 @@ class InferenceEngine:
                 in_order=False,
             )
             try:
-                for chunk in loader:
-                    if chunk.last or chunk.error is not None:
-                        received.add(chunk.index)
-                    yield from self._take(chunk, queue, windows, bar)
+                chunks = iter(loader)  # starts the workers
+                with _worker_deaths_between_chunks() as check_workers:
+                    for chunk in chunks:
+                        if chunk.last or chunk.error is not None:
+                            received.add(chunk.index)
+                        yield from self._take(chunk, queue, windows, bar)
+                        check_workers()
                 pending = []
             except RuntimeError as error:
                 if in_flight is None or not _is_worker_death(error):

@@ -293,6 +293,28 @@ def test_a_worker_that_dies_is_replaced_and_its_video_retried_once(repo, videos,
     assert any("retrying" in record.getMessage() for record in caplog.records)
 
 
+def test_a_worker_that_dies_while_the_model_runs_loses_no_video(repo, videos, monkeypatch):
+    # PyTorch's SIGCHLD handler raised the worker's death wherever the main thread was: in the middle of a batch,
+    # whose videos were then lost (sent to the model, never finished). A slow model makes that the likely moment.
+    from timesformer_hf import TimeSformerVideoProcessor
+
+    model = TimeSformerForVideoClassification.from_pretrained(repo).eval()
+    engine = InferenceEngine(
+        model, TimeSformerVideoProcessor.from_pretrained(repo), batch_size=2, num_workers=2
+    )
+    forward = engine.forward
+
+    def slow_forward(pixel_values):
+        time.sleep(1.0)
+        return forward(pixel_values)
+
+    monkeypatch.setattr(engine, "forward", slow_forward)
+    paths = sorted(str(path) for path in videos.glob("*.mp4"))
+    results = list(engine.run(KillsItsWorker(paths, fatal=2)))
+    assert sorted(result.index for result in results) == list(range(6))  # every video, once
+    assert all(result.error is None for result in results)
+
+
 def test_a_checkpoint_is_complete_or_absent_and_rotation_still_applies(motion_dir, tmp_path):
     from unittest import mock
 
