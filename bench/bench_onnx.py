@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from benchmark import base_config, build_model, environment, make_input, percentile
+from models import base_config, build_model, environment, make_input, percentile
 
 from timesformer_hf.onnx import INT8_FILE, MODEL_FILE, export_onnx
 

@@ -65,7 +65,7 @@ def runtimes(
 ) -> dict[str, tuple[str, Callable[[torch.Tensor], np.ndarray]]]:
     """Name -> (dtype, forward of a batch of fp32 clips to fp32 logits)."""
     from bench_onnx import onnx_forward
-    from benchmark import build_model
+    from models import build_model
 
     from timesformer_hf.inference import compile_for_inference
     from timesformer_hf.onnx import INT8_FILE, MODEL_FILE, export_onnx
@@ -139,7 +139,7 @@ def ratio(seconds: dict[str, list[float]], reference: str, name: str) -> str:
 def end_to_end(config: object, rounds: int) -> str:
     """`features` of the real videos: the engine at `--dtype auto` against the docs' loop in fp32."""
     from bench_inference import docs_features, docs_image_processor
-    from benchmark import build_model
+    from models import build_model
 
     from timesformer_hf import TimeSformerVideoProcessor
     from timesformer_hf.inference import InferenceEngine, auto_dtype
@@ -174,7 +174,7 @@ def end_to_end(config: object, rounds: int) -> str:
 
 
 def main(args: argparse.Namespace) -> None:
-    from benchmark import base_config, environment
+    from models import base_config, environment
 
     from timesformer_hf.inference import cpu_bf16_features
 
