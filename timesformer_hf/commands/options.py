@@ -209,8 +209,8 @@ def add_inference_options(parser: argparse.ArgumentParser, *, windows: bool = Tr
     group.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile the model with its weights frozen (about 30 s for a base model on 2 cores, then faster "
-        "forwards: for long jobs).",
+        help="torch.compile the model with its weights frozen (30-45 s for a base model on 2 cores, once per job; "
+        "then faster forwards: for long fp32 jobs, see BENCHMARKS.md).",
     )
     views = parser.add_argument_group("views of each video")
     views.add_argument(
