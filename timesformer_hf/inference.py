@@ -196,7 +196,7 @@ def compile_for_inference(model: torch.nn.Module, fullgraph: bool = False) -> to
     it folds them (on CPU the GEMMs' weights prepacked for MKL or oneDNN, in bf16 with bias and GELU fused). Run it
     without gradients (`torch.inference_mode()`) and do not change the weights afterwards: the compiled graph keeps
     those it saw. Shapes stay static (`dynamic=False`): each new input shape compiles once more (30-45 s for a base
-    model on 2 cores), as a graph generic in the batch size could not prepack its GEMMs.
+    model on 2 cores) rather than into one slower graph generic in the batch size.
 
     Example:
         >>> model, processor = load_model("path/to/repo", compile=True)  # doctest: +SKIP
