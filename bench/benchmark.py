@@ -96,8 +96,10 @@ def forward_fn(model: torch.nn.Module, config: BenchConfig, implementation: str)
 def count_flops(implementation: str, config: BenchConfig, executed: bool = False) -> float:
     """FLOPs of one clip (2 per multiply-add) on the meta device, eager attention so every matmul is seen.
 
-    By default the model FLOPs: the architecture's, as the paper counts them. `executed=True` counts what the timed
-    forward runs: ours with its temporal projections fused (`fuse_temporal_projections`), as `build_model` sets it.
+    By default the model FLOPs: the architecture's, as the paper counts them (every token of every layer, as
+    `output_hidden_states=True` computes). `executed=True` counts what the timed forward runs: ours with its temporal
+    projections fused (`fuse_temporal_projections`), as `build_model` sets it, and the classifier's last layer
+    updating the CLS token alone.
     """
     meta_config = replace(config, device="meta", batch_size=1, attn_implementation="eager")
     with torch.device("meta"):
@@ -114,7 +116,7 @@ def count_flops(implementation: str, config: BenchConfig, executed: bool = False
         model.fuse_temporal_projections()
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        model(pixel_values)
+        model(pixel_values, output_hidden_states=not executed)
     return float(counter.get_total_flops())
 
 

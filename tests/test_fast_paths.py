@@ -94,19 +94,20 @@ def test_sdpa_on_cpu_leaves_short_sequences_in_bf16_to_matmuls(monkeypatch, dtyp
     lengths = []
     sdpa = torch.nn.functional.scaled_dot_product_attention
 
-    def spy(query, *args, **kwargs):
-        lengths.append(query.shape[-2])
-        return sdpa(query, *args, **kwargs)
+    def spy(query, key, *args, **kwargs):
+        lengths.append((query.shape[-2], key.shape[-2]))
+        return sdpa(query, key, *args, **kwargs)
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
     model = tiny_model("divided_space_time").to(dtype)
     assert model.config._attn_implementation == "sdpa"
     with torch.no_grad():
         model(clip().to(dtype))
-    # the spatial attention over 1 + 16 tokens runs in sdpa; the temporal one over 4 frames too in fp32, in bf16 in
-    # `short_sequence_attention_forward`
-    per_layer = [4, 17] if dtype == torch.float32 else [17]
-    assert lengths == per_layer * model.config.num_hidden_layers
+    # the spatial attention over 1 + 16 tokens runs in sdpa (in the last layer, the CLS token alone queries); the
+    # temporal one over 4 frames too in fp32, in bf16 in `short_sequence_attention_forward`
+    temporal = [(4, 4)] if dtype == torch.float32 else []
+    expected = (temporal + [(17, 17)]) * (model.config.num_hidden_layers - 1) + temporal + [(1, 17)]
+    assert lengths == expected
 
 
 def test_short_sequence_attention_matches_eager():

@@ -44,12 +44,18 @@ def test_flops_equal_those_of_transformers_timesformer():
     assert count_flops("timesformer_hf", base) == count_flops("transformers", base)
 
 
-def test_inference_fuses_the_temporal_projections():
+def test_inference_fuses_the_temporal_projections_and_updates_only_the_cls_token_in_the_last_layer():
     base = config(8, 224)
     model_flops, executed = (
         count_flops("timesformer_hf", base),
         count_flops("timesformer_hf", base, executed=True),
     )
-    tokens, hidden, layers = 8 * 196, 768, 12
-    assert model_flops - executed == layers * 2 * tokens * hidden * hidden  # one (D x D) GEMM less per layer
+    frames, patches, hidden, layers = 8, 196, 768, 12
+    tokens = frames * patches
+    fused = layers * 2 * tokens * hidden * hidden  # one (D x D) GEMM less per layer
+    # last layer: the patch tokens neither query the spatial attention (scores and sum over 1 + N keys) nor run
+    # through its output projection (D x D) and the MLP (D x 4D, 4D x D)
+    cls_token_only = 2 * 2 * tokens * (1 + patches) * hidden + 2 * tokens * hidden * hidden * (1 + 8)
+    assert model_flops - executed == fused + cls_token_only
+    assert cls_token_only / model_flops == pytest.approx(0.045, abs=0.001)
     assert count_flops("transformers", base, executed=True) == count_flops("transformers", base)

@@ -15,6 +15,7 @@ from transformers.testing_utils import CaptureLogger, LoggingLevel
 from transformers.utils import logging as hf_logging
 
 from timesformer_hf import TimeSformerConfig, TimeSformerForVideoClassification, TimeSformerModel
+from timesformer_hf.errors import InputError
 
 ATOL = 1e-5
 
@@ -210,6 +211,57 @@ def test_gradients_with_and_without_checkpointing_agree(attention_type):
     checkpointed = gradients()
     for name, grad in plain.items():
         torch.testing.assert_close(checkpointed[name], grad, atol=ATOL, rtol=0, msg=name)
+
+
+# --- the CLS token alone in the last layer ----------------------------------------------------------------------
+
+
+def test_classifier_updates_only_the_cls_token_in_its_last_layer(attention_type):
+    model = tiny_model(attention_type=attention_type)
+    mlp_inputs = []
+    for layer in model.timesformer.encoder.layer:
+        layer.intermediate.dense.register_forward_hook(
+            lambda module, args, _: mlp_inputs.append(args[0].shape[:2])
+        )
+    pixel_values = clip()
+    with torch.no_grad():
+        logits = model(pixel_values).logits
+        every_token = model(pixel_values, output_hidden_states=True).logits
+    torch.testing.assert_close(logits, every_token, atol=ATOL, rtol=0)
+    sequences, tokens = (2 * 4, 1 + 16) if attention_type == "space_only" else (2, 1 + 16 * 4)
+    assert mlp_inputs[:2] == [(sequences, tokens), (sequences, 1)]  # layer 1, then the last layer
+    if attention_type != "space_only":
+        reference = transformers.TimesformerForVideoClassification(
+            transformers.TimesformerConfig(**{**TINY, "attention_type": attention_type})
+        ).eval()
+        reference.load_state_dict(model.state_dict(), strict=True)
+        with torch.no_grad():
+            torch.testing.assert_close(logits, reference(pixel_values).logits, atol=ATOL, rtol=0)
+
+
+def test_training_with_the_cls_token_alone_in_the_last_layer_gives_the_same_gradients(attention_type):
+    model = tiny_model(attention_type=attention_type).train()
+    pixel_values, labels = clip(), torch.tensor([1, 3])
+
+    def gradients(**kwargs):
+        model.zero_grad()
+        model(pixel_values, labels=labels, **kwargs).loss.backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    every_token = gradients(output_hidden_states=True)
+    for name, grad in gradients().items():
+        torch.testing.assert_close(grad, every_token[name], atol=ATOL, rtol=0, msg=name)
+
+
+def test_backbone_cls_token_only_gives_the_same_pooled_output(attention_type):
+    model = tiny_model(attention_type=attention_type).timesformer
+    pixel_values = clip()
+    with torch.no_grad():
+        every_token, cls_only = model(pixel_values), model(pixel_values, cls_token_only=True)
+    assert cls_only.last_hidden_state.shape == (2, 1, TINY["hidden_size"])
+    torch.testing.assert_close(cls_only.pooler_output, every_token.pooler_output, atol=ATOL, rtol=0)
+    with pytest.raises(InputError, match="cls_token_only=True computes the final CLS token alone"):
+        model(pixel_values, cls_token_only=True, output_attentions=True)
 
 
 # --- outputs --------------------------------------------------------------------------------------------------

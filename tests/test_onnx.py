@@ -85,11 +85,12 @@ def test_the_exported_classifier_runs_its_last_layer_for_the_class_token_only(at
     reference = onnx_export._inference_copy(model)
     graph_model = onnx_export._export_copy(reference)
     mlp_inputs = []
-    last_mlp = graph_model.timesformer.encoder.layer[-1].layer.intermediate.dense
+    last_mlp = graph_model.timesformer.encoder.layer[-1].intermediate.dense
     last_mlp.register_forward_hook(lambda module, args, output: mlp_inputs.append(args[0].shape))
     pixel_values = torch.randn(2, 4, 3, 32, 32)
     with torch.no_grad():
-        expected, actual = reference(pixel_values).logits, graph_model(pixel_values).logits
+        expected = reference(pixel_values, output_hidden_states=True).logits  # every token of every layer
+        actual = graph_model(pixel_values).logits
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=0)
     assert mlp_inputs == [(8 if attention_type == "space_only" else 2, 1, 32)]  # one token a video (a frame)
 
@@ -97,7 +98,6 @@ def test_the_exported_classifier_runs_its_last_layer_for_the_class_token_only(at
 def test_the_exported_backbone_keeps_every_token():
     model = randomize_(TimeSformerModel(tiny_config()))
     graph_model = onnx_export._export_copy(onnx_export._inference_copy(model))
-    assert not any(isinstance(layer, onnx_export._ClassTokenLayer) for layer in graph_model.encoder.layer)
     pixel_values = torch.randn(1, 4, 3, 32, 32)
     with torch.no_grad():
         expected, actual = model.eval()(pixel_values), graph_model(pixel_values)

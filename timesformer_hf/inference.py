@@ -556,7 +556,9 @@ class InferenceEngine:
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """One forward pass over `(views, frames, 3, height, width)`: `(views, dim)` float32 outputs on the CPU."""
         pixel_values = pixel_values.to(self.device, self.dtype, non_blocking=self.device.type == "cuda")
-        outputs = self.model(pixel_values=pixel_values)
+        # the CLS token alone: the last layer skips the patch tokens' queries and MLP (a classifier does it anyway)
+        kwargs = {"cls_token_only": True} if self.output == "cls" else {}
+        outputs = self.model(pixel_values=pixel_values, **kwargs)
         self.num_forwards += 1
         _release_free_heap()  # about a millisecond; keeps a long job's peak memory flat
         if self.output == "probabilities":

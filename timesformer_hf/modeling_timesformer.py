@@ -332,11 +332,14 @@ class TimeSformerSelfAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
 
     def forward(
-        self, hidden_states: torch.Tensor, output_attentions: bool = False
+        self, hidden_states: torch.Tensor, output_attentions: bool = False, num_queries: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`(B', S, D)` tokens attend to each other; with `num_queries`, only the first `num_queries` of them query
+        (all are keys and values): `(B', num_queries, D)` out."""
         batch_size, seq_length, hidden_size = hidden_states.shape  # (B', S, D)
         qkv = self.qkv(hidden_states).view(batch_size, seq_length, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B', heads, S, head_dim)
+        query = query[:, :, :num_queries]  # (B', heads, Q, head_dim); the whole projection runs, for adapters
 
         implementation = self.config._attn_implementation
         # Only eager attention computes the weights. On CPU in bf16, sdpa's kernel is slower than two matmuls on
@@ -363,7 +366,7 @@ class TimeSformerSelfAttention(nn.Module):
             dropout=self.dropout if self.training else 0.0,
             scaling=self.scaling,
         )
-        return attn_output.reshape(batch_size, seq_length, hidden_size), attn_weights
+        return attn_output.reshape(batch_size, query.shape[2], hidden_size), attn_weights
 
 
 class TimeSformerSelfOutput(nn.Module):
@@ -385,9 +388,9 @@ class TimeSformerAttention(nn.Module):
         self.output = TimeSformerSelfOutput(config)
 
     def forward(
-        self, hidden_states: torch.Tensor, output_attentions: bool = False
+        self, hidden_states: torch.Tensor, output_attentions: bool = False, num_queries: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        context, attn_weights = self.attention(hidden_states, output_attentions)
+        context, attn_weights = self.attention(hidden_states, output_attentions, num_queries)
         return self.output(context), attn_weights
 
 
@@ -443,14 +446,27 @@ class TimeSformerLayer(GradientCheckpointingLayer):
         self.chunk_size_feed_forward = config.chunk_size_feed_forward
 
     def forward(
-        self, hidden_states: torch.Tensor, num_frames: int, output_attentions: bool = False
+        self,
+        hidden_states: torch.Tensor,
+        num_frames: int,
+        output_attentions: bool = False,
+        cls_token_only: bool = False,
     ) -> torch.Tensor:
-        """The new tokens; `output_attentions` makes the attentions compute their weights (eager attention)."""
+        """The new tokens; `output_attentions` makes the attentions compute their weights (eager attention).
+
+        `cls_token_only`: the new CLS token alone, `(B', 1, D)`; the other tokens are keys and values of its
+        attention, but are not queried nor run through the MLP (what a classifier's last layer needs).
+        """
         if self.attention_type == "divided_space_time":
-            hidden_states = self._divided_attention(hidden_states, num_frames, output_attentions)
+            hidden_states = self._divided_attention(
+                hidden_states, num_frames, output_attentions, cls_token_only
+            )
         else:
-            attn_output, _ = self.attention(self.layernorm_before(hidden_states), output_attentions)
-            hidden_states = hidden_states + self.drop_path(attn_output)
+            num_queries = 1 if cls_token_only else None
+            attn_output, _ = self.attention(
+                self.layernorm_before(hidden_states), output_attentions, num_queries
+            )
+            hidden_states = hidden_states[:, : attn_output.shape[1]] + self.drop_path(attn_output)
         return hidden_states + self.drop_path(self.feed_forward(hidden_states))
 
     def feed_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -487,7 +503,7 @@ class TimeSformerLayer(GradientCheckpointingLayer):
         return super().train(mode)
 
     def _divided_attention(
-        self, hidden_states: torch.Tensor, num_frames: int, output_attentions: bool
+        self, hidden_states: torch.Tensor, num_frames: int, output_attentions: bool, cls_token_only: bool
     ) -> torch.Tensor:
         batch_size, seq_length, hidden_size = hidden_states.shape  # (B, 1 + N*T, D)
         num_patches = (seq_length - 1) // num_frames
@@ -495,11 +511,13 @@ class TimeSformerLayer(GradientCheckpointingLayer):
         patches = self.add_temporal_attention(patches, num_frames, output_attentions)
 
         spatial = self.spatial_attention_inputs(cls_token, patches, num_frames)  # (B*T, 1+N, D)
-        spatial, _ = self.attention(spatial, output_attentions)
-        spatial = self.drop_path(spatial).view(batch_size, num_frames, 1 + num_patches, hidden_size)
+        spatial, _ = self.attention(spatial, output_attentions, num_queries=1 if cls_token_only else None)
+        spatial = self.drop_path(spatial).view(batch_size, num_frames, -1, hidden_size)  # (B, T, 1+N | 1, D)
 
         # The T outputs of the CLS token are averaged back into one; patches return to patch-major order.
         cls_token = cls_token + spatial[:, :, 0].mean(dim=1, keepdim=True)  # (B, 1, D)
+        if cls_token_only:
+            return cls_token
         spatial_patches = spatial[:, :, 1:].transpose(1, 2)  # (B, N, T, D)
         patches = patches.view(batch_size, num_patches, num_frames, hidden_size) + spatial_patches
         patches = patches.reshape(batch_size, num_patches * num_frames, hidden_size)
@@ -574,6 +592,14 @@ class TimeSformerPreTrainedModel(PreTrainedModel):
                 "AutoModelForVideoClassification": f"{module}.{TimeSformerForVideoClassification.__name__}",
             }
         super().save_pretrained(save_directory, *args, **kwargs)
+
+    def _returns_every_token(self, output_attentions: bool | None, output_hidden_states: bool | None) -> bool:
+        """Whether a forward pass returns attentions or hidden states (the arguments, else the config's)."""
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        return bool(output_attentions or output_hidden_states)
 
     def fuse_temporal_projections(self) -> "TimeSformerPreTrainedModel":
         """Fold the two temporal projections of every divided layer into one linear map, for inference.
@@ -787,6 +813,7 @@ class TimeSformerModel(TimeSformerPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        cls_token_only: bool = False,
         **kwargs,
     ) -> TimeSformerModelOutput | tuple:
         r"""
@@ -797,9 +824,19 @@ class TimeSformerModel(TimeSformerPreTrainedModel):
             Return spatial and temporal attention weights (computed with eager attention for this call).
         output_hidden_states (`bool`, *optional*):
             Return the embeddings and the output of every layer.
+        cls_token_only (`bool`, *optional*, defaults to `False`):
+            Compute only what `pooler_output` needs: the last layer updates the CLS token alone (the patch tokens
+            are its keys and values, but skip the MLP), about 5% less work at 8x224, same values;
+            `last_hidden_state` is then `(batch_size, 1, hidden_size)`. Not with `output_attentions` or
+            `output_hidden_states`, which need every token.
         """
         if output_attentions is None:
             output_attentions = self.config.output_attentions
+        if cls_token_only and self._returns_every_token(output_attentions, output_hidden_states):
+            raise InputError(
+                "cls_token_only=True computes the final CLS token alone: leave it out to get attentions or hidden "
+                "states, which need every token."
+            )
         # the temporal attention weights come with the spatial ones
         kwargs["output_temporal_attentions"] = (
             output_attentions and self.config.attention_type == "divided_space_time"
@@ -808,17 +845,28 @@ class TimeSformerModel(TimeSformerPreTrainedModel):
             kwargs["output_hidden_states"] = output_hidden_states
         if return_dict is not None:
             kwargs["return_dict"] = return_dict
-        return self._encode(pixel_values, output_attentions=output_attentions, **kwargs)
+        return self._encode(
+            pixel_values, output_attentions=output_attentions, cls_token_only=cls_token_only, **kwargs
+        )
 
     @capture_outputs(tie_last_hidden_states=False)
     def _encode(
-        self, pixel_values: torch.Tensor, output_attentions: bool = False, **kwargs
+        self,
+        pixel_values: torch.Tensor,
+        output_attentions: bool = False,
+        cls_token_only: bool = False,
+        **kwargs,
     ) -> TimeSformerModelOutput:
         """Embeddings, layers and the final norm; the recorded outputs are added by `capture_outputs`."""
         batch_size, num_frames = pixel_values.shape[:2]
         hidden_states, _ = self.embeddings(pixel_values)
-        for layer in self.encoder.layer:
-            hidden_states = layer(hidden_states, num_frames, output_attentions)
+        last = len(self.encoder.layer) - 1
+        for index, layer in enumerate(self.encoder.layer):
+            hidden_states = layer(
+                hidden_states, num_frames, output_attentions, cls_token_only and index == last
+            )
+        if cls_token_only:
+            hidden_states = hidden_states[:, :1]  # (B', 1, D) already, but for a model without layers
         if self.config.attention_type == "space_only":
             # (B*T, 1+N, D) -> (B, 1+N, D): the frames are averaged before the final norm, as the original.
             hidden_states = hidden_states.view(batch_size, num_frames, *hidden_states.shape[1:]).mean(dim=1)
@@ -875,6 +923,7 @@ class TimeSformerForVideoClassification(TimeSformerPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            cls_token_only=not self._returns_every_token(output_attentions, output_hidden_states),
             **kwargs,
         )
         logits = self.classifier(outputs.pooler_output)

@@ -109,8 +109,8 @@ def _is_classifier(model: torch.nn.Module) -> bool:
 
 
 class _ExportWrapper(torch.nn.Module):
-    """`pixel_values` in, plain tensors out: `logits` (nothing else: see [`_ClassTokenLayer`]), or
-    `last_hidden_state` and `pooler_output`."""
+    """`pixel_values` in, plain tensors out: `logits` (nothing else, so that the last layer updates the CLS token
+    alone), or `last_hidden_state` and `pooler_output`."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
@@ -163,7 +163,7 @@ def _inference_copy(model: torch.nn.Module) -> torch.nn.Module:
     return model.fuse_temporal_projections()
 
 
-# ---- the exported graph: ONNX Runtime's `MultiHeadAttention`, the last layer for the class token -------------
+# ---- the exported graph: ONNX Runtime's `MultiHeadAttention` ---------------------------------------------------------
 
 
 @torch.library.custom_op("timesformer_hf::onnx_multi_head_attention", mutates_args=())
@@ -206,7 +206,8 @@ class _OnnxSelfAttention(torch.nn.Module):
     """A `TimeSformerSelfAttention` as it is exported: the Q, K and V projections (three MatMuls, which int8
     quantizes) and one `MultiHeadAttention` node, which adds their biases, splits the heads and attends.
 
-    `query_states` (default: `hidden_states`) are the tokens that query; all of `hidden_states` are keys and values.
+    With `num_queries`, only the first `num_queries` tokens query (and are projected to queries); all of
+    `hidden_states` are keys and values.
     """
 
     def __init__(self, attention: torch.nn.Module) -> None:
@@ -224,56 +225,23 @@ class _OnnxSelfAttention(torch.nn.Module):
         self,
         hidden_states: torch.Tensor,
         output_attentions: bool = False,
-        query_states: torch.Tensor | None = None,
+        num_queries: int | None = None,
     ) -> tuple[torch.Tensor, None]:
-        query_states = hidden_states if query_states is None else query_states
-        query = torch.nn.functional.linear(query_states, self.query_weight)
+        query = torch.nn.functional.linear(hidden_states[:, :num_queries], self.query_weight)
         key = torch.nn.functional.linear(hidden_states, self.key_weight)
         value = torch.nn.functional.linear(hidden_states, self.value_weight)
         return onnx_multi_head_attention(query, key, value, self.bias, self.num_heads), None
 
 
-class _ClassTokenLayer(torch.nn.Module):
-    """The last `TimeSformerLayer` of a classifier, computing only what the logits read: the class token.
-
-    The patch tokens are still keys and values of its (spatial) attention, but are not queried, projected or run
-    through the MLP: for a base 8x224 model, 5% of the multiply-adds. Returns `(B, 1, D)` (space-only: `(B*T, 1, D)`).
-    For inference only (no dropout or drop-path), in a model whose attentions are [`_OnnxSelfAttention`]s.
-    """
-
-    def __init__(self, layer: torch.nn.Module) -> None:
-        super().__init__()
-        self.layer = layer
-
-    def forward(
-        self, hidden_states: torch.Tensor, num_frames: int, output_attentions: bool = False
-    ) -> torch.Tensor:
-        layer, cls_token = self.layer, hidden_states[:, :1]  # (B, 1, D)
-        if layer.attention_type == "divided_space_time":
-            patches = layer.add_temporal_attention(hidden_states[:, 1:], num_frames)
-            tokens = layer.spatial_attention_inputs(cls_token, patches, num_frames)  # (B*T, 1+N, D)
-        else:  # joint attention over all tokens, or space-only over each frame's
-            tokens = layer.layernorm_before(hidden_states)
-        context, _ = layer.attention.attention(tokens, query_states=tokens[:, :1])
-        update = layer.attention.output(context)  # (B', 1, D)
-        if layer.attention_type == "divided_space_time":  # the T copies of the CLS token averaged
-            update = update.view(cls_token.shape[0], num_frames, -1).mean(dim=1, keepdim=True)
-        cls_token = cls_token + update
-        return cls_token + layer.feed_forward(cls_token)
-
-
 def _export_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of `model` (see [`_inference_copy`]) built for the graph: every self-attention an
-    [`_OnnxSelfAttention`], and for a classifier the last layer a [`_ClassTokenLayer`]. Same outputs."""
+    [`_OnnxSelfAttention`]. Same outputs."""
     from .modeling_timesformer import TimeSformerAttention
 
     model = copy.deepcopy(model)
     for module in model.modules():
         if isinstance(module, TimeSformerAttention):
             module.attention = _OnnxSelfAttention(module.attention)
-    if _is_classifier(model):
-        layers = model.timesformer.encoder.layer
-        layers[-1] = _ClassTokenLayer(layers[-1])
     return model
 
 
