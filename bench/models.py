@@ -13,6 +13,7 @@ import torch
 import transformers
 
 from timesformer_hf import TimeSformerConfig, TimeSformerForVideoClassification
+from timesformer_hf.packed_linear import pack_linear_layers
 
 PRESETS = {"base": (8, 224), "hr": (16, 448), "l": (96, 224)}  # (frames, crop) of the paper's three models
 ATTENTION_TYPES = {"divided": "divided_space_time", "joint": "joint_space_time", "space_only": "space_only"}
@@ -74,7 +75,9 @@ def model_kwargs(config: BenchConfig) -> dict:
 def build_model(implementation: str, config: BenchConfig, state_dict: dict | None = None) -> torch.nn.Module:
     """A full-size model of `implementation`, random weights (or `state_dict`), in eval mode on the device/dtype.
 
-    Ours runs its inference fast path: the temporal projections fused (`fuse_temporal_projections`).
+    Ours runs its inference fast path, as `load_model` returns it: the temporal projections fused
+    (`fuse_temporal_projections`) and, in bf16 on the CPU and not compiled, the linear layers packed for oneDNN
+    (`pack_linear_layers`).
     """
     torch.manual_seed(0)
     if implementation == "timesformer_hf":
@@ -87,7 +90,12 @@ def build_model(implementation: str, config: BenchConfig, state_dict: dict | Non
     if state_dict is not None:
         model.load_state_dict(state_dict, strict=True)
     model = model.to(device=config.device, dtype=DTYPES[config.dtype]).eval()
-    return model.fuse_temporal_projections() if implementation == "timesformer_hf" else model
+    if implementation != "timesformer_hf":
+        return model
+    model = model.fuse_temporal_projections()
+    if config.device == "cpu" and config.dtype == "bf16" and not config.compile:
+        model = pack_linear_layers(model)
+    return model
 
 
 def build_models(config: BenchConfig) -> dict[str, torch.nn.Module]:

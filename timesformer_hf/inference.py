@@ -46,6 +46,7 @@ from .configuration_timesformer import is_multi_label_model
 from .errors import InputError
 from .image_processing_timesformer import logits_to_scores, predictions_from_scores
 from .loading import check_model_repo, hub_errors
+from .packed_linear import pack_linear_layers
 from .video import (
     StoredVideo,
     TimeWindow,
@@ -157,7 +158,9 @@ def load_model(
     """A model ready for inference and its video processor.
 
     The model is the classifier (`task="classify"`) or the backbone (`"features"`), in eval mode with its temporal
-    projections fused (computed in fp32 before casting), on `device` in `dtype`, optionally `torch.compile`d.
+    projections fused (computed in fp32 before casting), on `device` in `dtype`, optionally `torch.compile`d; in
+    bf16 on a CPU its linear layers run on weights packed for oneDNN ([`pack_linear_layers`]). The fused and packed
+    weights are snapshots: to change the weights (e.g. merge adapters), do it before, or fuse and pack again after.
     `dtype="auto"` is bf16 on a GPU that supports it and on a CPU with native bf16 (AMX, AVX512-BF16), fp32
     elsewhere ([`auto_dtype`]); `"fp32"` gives the original's numbers exactly.
     With `backend="onnxruntime"`, `repo` is a folder written by `timesformer-hf export` and the model a
@@ -188,7 +191,11 @@ def load_model(
         model = model_class.from_pretrained(repo, revision=revision, **extra)
         processor = TimeSformerVideoProcessor.from_pretrained(repo, revision=revision)
     model = model.eval().fuse_temporal_projections().to(device=device, dtype=dtype)
-    return (compile_for_inference(model) if compile else model), processor
+    if compile:
+        return compile_for_inference(model), processor
+    if device.type == "cpu" and dtype == torch.bfloat16:
+        model = pack_linear_layers(model)
+    return model, processor
 
 
 def compile_for_inference(model: torch.nn.Module, fullgraph: bool = False) -> torch.nn.Module:
