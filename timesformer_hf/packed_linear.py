@@ -31,9 +31,8 @@ class PackedLinear(nn.Linear):
     an `nn.Linear`; the copy is not saved, and dropped by `train()` and by copies of the module.
     """
 
-    _packed: tuple[tuple[int, int], torch.Tensor] | None = (
-        None  # ((weight's data_ptr, version), packed weight)
-    )
+    # ((the weight's data_ptr, its version), the packed weight), set by `pack`
+    _packed: tuple[tuple[int, int], torch.Tensor] | None = None
 
     def pack(self) -> None:
         """Snapshot the weight, packed for oneDNN (a bf16 weight on the CPU, not an inference tensor; otherwise
