@@ -11,7 +11,12 @@ from torch.profiler import profile
 
 from timesformer_hf import TimeSformerForVideoClassification
 from timesformer_hf.inference import compile_for_inference, load_model
-from timesformer_hf.packed_linear import PackedLinear, pack_linear_layers, packed_linear_available
+from timesformer_hf.packed_linear import (
+    MAX_PACKED_ROWS,
+    PackedLinear,
+    pack_linear_layers,
+    packed_linear_available,
+)
 
 # This machine (and CI) has oneDNN's bf16 linear; elsewhere packing is a no-op, which the last test holds.
 needs_onednn = pytest.mark.skipif(not packed_linear_available(), reason="no oneDNN bf16 linear on this CPU")
@@ -56,8 +61,12 @@ def test_packed_layers_run_nn_linear_whenever_the_packed_weight_may_not_serve():
     loss = packed(x).float().sum()
     loss.backward()
     assert packed[0].weight.grad is not None
-    with torch.inference_mode(), pytest.raises(RuntimeError, match="same dtype"):
-        packed(x.float())  # another dtype: nn.Linear, which refuses it
+    with torch.inference_mode():
+        many_tokens = torch.randn(MAX_PACKED_ROWS + 1, 32).to(torch.bfloat16)
+        assert linear_ops(packed, many_tokens) == ["aten::addmm"] * 2  # GEMMs too large to gain from packing
+        assert linear_ops(packed, many_tokens[:MAX_PACKED_ROWS]) == ["mkldnn::_linear_pointwise"] * 2
+        with pytest.raises(RuntimeError, match="same dtype"):
+            packed(x.float())  # another dtype: nn.Linear, which refuses it
     with torch.no_grad():
         packed[0].weight.mul_(2)  # a weight changed in place: this layer runs unpacked, with the new weight
         assert linear_ops(packed, x) == ["aten::addmm", "mkldnn::_linear_pointwise"]

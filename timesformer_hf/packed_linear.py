@@ -3,14 +3,18 @@
 In bf16 on a CPU, `nn.Linear` runs `addmm`, which reorders the weight into oneDNN's blocked layout at every call and
 writes the bias into the output before the GEMM accumulates into it. oneDNN's linear primitive
 (`torch.ops.mkldnn._linear_pointwise`, what `torch.compile` calls on frozen weights) takes a weight packed ahead of
-time and adds the bias in its epilogue: a base 8x224 forward in bf16 at batch 1 runs about 10% faster on a CPU with
-AMX (BENCHMARKS.md). [`load_model`] packs the model it returns for bf16 on a CPU.
+time and adds the bias in its epilogue: 9-29% faster for the GEMMs of one 8x224 clip (1569 tokens) on a CPU with
+AMX, but up to 14% slower than `addmm` for the largest ones beyond 6000 tokens, so it serves inputs of at most
+`MAX_PACKED_ROWS` tokens: a base 8x224 forward in bf16 at batch 1 runs 4-7% faster (BENCHMARKS.md). [`load_model`]
+packs the model it returns for bf16 on a CPU.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+MAX_PACKED_ROWS = 4096  # tokens (rows of the GEMM) a call may have to run packed; more run `addmm`
 
 
 def packed_linear_available() -> bool:
@@ -27,7 +31,7 @@ class PackedLinear(nn.Linear):
 
     The copy is a snapshot taken by [`pack_linear_layers`]: a weight changed since (loaded, `.to()`, an optimizer step;
     anything but an edit through `.data`, so pack again after merging adapters), training, gradients, other dtypes and
-    devices, tracing and `torch.compile` run `nn.Linear.forward`. Parameters, state dict, hooks and `repr` are those of
+    devices, more than `MAX_PACKED_ROWS` tokens, tracing and `torch.compile` run `nn.Linear.forward`. Parameters, state dict, hooks and `repr` are those of
     an `nn.Linear`; the copy is not saved, and dropped by `train()` and by copies of the module.
     """
 
@@ -61,6 +65,7 @@ class PackedLinear(nn.Linear):
             key != (weight.data_ptr(), weight._version)
             or input.dtype != weight.dtype
             or input.device != weight.device
+            or input.numel() > MAX_PACKED_ROWS * input.shape[-1]
         ):
             return None
         if torch.is_grad_enabled() and any(
