@@ -504,7 +504,7 @@ def test_commands_take_files_or_a_data_set_not_both(motion, repo, tmp_path, caps
 
 @pytest.mark.slow
 def test_parquet_form_of_the_demo_data_learns_as_the_folder_form(tmp_path):
-    from timesformer_hf.demo import train_model
+    from timesformer_hf.demo import train_arguments, train_model
 
     write_motion_dataset(tmp_path / "data", num_train_per_class=32, num_eval_per_class=8, seed=0)
     features = Features({"video": Video(decode=False), "label": Value("string")})
@@ -521,14 +521,12 @@ def test_parquet_form_of_the_demo_data_learns_as_the_folder_form(tmp_path):
     folder, _ = train_model(
         "divided_space_time", tmp_path / "data", tmp_path / "run1", tmp_path / "repo1", seed=0
     )
-    parquet, _ = train_model(
-        "divided_space_time",
-        tmp_path / "data",
-        tmp_path / "run2",
-        tmp_path / "repo2",
-        seed=0,
-        dataset_name=str(tmp_path / "parquet"),
-    )
+    # the demo's command with the Parquet set in place of the two folders
+    arguments = train_arguments("divided_space_time", tmp_path / "data", tmp_path / "run2", tmp_path / "repo2")
+    folders = [arguments.index("--train-dir"), arguments.index("--validation-dir")]
+    arguments = [a for i, a in enumerate(arguments) if i not in {j + k for j in folders for k in (0, 1)}]
+    assert main(["train", *arguments, "--dataset-name", str(tmp_path / "parquet")]) == 0
+    parquet = json.loads((tmp_path / "run2" / "eval_results.json").read_text())
     print(
         f"held-out top-1: folder {folder['eval_top1_accuracy']:.3f}, parquet {parquet['eval_top1_accuracy']:.3f}"
     )
