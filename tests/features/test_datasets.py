@@ -522,7 +522,9 @@ def test_parquet_form_of_the_demo_data_learns_as_the_folder_form(tmp_path):
         "divided_space_time", tmp_path / "data", tmp_path / "run1", tmp_path / "repo1", seed=0
     )
     # the demo's command with the Parquet set in place of the two folders
-    arguments = train_arguments("divided_space_time", tmp_path / "data", tmp_path / "run2", tmp_path / "repo2")
+    arguments = train_arguments(
+        "divided_space_time", tmp_path / "data", tmp_path / "run2", tmp_path / "repo2"
+    )
     folders = [arguments.index("--train-dir"), arguments.index("--validation-dir")]
     arguments = [a for i, a in enumerate(arguments) if i not in {j + k for j in folders for k in (0, 1)}]
     assert main(["train", *arguments, "--dataset-name", str(tmp_path / "parquet")]) == 0
