@@ -119,6 +119,21 @@ def test_short_sequence_attention_matches_eager():
     torch.testing.assert_close(output, expected, atol=1e-6, rtol=0)
 
 
+def test_a_layer_put_in_place_of_a_fused_projection_runs():
+    """An adapter (or any module) attached after fusing replaces the projection: the fused weights stand aside."""
+    model = tiny_model("divided_space_time").eval()
+    pixel_values = clip()
+    model.fuse_temporal_projections()
+    layer = model.timesformer.encoder.layer[0]
+    with torch.no_grad():
+        before = model(pixel_values).logits
+        layer.temporal_dense = torch.nn.Sequential(layer.temporal_dense, torch.nn.Tanh())
+        after = model(pixel_values).logits
+        assert not torch.allclose(after, before, atol=1e-3)
+        model.timesformer.encoder.layer[0].fused_temporal_weight = None  # the reference: unfused
+        torch.testing.assert_close(model(pixel_values).logits, after, atol=ATOL, rtol=0)
+
+
 def test_fused_temporal_projections_match_the_two_layers(monkeypatch):
     model = tiny_model("divided_space_time").eval()
     pixel_values = clip()
@@ -147,6 +162,16 @@ def test_fused_temporal_projections_match_the_two_layers(monkeypatch):
     compiled = torch.compile(model, backend="eager", fullgraph=True)
     with torch.no_grad():
         torch.testing.assert_close(compiled(pixel_values).logits, expected, atol=ATOL, rtol=0)
+
+    state = {name: value + 0.01 for name, value in model.state_dict().items()}
+    model.load_state_dict(state)  # new weights drop the fusion
+    assert layer.fused_temporal_weight is None
+    with torch.no_grad():
+        reloaded = model(pixel_values).logits
+    assert not torch.allclose(reloaded, expected, atol=1e-3)
+    model.fuse_temporal_projections()
+    with torch.no_grad():
+        torch.testing.assert_close(model(pixel_values).logits, reloaded, atol=ATOL, rtol=0)
 
     model.train()  # training drops the fusion: the two layers learn
     assert layer.fused_temporal_weight is None and layer.fused_temporal_bias is None

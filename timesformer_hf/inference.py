@@ -160,7 +160,8 @@ def load_model(
     The model is the classifier (`task="classify"`) or the backbone (`"features"`), in eval mode with its temporal
     projections fused (computed in fp32 before casting), on `device` in `dtype`, optionally `torch.compile`d; in
     bf16 on a CPU its linear layers run on weights packed for oneDNN ([`pack_linear_layers`]). The fused and packed
-    weights are snapshots: to change the weights (e.g. merge adapters), do it before, or fuse and pack again after.
+    weights are snapshots: an adapter attached to the model runs in full, but to change the weights (merge adapters,
+    edit them in place), do it before, or fuse and pack again after.
     `dtype="auto"` is bf16 on a GPU that supports it and on a CPU with native bf16 (AMX, AVX512-BF16), fp32
     elsewhere ([`auto_dtype`]); `"fp32"` gives the original's numbers exactly.
     With `backend="onnxruntime"`, `repo` is a folder written by `timesformer-hf export` and the model a

@@ -498,9 +498,23 @@ class TimeSformerLayer(GradientCheckpointingLayer):
             self.fused_temporal_bias = bias.to(dense.bias.dtype)
 
     def train(self, mode: bool = True) -> "TimeSformerLayer":
-        if mode and self.attention_type == "divided_space_time":
-            self.fused_temporal_weight = self.fused_temporal_bias = None  # training updates the two layers
+        if mode:
+            self._drop_fused_temporal_projection()  # training updates the two layers
         return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        self._drop_fused_temporal_projection()  # the weights are being replaced
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def _drop_fused_temporal_projection(self) -> None:
+        if self.attention_type == "divided_space_time":
+            self.fused_temporal_weight = self.fused_temporal_bias = None
+
+    def _runs_fused_temporal_projection(self) -> bool:
+        """Whether the fused weights stand in for the two projections: fused, and both still plain linear layers
+        (an adapter, e.g. LoRA, or any other module put in their place since runs instead)."""
+        projections = (self.temporal_attention.output.dense, self.temporal_dense)
+        return self.fused_temporal_weight is not None and all(isinstance(p, nn.Linear) for p in projections)
 
     def _divided_attention(
         self, hidden_states: torch.Tensor, num_frames: int, output_attentions: bool, cls_token_only: bool
@@ -530,7 +544,7 @@ class TimeSformerLayer(GradientCheckpointingLayer):
         token takes no part)."""
         batch_size, length, hidden_size = patches.shape
         temporal = self.temporal_layernorm(patches).view(-1, num_frames, hidden_size)  # (B*N, T, D)
-        if self.fused_temporal_weight is None:
+        if not self._runs_fused_temporal_projection():
             temporal, _ = self.temporal_attention(temporal, output_attentions)
             temporal = self.temporal_dense(self.drop_path(temporal))
         else:  # output projection and temporal_dense in one (`fuse_temporal_projection`)
@@ -605,8 +619,9 @@ class TimeSformerPreTrainedModel(PreTrainedModel):
         """Fold the two temporal projections of every divided layer into one linear map, for inference.
 
         One (D x D) GEMM per patch token and layer less (5.6% of the FLOPs at 8x224, 5.2% at HR 16x448), logits equal
-        up to float rounding. The fused weights are a snapshot: fuse after loading weights or merging adapters (LoRA),
-        and again after changing them; `train()` drops the fusion. They are not saved. While fused, the two layers
+        up to float rounding. The fused weights are a snapshot: fuse after merging adapters (LoRA) or editing weights
+        in place, and again after; `train()` and `load_state_dict` drop the fusion, and a layer put in place of either
+        projection (an adapter attached after fusing) runs unfused. They are not saved. While fused, the two layers
         (and hooks on them or on `temporal_attention`) do not run. Returns the model.
 
         Example:

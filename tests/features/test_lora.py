@@ -10,6 +10,8 @@ from transformers import HfArgumentParser, TrainerCallback, TrainingArguments
 
 from timesformer_hf import TimeSformerForVideoClassification, TimeSformerVideoProcessor
 from timesformer_hf.commands.app import main
+from timesformer_hf.inference import load_model
+from timesformer_hf.packed_linear import pack_linear_layers
 from timesformer_hf.synthetic import motion_labels, write_motion_dataset
 from timesformer_hf.training import (
     LORA_TARGET_MODULES,
@@ -103,6 +105,17 @@ def test_the_merged_repo_equals_base_and_adapter(lora_run):
         fused = merged.fuse_temporal_projections()(pixel_values).logits
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
     torch.testing.assert_close(fused, expected, atol=1e-5, rtol=0)
+    # the adapter attached to a base model fused for inference (as `load_model` returns it) runs in full
+    fused_base = TimeSformerForVideoClassification.from_pretrained(
+        root / "base",
+        id2label=labels,
+        label2id={name: i for i, name in labels.items()},
+        ignore_mismatched_sizes=True,
+    )
+    fused_base.eval().fuse_temporal_projections()
+    adapted_fused = peft.PeftModel.from_pretrained(fused_base, root / "run" / "adapter").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(adapted_fused(pixel_values).logits, expected, atol=1e-5, rtol=0)
     # the adapters changed the backbone: its features differ from the base model's
     original = TimeSformerForVideoClassification.from_pretrained(root / "base").eval()
     with torch.no_grad():
@@ -187,3 +200,28 @@ def test_lora_without_peft_says_what_to_install(monkeypatch):
         apply_lora(
             TimeSformerForVideoClassification(tiny_config()), ModelArguments(from_scratch=True, lora_r=2)
         )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_an_adapter_on_the_model_load_model_returns(repo, dtype):
+    """`load_model`'s model (temporal projections fused; in bf16 on a CPU, linear layers packed) with an adapter:
+    unmerged, the adapter runs in full; merged, fused and packed again, the same logits."""
+
+    def adapted(model):
+        torch.manual_seed(0)  # the same adapter weights each time
+        config = peft.LoraConfig(target_modules=list(LORA_TARGET_MODULES), r=2, init_lora_weights=False)
+        return peft.get_peft_model(model, config)
+
+    pixel_values = torch.randn(2, 4, 3, 32, 32, generator=torch.Generator().manual_seed(1)).to(dtype)
+    reference = adapted(TimeSformerForVideoClassification.from_pretrained(repo).eval().to(dtype))
+    model = adapted(load_model(repo, dtype="fp32" if dtype == torch.float32 else "bf16", device="cpu")[0])
+    with torch.no_grad():
+        expected = reference(pixel_values).logits.float()
+        unmerged = model(pixel_values).logits.float()
+        merged = pack_linear_layers(model.merge_and_unload().fuse_temporal_projections())
+        logits = merged(pixel_values).logits.float()
+        base = load_model(repo, dtype="fp32", device="cpu")[0](pixel_values.float()).logits
+    tolerance = 1e-5 if dtype == torch.float32 else 0.02 * expected.abs().max().item()
+    assert (expected - base).abs().max() > 10 * tolerance  # the adapter matters
+    torch.testing.assert_close(unmerged, expected, atol=tolerance, rtol=0)
+    torch.testing.assert_close(logits, expected, atol=tolerance, rtol=0)
