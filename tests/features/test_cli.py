@@ -10,7 +10,8 @@ import pytest
 from conftest import TINY
 
 from timesformer_hf.commands.app import main
-from timesformer_hf.commands.options import dashed
+from timesformer_hf.commands.jobs import idle_cpus_notice
+from timesformer_hf.commands.options import dashed, default_num_workers
 from timesformer_hf.synthetic import write_motion_dataset
 from timesformer_hf.video_processing_timesformer import TimeSformerVideoProcessor
 
@@ -60,6 +61,20 @@ def test_dashed_spelling():
     assert dashed(["--batch_size", "4", "--top_k=2", "--json", "-x", "my_file.mp4", "--", "--not_an_option"]) == [
         "--batch-size", "4", "--top-k=2", "--json", "-x", "my_file.mp4", "--", "--not_an_option",
     ]  # fmt: skip
+
+
+def test_processes_on_one_machine_share_its_cpus(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    assert [default_num_workers(n) for n in (1, 4, 8, 32, 64)] == [8, 8, 7, 1, 1]
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert default_num_workers() == default_num_workers(2) == 1
+    # launchers give each process one thread unless told: say how to use the rest, once there is a rest to use
+    notice = idle_cpus_notice(local_processes=8, threads=1, cpus=64)
+    assert "--num_cpu_threads_per_process 8" in notice and "OMP_NUM_THREADS=8" in notice
+    assert "\n" not in notice
+    assert idle_cpus_notice(local_processes=8, threads=8, cpus=64) is None  # threads given
+    assert idle_cpus_notice(local_processes=1, threads=1, cpus=64) is None  # one process: the user's choice
+    assert idle_cpus_notice(local_processes=2, threads=1, cpus=2) is None  # one CPU each: nothing idle
 
 
 def test_version_and_usage_errors(capsys):

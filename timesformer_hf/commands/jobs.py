@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CLIError, SomeInputsFailed
+from .options import default_num_workers
 
 
 def video_paths(sources: Sequence[str]) -> list[str]:
@@ -54,6 +55,14 @@ def video_source(args: argparse.Namespace, files: str | Sequence[str] | None) ->
     return VideoSource.from_path(files, **columns)
 
 
+LOCAL_SIZE_VARIABLES = (
+    "LOCAL_WORLD_SIZE",
+    "MPI_LOCALNRANKS",
+    "OMPI_COMM_WORLD_LOCAL_SIZE",
+    "MV2_COMM_WORLD_LOCAL_SIZE",
+)
+
+
 class Processes:
     """This process's rank among those `accelerate launch` / `torchrun` started (one process otherwise)."""
 
@@ -68,6 +77,9 @@ class Processes:
         self.rank = self.state.process_index if self.state else 0
         self.count = self.state.num_processes if self.state else 1
         self.is_main = self.rank == 0
+        # processes on this machine: torchrun's and `accelerate launch`'s variable, else MPI's (`accelerate --cpu`)
+        local = next((os.environ[name] for name in LOCAL_SIZE_VARIABLES if os.environ.get(name)), "1")
+        self.local_count = max(1, int(local)) if self.state else 1
 
     def device(self, requested: str) -> Any:
         """Under several processes, `auto` is each process's own device."""
@@ -109,9 +121,24 @@ def say_dtype(args: argparse.Namespace) -> None:
         )
 
 
+def idle_cpus_notice(local_processes: int, threads: int, cpus: int) -> str | None:
+    """One line when a launcher left each of several processes on this machine's CPUs a single thread (`torchrun`
+    and `accelerate launch` set `OMP_NUM_THREADS=1` unless told otherwise), so that most cores would sit idle."""
+    share = cpus // local_processes
+    if local_processes == 1 or threads > 1 or share < 2:
+        return None
+    return (
+        f"Each of the {local_processes} processes on this machine computes on 1 thread (OMP_NUM_THREADS=1, the "
+        f"launcher's default) though it has {cpus} CPUs: give each its share with `accelerate launch "
+        f"--num_cpu_threads_per_process {share}` (torchrun: OMP_NUM_THREADS={share})."
+    )
+
+
 def load_engine(args: argparse.Namespace, processes: Processes, *, task: str, output: str) -> Any:
     """The model of `args.model` on this process's device, in an engine set up from the command's options."""
-    from ..inference import InferenceEngine, load_model
+    import torch
+
+    from ..inference import InferenceEngine, load_model, resolve_device
 
     resolve_dtype_option(args)
     model, processor = load_model(
@@ -127,6 +154,9 @@ def load_engine(args: argparse.Namespace, processes: Processes, *, task: str, ou
     )
     if processes.is_main:
         say_dtype(args)
+        notice = idle_cpus_notice(processes.local_count, torch.get_num_threads(), os.cpu_count() or 1)
+        if notice and resolve_device(processes.device(args.device)).type == "cpu":
+            print(notice, file=sys.stderr)
     if args.frame_sampling:
         processor.frame_sampling = args.frame_sampling
     return InferenceEngine(
@@ -134,7 +164,9 @@ def load_engine(args: argparse.Namespace, processes: Processes, *, task: str, ou
         processor,
         output=output,
         batch_size=args.batch_size,
-        num_workers=args.num_workers,
+        num_workers=default_num_workers(processes.local_count)
+        if args.num_workers is None
+        else args.num_workers,
         num_clips=args.num_clips,
         num_crops=args.num_crops,
         window=getattr(args, "window", None),

@@ -21,6 +21,7 @@ __all__ = [
     "add_threshold_option",
     "add_video_arguments",
     "dashed",
+    "default_num_workers",
     "non_negative_int",
     "positive_int",
     "probability",
@@ -28,8 +29,13 @@ __all__ = [
     "unrecognized",
 ]
 
-# decoding workers leave a core to the model: on 2 cores, 2 workers slowed even a tiny model to 85% of decoding alone
-DEFAULT_NUM_WORKERS = min(8, max(1, (os.cpu_count() or 2) - 1))
+
+def default_num_workers(local_processes: int = 1) -> int:
+    """Decoding workers of each of `local_processes` processes on this machine: its share of the CPUs less one, left
+    to the model (on 2 cores, 2 workers slowed even a tiny model to 85% of decoding alone), at least 1, at most 8."""
+    return min(8, max(1, (os.cpu_count() or 2) // local_processes - 1))
+
+
 SPELLING_NOTE = "Options are spelled with dashes (--batch-size); underscores (--batch_size) are accepted too."
 _UNDERSCORED = re.compile(r"^(--[a-z0-9]+(?:_[a-z0-9]+)+)(=.*)?$")
 
@@ -202,9 +208,9 @@ def add_inference_options(parser: argparse.ArgumentParser, *, windows: bool = Tr
     group.add_argument(
         "--num-workers",
         type=non_negative_int,
-        default=DEFAULT_NUM_WORKERS,
         help="Processes decoding and preprocessing ahead of the model (default: the CPU count less one, left to "
-        f"the model, at most 8: {DEFAULT_NUM_WORKERS} here; 0 decodes in this process).",
+        f"the model, at most 8: {default_num_workers()} here; under a launcher, each process's share of the CPUs "
+        "less one; 0 decodes in this process).",
     )
     group.add_argument(
         "--compile",
