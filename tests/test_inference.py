@@ -293,6 +293,31 @@ def test_two_processes_equal_one(repo, many_videos, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_processes_that_would_compute_differently_are_refused(repo, many_videos, tmp_path):
+    """Two processes of one job (as two machines would start them), one in fp32, one in bf16 (what `--dtype auto`
+    picks on machines with and without native bf16): both refuse in one line, nothing is written."""
+    output = tmp_path / "features.parquet"
+    env = {
+        **os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "1",
+        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(29500 + os.getpid() % 1000),
+    }  # fmt: skip
+    runs = [
+        subprocess.Popen(
+            features_command(repo, many_videos, output, "--dtype", dtype),
+            env={**env, "RANK": str(rank), "LOCAL_RANK": "0"},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank, dtype in enumerate(("fp32", "bf16"))
+    ]
+    for run in runs:
+        stderr = run.communicate(timeout=300)[1]
+        assert run.returncode == 1, stderr[-3000:]
+        (line,) = stderr.strip().splitlines()
+        assert "would not compute alike (dtype: fp32 (process 0), bf16 (process 1))" in line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_evaluate_matches_a_hand_computation(repo, tmp_path, capsys):
     labels = motion_labels(4)
     data = tmp_path / "data"

@@ -90,6 +90,28 @@ class Processes:
         if self.state is not None:
             self.state.wait_for_everyone()
 
+    def agree(self, settings: dict[str, Any]) -> None:
+        """Refuse, in every process at once, a job whose processes would compute differently: `--dtype auto` picks
+        per machine (bf16 where the CPU or GPU has it), and each machine reads its own copy of the model."""
+        if self.state is None:
+            return
+        from accelerate.utils import gather_object
+
+        everyone = gather_object([settings])
+        differing = sorted(
+            {key for other in everyone for key in settings if other.get(key) != settings.get(key)}
+        )
+        if differing:
+            values = "; ".join(
+                f"{key}: "
+                + ", ".join(f"{other.get(key)} (process {rank})" for rank, other in enumerate(everyone))
+                for key in differing
+            )
+            raise CLIError(
+                f"The processes of this job would not compute alike ({values}): give every machine the same, e.g. "
+                "--dtype fp32 or bf16 rather than auto, and the same model files."
+            )
+
     def share(self, count: int) -> range:
         """This process's positions among `count` videos."""
         return range(self.rank, count, self.count)
@@ -234,6 +256,7 @@ def run_stored(
     from ..results import ResultStore
 
     processes = Processes()
+    processes.agree(job_settings)
     store = ResultStore(
         output,
         names,
