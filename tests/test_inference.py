@@ -4,6 +4,7 @@ import csv
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -293,29 +294,42 @@ def test_two_processes_equal_one(repo, many_videos, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_processes_that_would_compute_differently_are_refused(repo, many_videos, tmp_path):
-    """Two processes of one job (as two machines would start them), one in fp32, one in bf16 (what `--dtype auto`
-    picks on machines with and without native bf16): both refuse in one line, nothing is written."""
+@pytest.mark.parametrize("differ", ["dtype", "videos"])
+def test_processes_that_would_compute_differently_are_refused(repo, many_videos, tmp_path, differ):
+    """Two processes of one job (as two machines would start them), one in fp32 and one in bf16 (what `--dtype auto`
+    picks on machines with and without native bf16), or seeing other videos: both refuse in one line, nothing is
+    written."""
+    fewer = tmp_path / "fewer"
+    shutil.copytree(many_videos, fewer)
+    next(fewer.rglob("*.mp4")).unlink()
     output = tmp_path / "features.parquet"
     env = {
         **os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "1",
         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(29500 + os.getpid() % 1000),
     }  # fmt: skip
+    if differ == "dtype":
+        commands = [
+            features_command(repo, many_videos, output, "--dtype", dtype) for dtype in ("fp32", "bf16")
+        ]
+        expected = "dtype: fp32 (process 0), bf16 (process 1)"
+    else:
+        commands = [
+            features_command(repo, folder, output, "--dtype", "fp32") for folder in (many_videos, fewer)
+        ]
+        count = sum(1 for _ in many_videos.rglob("*.mp4"))
+        expected = f"videos: {count} listed"
     runs = [
         subprocess.Popen(
-            features_command(repo, many_videos, output, "--dtype", dtype),
-            env={**env, "RANK": str(rank), "LOCAL_RANK": "0"},
-            stderr=subprocess.PIPE,
-            text=True,
+            command, env={**env, "RANK": str(rank), "LOCAL_RANK": "0"}, stderr=subprocess.PIPE, text=True
         )
-        for rank, dtype in enumerate(("fp32", "bf16"))
+        for rank, command in enumerate(commands)
     ]
     for run in runs:
         stderr = run.communicate(timeout=300)[1]
         assert run.returncode == 1, stderr[-3000:]
         (line,) = stderr.strip().splitlines()
-        assert "would not compute alike (dtype: fp32 (process 0), bf16 (process 1))" in line
-    assert list(tmp_path.iterdir()) == []
+        assert "would not compute alike (" + expected in line, line
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["fewer"]
 
 
 def test_evaluate_matches_a_hand_computation(repo, tmp_path, capsys):

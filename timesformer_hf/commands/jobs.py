@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -92,7 +93,8 @@ class Processes:
 
     def agree(self, settings: dict[str, Any]) -> None:
         """Refuse, in every process at once, a job whose processes would compute differently: `--dtype auto` picks
-        per machine (bf16 where the CPU or GPU has it), and each machine reads its own copy of the model."""
+        per machine (bf16 where the CPU or GPU has it), and each machine reads its own copy of the model and lists
+        its own videos."""
         if self.state is None:
             return
         from accelerate.utils import gather_object
@@ -109,7 +111,7 @@ class Processes:
             )
             raise CLIError(
                 f"The processes of this job would not compute alike ({values}): give every machine the same, e.g. "
-                "--dtype fp32 or bf16 rather than auto, and the same model files."
+                "--dtype fp32 or bf16 rather than auto, the same model files and the same videos."
             )
 
     def share(self, count: int) -> range:
@@ -256,7 +258,8 @@ def run_stored(
     from ..results import ResultStore
 
     processes = Processes()
-    processes.agree(job_settings)
+    listed = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
+    processes.agree({**job_settings, "videos": f"{len(names)} listed ({listed})"})
     store = ResultStore(
         output,
         names,
