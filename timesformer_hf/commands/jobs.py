@@ -109,10 +109,20 @@ class Processes:
                 + ", ".join(f"{other.get(key)} (process {rank})" for rank, other in enumerate(everyone))
                 for key in differing
             )
+            self.close()  # every process stops here: leave the process group together, not at exit
             raise CLIError(
                 f"The processes of this job would not compute alike ({values}): give every machine the same, e.g. "
                 "--dtype fp32 or bf16 rather than auto, the same model files and the same videos."
             )
+
+    def close(self) -> None:
+        """Leave the process group, every process at once (a barrier first)."""
+        if self.state is not None:
+            import torch.distributed
+
+            self.state.wait_for_everyone()
+            torch.distributed.destroy_process_group()
+            self.state = None
 
     def share(self, count: int) -> range:
         """This process's positions among `count` videos."""
